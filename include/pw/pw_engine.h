@@ -1,0 +1,161 @@
+/*
+ * proxy-wasm-c: the engine interface.
+ *
+ * A small table of functions over opaque handles. The core uses only this;
+ * backend types never appear outside src/engine/<name>/.
+ *
+ * Signatures are strings: parameter type letters, ':' then result letters.
+ *   'i' = i32, 'I' = i64, 'f' = f32, 'F' = f64.
+ *   "ii:i" is (i32, i32) -> i32; ":" is () -> ().
+ *
+ * Threads: an engine, its modules and instances are used from the thread
+ * that created the engine, except pw_engine_vt_t.interrupt, which may be
+ * called from any thread.
+ */
+#ifndef PW_ENGINE_H
+#define PW_ENGINE_H
+
+#include <pw/pw_types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PW_SIG_MAX 32          /* longest signature string, with NUL */
+#define PW_TRAP_MSG_MAX 256
+#define PW_TRAP_BT_MAX 2048
+
+typedef enum {
+    PW_I32 = 'i',
+    PW_I64 = 'I',
+    PW_F32 = 'f',
+    PW_F64 = 'F'
+} pw_valkind_t;
+
+typedef struct {
+    pw_valkind_t kind;
+    union {
+        int32_t i32;
+        int64_t i64;
+        float f32;
+        double f64;
+    } of;
+} pw_val_t;
+
+typedef struct pw_engine_s pw_engine_t;       /* one per process/thread */
+typedef struct pw_emodule_s pw_emodule_t;     /* compiled module */
+typedef struct pw_einstance_s pw_einstance_t; /* instance of a module */
+typedef struct pw_efunc_s pw_efunc_t;         /* an exported function */
+
+/* What a trapped or interrupted call reports. */
+typedef struct {
+    char message[PW_TRAP_MSG_MAX];    /* e.g. "RuntimeError: unreachable" */
+    char backtrace[PW_TRAP_BT_MAX];   /* one frame per line, names from the
+                                         name section where present */
+} pw_trap_t;
+
+/*
+ * A host function given to an instance as an import.
+ *
+ * args has as many values as the import's signature has parameters, with
+ * their kinds; the function writes each result (kind preset by the engine).
+ * Return PW_OK, or PW_ETRAP to abort the running guest call: *trap_msg then
+ * names the reason (static string) and the engine reports it as a trap.
+ * `inst` is the instance that called; host code reaches its memory through
+ * the engine's memory function.
+ */
+typedef int (*pw_host_fn_t)(void *fn_data, pw_einstance_t *inst,
+    const pw_val_t *args, pw_val_t *results, const char **trap_msg);
+
+typedef struct {
+    const char *module;   /* "env", "wasi_snapshot_preview1", ... */
+    const char *name;
+    const char *sig;      /* as declared by the module (checked by the core) */
+    pw_host_fn_t fn;
+    void *fn_data;
+} pw_import_t;
+
+typedef struct {
+    /* V8: size of V8's worker thread pool (0 = 1). */
+    int threads;
+    /* Backend-specific flags string (V8: V8 command line flags) or NULL. */
+    const char *flags;
+} pw_engine_conf_t;
+
+typedef struct pw_engine_vt_s {
+    const char *name;
+
+    /*
+     * Start the engine in this process. V8 is started at most once per
+     * process (in nginx: in each worker, after fork). err gets a message.
+     */
+    int (*init)(const pw_engine_conf_t *conf, pw_engine_t **out,
+        char *err, size_t errlen);
+    /* Dispose of everything; modules and instances must be freed first. */
+    void (*destroy)(pw_engine_t *engine);
+
+    /* Compile once; instantiate many times. */
+    int (*compile)(pw_engine_t *engine, const uint8_t *bytes, size_t len,
+        pw_emodule_t **out, char *err, size_t errlen);
+    void (*module_free)(pw_emodule_t *mod);
+
+    /*
+     * Instantiate with the given imports. The caller passes exactly the
+     * imports the module declares (matched by module and name); the
+     * engine may refuse with PW_ELINK naming the one missing. A trap in
+     * the wasm start section fails with PW_ETRAP and the message in err.
+     */
+    int (*instantiate)(pw_emodule_t *mod, const pw_import_t *imports,
+        size_t nimports, pw_einstance_t **out, char *err, size_t errlen);
+    void (*instance_free)(pw_einstance_t *inst);
+
+    /*
+     * Look up an exported function. *fn stays valid as long as the
+     * instance; sig (PW_SIG_MAX bytes) receives its real signature.
+     * PW_ENOTFOUND if there is no function export of that name.
+     */
+    int (*lookup)(pw_einstance_t *inst, const char *name, pw_efunc_t **fn,
+        char *sig);
+
+    /*
+     * Call fn. args carry their kinds; results must have their kinds set by
+     * the caller (from the signature) and are written on success.
+     * PW_ETRAP or PW_EINTERRUPTED fill *trap when trap is not NULL.
+     * The instance remains usable after a trap.
+     */
+    int (*call)(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
+        size_t nargs, pw_val_t *results, size_t nresults, pw_trap_t *trap);
+
+    /*
+     * The instance's exported memory ("memory"): base and size in bytes.
+     * Both may change after any call into the guest; re-read them.
+     * PW_ENOTFOUND when the module exports no memory.
+     */
+    int (*memory)(pw_einstance_t *inst, uint8_t **base, size_t *size);
+
+    /*
+     * A number that identifies the current (or next) call of inst; pass it
+     * to interrupt. Safe from any thread.
+     */
+    uint64_t (*call_generation)(pw_einstance_t *inst);
+    /*
+     * Stop the call of inst numbered `generation` if it is still running;
+     * a no-op otherwise (never kills a later call). Safe from any thread.
+     */
+    void (*interrupt)(pw_einstance_t *inst, uint64_t generation);
+} pw_engine_vt_t;
+
+/* The V8 backend (src/engine/v8). */
+extern const pw_engine_vt_t pw_engine_v8;
+
+/* Checked guest memory access through the engine (one helper for all). */
+int pw_engine_read(const pw_engine_vt_t *vt, pw_einstance_t *inst,
+    uint32_t ptr, uint32_t len, void *dst);
+int pw_engine_write(const pw_engine_vt_t *vt, pw_einstance_t *inst,
+    uint32_t ptr, const void *src, uint32_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PW_ENGINE_H */

@@ -1,0 +1,145 @@
+/*
+ * proxy-wasm-c: the store. Shared key-value data (with CAS), shared queues
+ * and metrics, laid out inside a memory region the caller provides and
+ * addressed by offsets only, so one region can be mapped at different
+ * addresses by several processes (nginx workers sharing memory) or live in
+ * plain malloc'd memory (tests, pwrun).
+ *
+ * Locking: by default the region holds a process-shared, robust pthread
+ * mutex; a process killed while holding it does not deadlock the others
+ * (the next locker recovers it). A caller may supply its own lock instead.
+ *
+ * All functions are safe to call concurrently from several processes
+ * attached to the same region. Values returned to the caller are copied
+ * out (malloc'd; the caller frees them) so no pointer into the region
+ * outlives the lock.
+ */
+#ifndef PW_STORE_H
+#define PW_STORE_H
+
+#include <pw/pw_types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pw_store_s pw_store_t;
+
+typedef struct {
+    /* Optional caller lock; when lock is NULL the built-in robust mutex
+     * inside the region is used. */
+    void (*lock)(void *lock_data);
+    void (*unlock)(void *lock_data);
+    void *lock_data;
+
+    /*
+     * Called (outside the lock) after an enqueue on a queue, with the owner
+     * value given at registration. The host delivers proxy_on_queue_ready
+     * to that owner (in nginx: possibly in another worker).
+     */
+    void (*queue_ready)(void *data, uint32_t qid, uint64_t owner);
+    void *queue_ready_data;
+} pw_store_conf_t;
+
+/* Smallest region pw_store_format accepts. */
+#define PW_STORE_MIN_SIZE 4096
+
+/*
+ * Lay out an empty store in region (size bytes, 8-byte aligned). Call once,
+ * before any process attaches. PW_EINVAL if too small or misaligned.
+ */
+int pw_store_format(void *region, size_t size);
+
+/*
+ * Attach to a formatted region (at any address). conf may be NULL.
+ * *out is process-local; free it with pw_store_detach.
+ * PW_EINVAL if the region was not formatted.
+ */
+int pw_store_attach(void *region, size_t size, const pw_store_conf_t *conf,
+    pw_store_t **out);
+void pw_store_detach(pw_store_t *st);
+
+/* Convenience for one process: malloc a region, format, attach. */
+int pw_store_new(size_t size, const pw_store_conf_t *conf, pw_store_t **out);
+/* Detach and free a store made by pw_store_new. */
+void pw_store_free(pw_store_t *st);
+
+/* ---- key-value ------------------------------------------------------- */
+
+/*
+ * Copy out the value of key. *val is malloc'd (free() it; NULL when the
+ * value is empty), *cas its current CAS token (never 0).
+ * PW_ENOTFOUND when absent.
+ */
+int pw_kv_get(pw_store_t *st, const char *key, size_t klen, uint8_t **val,
+    size_t *vlen, uint32_t *cas);
+
+/*
+ * Set key to val. cas == 0 writes unconditionally; otherwise the write
+ * happens only if key is absent or its token equals cas, else PW_ECAS.
+ * An empty value (vlen == 0) deletes the key.
+ * PW_EFULL when the region has no room; PW_ELIMIT when key or value exceed
+ * PW_MAX_KEY_BYTES / the region.
+ */
+int pw_kv_set(pw_store_t *st, const char *key, size_t klen, const void *val,
+    size_t vlen, uint32_t cas);
+
+/* Visit every key (under the lock: the callback must not call the store). */
+int pw_kv_foreach(pw_store_t *st,
+    void (*fn)(void *arg, pw_str_t key, pw_str_t val, uint32_t cas),
+    void *arg);
+
+/* ---- queues ---------------------------------------------------------- */
+
+/*
+ * Register a queue (vm_id, name); if it exists, open it and take over its
+ * owner. owner is an opaque value handed back to queue_ready.
+ */
+int pw_queue_register(pw_store_t *st, pw_str_t vm_id, pw_str_t name,
+    uint64_t owner, uint32_t *qid);
+/* Find an existing queue; PW_ENOTFOUND if none. */
+int pw_queue_resolve(pw_store_t *st, pw_str_t vm_id, pw_str_t name,
+    uint32_t *qid);
+/* Append a copy of data; PW_ENOTFOUND for an unknown qid, PW_EFULL when
+ * the region has no room. Calls conf->queue_ready on success. */
+int pw_queue_enqueue(pw_store_t *st, uint32_t qid, const void *data,
+    size_t len);
+/* Pop the oldest item (malloc'd, free() it); PW_EEMPTY when empty,
+ * PW_ENOTFOUND for an unknown qid. */
+int pw_queue_dequeue(pw_store_t *st, uint32_t qid, uint8_t **data,
+    size_t *len);
+
+/* ---- metrics --------------------------------------------------------- */
+
+/*
+ * Define a metric; defining the same (type, name) again returns the same
+ * id. PW_EINVAL for an unknown type.
+ */
+int pw_metric_define(pw_store_t *st, pw_metric_type_t type, pw_str_t name,
+    uint32_t *id);
+/* Counter: delta must be >= 0 (else PW_EINVAL). Gauge: any delta.
+ * Histogram: PW_EINVAL. PW_ENOTFOUND for an unknown id. */
+int pw_metric_increment(pw_store_t *st, uint32_t id, int64_t delta);
+/* Counter and gauge: set the value. Histogram: record one observation. */
+int pw_metric_record(pw_store_t *st, uint32_t id, int64_t value);
+/* Counter and gauge: the value. Histogram: the number of observations. */
+int pw_metric_get(pw_store_t *st, uint32_t id, int64_t *value);
+
+typedef struct {
+    pw_metric_type_t type;
+    pw_str_t name;
+    int64_t value;        /* counter/gauge value; histogram count */
+    int64_t sum;          /* histogram: sum of observations */
+    /* histogram: count of observations <= 2^i, i in [0, 63] */
+    const uint64_t *buckets;
+} pw_metric_info_t;
+
+int pw_metric_foreach(pw_store_t *st,
+    void (*fn)(void *arg, uint32_t id, const pw_metric_info_t *m),
+    void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PW_STORE_H */
