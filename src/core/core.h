@@ -1,0 +1,234 @@
+/*
+ * proxy-wasm-c core internals. No nginx, no V8.
+ */
+#ifndef PW_CORE_H
+#define PW_CORE_H
+
+#include <pw/pw.h>
+
+#define PW__ERR_MAX 256
+
+/* The callbacks (exports) the core knows, with the signatures it accepts. */
+typedef enum {
+    PW__CB_ON_MEMORY_ALLOCATE,
+    PW__CB_MALLOC,
+    PW__CB_ON_CONTEXT_CREATE,
+    PW__CB_ON_DONE,
+    PW__CB_ON_LOG,
+    PW__CB_ON_DELETE,
+    PW__CB_ON_VM_START,
+    PW__CB_ON_CONFIGURE,
+    PW__CB_VALIDATE_CONFIGURATION,
+    PW__CB_ON_TICK,
+    PW__CB_ON_NEW_CONNECTION,
+    PW__CB_ON_DOWNSTREAM_DATA,
+    PW__CB_ON_UPSTREAM_DATA,
+    PW__CB_ON_DOWNSTREAM_CONNECTION_CLOSE,
+    PW__CB_ON_UPSTREAM_CONNECTION_CLOSE,
+    PW__CB_ON_REQUEST_HEADERS,
+    PW__CB_ON_REQUEST_BODY,
+    PW__CB_ON_REQUEST_TRAILERS,
+    PW__CB_ON_RESPONSE_HEADERS,
+    PW__CB_ON_RESPONSE_BODY,
+    PW__CB_ON_RESPONSE_TRAILERS,
+    PW__CB_ON_HTTP_CALL_RESPONSE,
+    PW__CB_ON_GRPC_RECEIVE_INITIAL_METADATA,
+    PW__CB_ON_GRPC_RECEIVE,
+    PW__CB_ON_GRPC_RECEIVE_TRAILING_METADATA,
+    PW__CB_ON_GRPC_CLOSE,
+    PW__CB_ON_QUEUE_READY,
+    PW__CB_ON_FOREIGN_FUNCTION,
+    PW__CB_INITIALIZE,
+    PW__CB_START,
+    PW__CB_MAIN,
+    PW__CB_MAIN_VOID,
+    PW__CB_MAX
+} pw__cb_t;
+
+typedef struct {
+    const char *name;
+    const char *sigs[3];          /* accepted signatures, NULL-terminated */
+} pw__cb_info_t;
+
+extern const pw__cb_info_t pw__cbs[PW__CB_MAX];
+
+struct pw_module_s {
+    const pw_engine_vt_t *vt;
+    pw_engine_t *engine;
+    uint8_t *bytes;
+    size_t len;
+    pw_wasm_info_t *info;
+    pw_emodule_t *emod;
+    pw_abi_t abi;
+};
+
+/* A context: the common head of plugins (root contexts) and streams. */
+typedef struct pw__ctx_s {
+    uint32_t id;
+    pw_plugin_t *root;            /* the root context (itself for roots) */
+    pw_stream_t *stream;          /* NULL for root contexts */
+    struct pw__ctx_s *hnext;      /* in the VM's id table */
+} pw__ctx_t;
+
+typedef struct pw__callout_s pw__callout_t;
+typedef struct pw__foreign_s pw__foreign_t;
+
+struct pw_plugin_s {
+    pw__ctx_t ctx;
+    pw_vm_t *vm;
+    char *name;
+    size_t name_len;
+    char *root_id;
+    size_t root_id_len;
+    char *config;
+    size_t config_len;
+    void *host_data;
+    pw_stream_t *streams;         /* live streams, linked by next */
+    pw_plugin_t *next;
+    unsigned created:1;
+    unsigned done_pending:1;
+};
+
+struct pw_stream_s {
+    pw__ctx_t ctx;
+    pw_plugin_t *plugin;
+    pw_stream_kind_t kind;
+    void *host_data;
+    pw_stream_t *next;
+    pw_stream_t *prev;
+    unsigned created:1;
+};
+
+/* What a callout answer shows the plugin while it is being delivered. */
+typedef struct {
+    const pw_pairs_t *headers;    /* HTTP_CALL_RESPONSE_HEADERS / gRPC md */
+    const pw_pairs_t *trailers;
+    pw_str_t body;                /* HTTP_CALL_RESPONSE_BODY / gRPC msg */
+    unsigned active:1;
+} pw__delivery_t;
+
+/* One binding of a hostcall to a VM: what the engine hands back. */
+typedef struct pw__binding_s {
+    pw_vm_t *vm;
+    const void *entry;            /* pw__hostcall_t */
+} pw__binding_t;
+
+struct pw_vm_s {
+    pw_module_t *mod;
+    const pw_engine_vt_t *vt;
+    pw_einstance_t *inst;
+    const pw_host_t *host;
+    void *host_data;
+    pw_store_t *store;
+    pw_store_t *own_store;        /* when the caller gave none */
+
+    char *vm_id;
+    size_t vm_id_len;
+    char *vm_config;
+    size_t vm_config_len;
+    char **env;                   /* "K=V" NUL-terminated */
+    size_t nenv;
+    char **args;
+    size_t nargs;
+    uint32_t max_call_ms;
+
+    pw_efunc_t *cb[PW__CB_MAX];
+    uint8_t cb_nparams[PW__CB_MAX];
+    pw_efunc_t *alloc;
+
+    pw__binding_t *bindings;
+    size_t nbindings;
+
+    /* contexts by id: open addressing, power-of-two size */
+    pw__ctx_t **ctxs;
+    uint32_t ctxs_cap;
+    uint32_t nctxs;
+    uint32_t next_id;
+
+    pw__ctx_t *effective;         /* while a callback runs */
+    int depth;                    /* nesting of calls into the guest */
+    unsigned in_vm_start:1;
+
+    pw_plugin_t *plugins;
+
+    pw__callout_t *callouts;
+    uint32_t next_token;
+
+    pw__delivery_t delivery;
+    pw_str_t foreign_args;
+    uint32_t status_code;
+    char *status_msg;
+    size_t status_msg_len;
+
+    pw__foreign_t *foreign;
+
+    int exited;                   /* proc_exit was called */
+    int exit_code;
+
+    int failed;
+    char fail_reason[PW__ERR_MAX];
+    pw_trap_t trap;
+    int has_trap;
+
+    uint64_t unimplemented_logged[2];
+
+    /* watchdog for max_call_ms */
+    void *watchdog;
+};
+
+struct pw__callout_s {
+    uint32_t token;
+    pw_plugin_t *plugin;
+    pw_stream_t *stream;          /* NULL when made by a root context */
+    int grpc;
+    pw__callout_t *next;
+};
+
+struct pw__foreign_s {
+    char *name;
+    size_t len;
+    pw_foreign_fn_t fn;
+    void *data;
+    pw__foreign_t *next;
+};
+
+/* ---- module.c ---- */
+pw_abi_t pw__abi_from_info(const pw_wasm_info_t *info);
+
+/* ---- vm.c ---- */
+/*
+ * Call a callback as context ctx: the effective context is ctx during the
+ * call and restored after it, in this one place. res may be NULL.
+ * Returns PW_OK, or PW_EFAILED after failing the VM.
+ */
+int pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
+    size_t nargs, uint32_t *res);
+void pw__vm_fail(pw_vm_t *vm, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+pw__ctx_t *pw__ctx_find(pw_vm_t *vm, uint32_t id);
+void pw__hctx(pw_vm_t *vm, pw__ctx_t *ctx, pw_hctx_t *c);
+void pw__log(pw_vm_t *vm, pw_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+pw__callout_t *pw__callout_add(pw_vm_t *vm, pw__ctx_t *ctx, int grpc);
+pw__callout_t *pw__callout_find(pw_vm_t *vm, uint32_t token);
+void pw__callout_remove(pw_vm_t *vm, pw__callout_t *co);
+/* Allocate len bytes in guest memory (nested call). 0 on failure. */
+int pw__guest_alloc(pw_vm_t *vm, uint32_t len, uint32_t *ptr);
+
+/* ---- hostcalls.c ---- */
+typedef struct pw__hostcall_s pw__hostcall_t;
+/* Find a hostcall (env or WASI) by module and name; NULL if none. */
+const pw__hostcall_t *pw__hostcall_find(const char *module,
+    const char *name);
+const char *pw__hostcall_sig(const pw__hostcall_t *h);
+unsigned pw__hostcall_abi(const pw__hostcall_t *h);
+int pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
+    const pw_val_t *args, pw_val_t *results, const char **trap_msg);
+
+/* ---- watchdog.c ---- */
+int pw__watchdog_start(pw_vm_t *vm);
+void pw__watchdog_stop(pw_vm_t *vm);
+void pw__watchdog_arm(pw_vm_t *vm);
+void pw__watchdog_disarm(pw_vm_t *vm);
+
+#endif /* PW_CORE_H */

@@ -1,0 +1,63 @@
+/*
+ * Hostcall internals shared by the env (Proxy-Wasm) and WASI handlers.
+ *
+ * Guest memory policy: every pointer and size from the plugin goes through
+ * pw__hc_span(): sizes are u32, sums are computed in 64 bits, and the range
+ * must lie inside the current memory. A bad pointer makes the hostcall
+ * answer INVALID_MEMORY_ACCESS (WASI: FAULT); it never traps the plugin and
+ * never touches memory outside the guest. Host pointers into guest memory
+ * are re-derived after every call into the plugin (allocation).
+ */
+#ifndef PW_HOSTCALL_H
+#define PW_HOSTCALL_H
+
+#include "core/core.h"
+
+/* A handler's return: a status (>= 0) for the guest, or PW__HC_TRAP. */
+#define PW__HC_TRAP (-1)
+
+typedef struct {
+    pw_vm_t *vm;
+    pw_einstance_t *inst;
+    uint8_t *base;
+    size_t size;
+    const char *trap;             /* reason when returning PW__HC_TRAP */
+    pw_hctx_t c;
+    unsigned index;               /* of the hostcall in the table */
+} pw__hc_t;
+
+typedef int (*pw__hc_fn_t)(pw__hc_t *hc, const pw_val_t *a);
+
+struct pw__hostcall_s {
+    const char *module;           /* "env", or "wasi" for both WASI names */
+    const char *name;
+    const char *sig;
+    unsigned abi;
+    pw__hc_fn_t fn;
+    const char *note;
+};
+
+int pw__hc_mem(pw__hc_t *hc);
+int pw__hc_span(pw__hc_t *hc, uint32_t ptr, uint32_t len, uint8_t **p);
+int pw__hc_str(pw__hc_t *hc, uint32_t ptr, uint32_t len, pw_str_t *s);
+int pw__hc_put_u32(pw__hc_t *hc, uint32_t ptr, uint32_t v);
+int pw__hc_put_u64(pw__hc_t *hc, uint32_t ptr, uint64_t v);
+uint64_t pw__hc_clock(pw__hc_t *hc, int monotonic);
+/* Log once per VM and hostcall that the host lacks it. */
+int pw__hc_unimplemented(pw__hc_t *hc);
+
+#define PW__U32(v) ((uint32_t) (v).of.i32)
+
+/* WASI handlers (wasi.c); the table in hostcalls.c names them. */
+#define PW__WASI_HANDLERS(X)                                                \
+    X(args_get) X(args_sizes_get) X(environ_get) X(environ_sizes_get)       \
+    X(clock_res_get) X(clock_time_get) X(fd_write) X(fd_read)               \
+    X(fd_close) X(fd_seek) X(fd_tell) X(fd_fdstat_get) X(fd_prestat_get)    \
+    X(fd_prestat_dir_name) X(fd_badf) X(nosys) X(notcapable) X(path_open)   \
+    X(poll_oneoff) X(proc_exit) X(sched_yield) X(random_get)
+
+#define PW__WASI_DECL(n) int pw__wasi_##n(pw__hc_t *hc, const pw_val_t *a);
+PW__WASI_HANDLERS(PW__WASI_DECL)
+#undef PW__WASI_DECL
+
+#endif /* PW_HOSTCALL_H */

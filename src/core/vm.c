@@ -1,0 +1,1111 @@
+/*
+ * VMs, contexts and the calls into the plugin.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+
+#define PW__DEFAULT_STORE_SIZE (4 * 1024 * 1024)
+
+static int
+pw__strdup(pw_str_t s, char **out, size_t *len)
+{
+    char *p;
+
+    p = malloc(s.len + 1);
+    if (p == NULL) {
+        return PW_ENOMEM;
+    }
+    if (s.len) {
+        memcpy(p, s.data, s.len);
+    }
+    p[s.len] = '\0';
+    *out = p;
+    if (len) {
+        *len = s.len;
+    }
+    return PW_OK;
+}
+
+static void
+pw__free_strv(char **v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; v && i < n; i++) {
+        free(v[i]);
+    }
+    free(v);
+}
+
+static int
+pw__strv_dup(const pw_str_t *src, size_t n, char ***out)
+{
+    char **v;
+    size_t i;
+
+    *out = NULL;
+    if (n == 0) {
+        return PW_OK;
+    }
+    v = calloc(n, sizeof(char *));
+    if (v == NULL) {
+        return PW_ENOMEM;
+    }
+    for (i = 0; i < n; i++) {
+        if (pw__strdup(src[i], &v[i], NULL) != PW_OK) {
+            pw__free_strv(v, n);
+            return PW_ENOMEM;
+        }
+    }
+    *out = v;
+    return PW_OK;
+}
+
+/* ---- logging and failure ---- */
+
+void
+pw__hctx(pw_vm_t *vm, pw__ctx_t *ctx, pw_hctx_t *c)
+{
+    c->host = vm->host_data;
+    c->plugin = ctx ? ctx->root : NULL;
+    c->plugin_data = ctx && ctx->root ? ctx->root->host_data : NULL;
+    c->stream = ctx ? ctx->stream : NULL;
+    c->stream_data = ctx && ctx->stream ? ctx->stream->host_data : NULL;
+}
+
+void
+pw__log(pw_vm_t *vm, pw_log_level_t level, const char *fmt, ...)
+{
+    char buf[PW_TRAP_BT_MAX + 512];
+    pw_hctx_t c;
+    va_list ap;
+    int n;
+
+    if (vm->host == NULL || vm->host->log == NULL) {
+        return;
+    }
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return;
+    }
+    if ((size_t) n >= sizeof(buf)) {
+        n = sizeof(buf) - 1;
+    }
+    pw__hctx(vm, vm->effective ? vm->effective
+                               : (vm->plugins ? &vm->plugins->ctx : NULL),
+             &c);
+    vm->host->log(&c, level, (pw_str_t){ buf, (size_t) n });
+}
+
+void
+pw__vm_fail(pw_vm_t *vm, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (vm->failed) {
+        return;
+    }
+    vm->failed = 1;
+    va_start(ap, fmt);
+    vsnprintf(vm->fail_reason, sizeof(vm->fail_reason), fmt, ap);
+    va_end(ap);
+    if (vm->has_trap && vm->trap.backtrace[0]) {
+        pw__log(vm, PW_LOG_ERROR, "plugin failed: %s\n%s", vm->fail_reason,
+                vm->trap.backtrace);
+    } else {
+        pw__log(vm, PW_LOG_ERROR, "plugin failed: %s", vm->fail_reason);
+    }
+}
+
+int
+pw_vm_failed(const pw_vm_t *vm)
+{
+    return vm->failed;
+}
+
+const char *
+pw_vm_fail_reason(const pw_vm_t *vm)
+{
+    return vm->failed ? vm->fail_reason : NULL;
+}
+
+const pw_trap_t *
+pw_vm_last_trap(const pw_vm_t *vm)
+{
+    return vm->has_trap ? &vm->trap : NULL;
+}
+
+/* ---- the context id table ---- */
+
+static uint32_t
+pw__ctx_bucket(const pw_vm_t *vm, uint32_t id)
+{
+    return (id * 2654435761u) & (vm->ctxs_cap - 1);
+}
+
+static int
+pw__ctx_add(pw_vm_t *vm, pw__ctx_t *ctx)
+{
+    pw__ctx_t **nt, *c, *next;
+    uint32_t i, cap, b;
+
+    if (vm->nctxs + 1 > vm->ctxs_cap) {
+        cap = vm->ctxs_cap ? vm->ctxs_cap * 2 : 64;
+        nt = calloc(cap, sizeof(pw__ctx_t *));
+        if (nt == NULL) {
+            return PW_ENOMEM;
+        }
+        for (i = 0; i < vm->ctxs_cap; i++) {
+            for (c = vm->ctxs[i]; c; c = next) {
+                next = c->hnext;
+                b = (c->id * 2654435761u) & (cap - 1);
+                c->hnext = nt[b];
+                nt[b] = c;
+            }
+        }
+        free(vm->ctxs);
+        vm->ctxs = nt;
+        vm->ctxs_cap = cap;
+    }
+
+    /* ids are never 0 and never reused while live */
+    do {
+        ctx->id = vm->next_id++;
+    } while (ctx->id == 0 || pw__ctx_find(vm, ctx->id) != NULL);
+
+    b = pw__ctx_bucket(vm, ctx->id);
+    ctx->hnext = vm->ctxs[b];
+    vm->ctxs[b] = ctx;
+    vm->nctxs++;
+    return PW_OK;
+}
+
+pw__ctx_t *
+pw__ctx_find(pw_vm_t *vm, uint32_t id)
+{
+    pw__ctx_t *c;
+
+    if (vm->ctxs_cap == 0) {
+        return NULL;
+    }
+    for (c = vm->ctxs[pw__ctx_bucket(vm, id)]; c; c = c->hnext) {
+        if (c->id == id) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static void
+pw__ctx_remove(pw_vm_t *vm, pw__ctx_t *ctx)
+{
+    pw__ctx_t **pp;
+
+    if (vm->ctxs_cap == 0) {
+        return;
+    }
+    for (pp = &vm->ctxs[pw__ctx_bucket(vm, ctx->id)]; *pp;
+         pp = &(*pp)->hnext)
+    {
+        if (*pp == ctx) {
+            *pp = ctx->hnext;
+            vm->nctxs--;
+            return;
+        }
+    }
+}
+
+/* ---- calling the plugin ---- */
+
+int
+pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
+    size_t nargs, uint32_t *res)
+{
+    pw_val_t a[5], r[1];
+    pw__ctx_t *saved;
+    size_t i, n;
+    int rc, nres;
+
+    if (vm->failed) {
+        return PW_EFAILED;
+    }
+    n = vm->cb_nparams[cb];
+    if (n > nargs) {
+        n = nargs;
+    }
+    for (i = 0; i < n; i++) {
+        a[i].kind = PW_I32;
+        a[i].of.i32 = (int32_t) args[i];
+    }
+    nres = strchr(pw__cbs[cb].sigs[0], ':')[1] != '\0';
+    /* the export may have no result where we accept one (main) */
+    if (vm->cb[cb] && nres) {
+        r[0].kind = PW_I32;
+        r[0].of.i32 = 0;
+    }
+
+    saved = vm->effective;
+    vm->effective = ctx;
+    if (vm->depth++ == 0 && vm->watchdog) {
+        pw__watchdog_arm(vm);
+    }
+
+    rc = vm->vt->call(vm->inst, vm->cb[cb], a, n, r,
+                      nres ? 1 : 0, &vm->trap);
+
+    if (--vm->depth == 0 && vm->watchdog) {
+        pw__watchdog_disarm(vm);
+    }
+    vm->effective = saved;
+
+    if (rc == PW_OK) {
+        if (res) {
+            *res = nres ? (uint32_t) r[0].of.i32 : 0;
+        }
+        return PW_OK;
+    }
+
+    if (rc == PW_ETRAP || rc == PW_EINTERRUPTED) {
+        vm->has_trap = 1;
+        if (vm->exited && cb == PW__CB_START && vm->exit_code == 0) {
+            /* _start ending with proc_exit(0) is a normal exit */
+            vm->exited = 0;
+            if (res) {
+                *res = 0;
+            }
+            return PW_OK;
+        }
+        pw__vm_fail(vm, "%s in %s: %s",
+                    rc == PW_ETRAP ? "trap" : "interrupted (took longer "
+                    "than the call time limit)", pw__cbs[cb].name,
+                    vm->trap.message);
+    } else {
+        pw__vm_fail(vm, "calling %s: %s", pw__cbs[cb].name,
+                    pw_strerror(rc));
+    }
+    return PW_EFAILED;
+}
+
+int
+pw__guest_alloc(pw_vm_t *vm, uint32_t len, uint32_t *ptr)
+{
+    uint32_t p;
+    pw__cb_t cb;
+
+    cb = vm->cb[PW__CB_MALLOC] ? PW__CB_MALLOC : PW__CB_ON_MEMORY_ALLOCATE;
+    if (vm->cb[cb] == NULL) {
+        return PW_ENOMEM;
+    }
+    if (pw__call(vm, vm->effective, cb, &len, 1, &p) != PW_OK) {
+        return PW_EFAILED;
+    }
+    if (p == 0) {
+        return PW_ENOMEM;
+    }
+    *ptr = p;
+    return PW_OK;
+}
+
+/* ---- VMs ---- */
+
+static int
+pw__vm_link(pw_vm_t *vm, char *err, size_t errlen)
+{
+    const pw_wasm_info_t *info = vm->mod->info;
+    const pw__hostcall_t *h;
+    pw_import_t *imports;
+    size_t i;
+    int rc;
+
+    imports = calloc(info->nimports ? info->nimports : 1, sizeof(*imports));
+    vm->bindings = calloc(info->nimports ? info->nimports : 1,
+                          sizeof(pw__binding_t));
+    if (imports == NULL || vm->bindings == NULL) {
+        free(imports);
+        snprintf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    vm->nbindings = info->nimports;
+    for (i = 0; i < info->nimports; i++) {
+        /* pw_module_load already checked every import exists */
+        h = pw__hostcall_find(info->imports[i].module, info->imports[i].name);
+        vm->bindings[i].vm = vm;
+        vm->bindings[i].entry = h;
+        imports[i].module = info->imports[i].module;
+        imports[i].name = info->imports[i].name;
+        imports[i].sig = info->imports[i].sig;
+        imports[i].fn = pw__hostcall_trampoline;
+        imports[i].fn_data = &vm->bindings[i];
+    }
+    rc = vm->vt->instantiate(vm->mod->emod, imports, info->nimports,
+                             &vm->inst, err, errlen);
+    free(imports);
+    return rc;
+}
+
+static int
+pw__vm_lookup(pw_vm_t *vm, char *err, size_t errlen)
+{
+    char sig[PW_SIG_MAX];
+    const char *colon;
+    int k;
+
+    for (k = 0; k < PW__CB_MAX; k++) {
+        if (pw_wasm_find_export(vm->mod->info, pw__cbs[k].name) == NULL) {
+            continue;
+        }
+        if (vm->vt->lookup(vm->inst, pw__cbs[k].name, &vm->cb[k], sig)
+            != PW_OK)
+        {
+            snprintf(err, errlen, "cannot find export %s", pw__cbs[k].name);
+            return PW_ELINK;
+        }
+        colon = strchr(sig, ':');
+        vm->cb_nparams[k] = colon ? (uint8_t) (colon - sig) : 0;
+    }
+    vm->alloc = vm->cb[PW__CB_MALLOC] ? vm->cb[PW__CB_MALLOC]
+                                      : vm->cb[PW__CB_ON_MEMORY_ALLOCATE];
+    return PW_OK;
+}
+
+/* Envoy's rule: _initialize then main (or __main_void); else _start. */
+static int
+pw__vm_entry(pw_vm_t *vm, char *err, size_t errlen)
+{
+    uint32_t zero[2] = { 0, 0 };
+    int rc = PW_OK;
+
+    if (vm->cb[PW__CB_INITIALIZE]) {
+        rc = pw__call(vm, NULL, PW__CB_INITIALIZE, NULL, 0, NULL);
+        if (rc == PW_OK && vm->cb[PW__CB_MAIN_VOID]) {
+            rc = pw__call(vm, NULL, PW__CB_MAIN_VOID, NULL, 0, NULL);
+        } else if (rc == PW_OK && vm->cb[PW__CB_MAIN]) {
+            rc = pw__call(vm, NULL, PW__CB_MAIN, zero, 2, NULL);
+        }
+    } else if (vm->cb[PW__CB_START]) {
+        rc = pw__call(vm, NULL, PW__CB_START, NULL, 0, NULL);
+    }
+    if (rc != PW_OK) {
+        snprintf(err, errlen, "%s", vm->fail_reason);
+        return PW_ETRAP;
+    }
+    return PW_OK;
+}
+
+int
+pw_vm_new(pw_module_t *mod, const pw_vm_conf_t *conf, pw_vm_t **out,
+    char *err, size_t errlen)
+{
+    pw_vm_t *vm;
+    int rc;
+
+    vm = calloc(1, sizeof(*vm));
+    if (vm == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    vm->mod = mod;
+    vm->vt = mod->vt;
+    vm->host = conf->host;
+    vm->host_data = conf->host_data;
+    vm->store = conf->store;
+    vm->max_call_ms = conf->max_call_ms;
+    vm->next_id = 1;
+    vm->next_token = 1;
+
+    rc = pw__strdup(conf->vm_id, &vm->vm_id, &vm->vm_id_len);
+    if (rc == PW_OK) {
+        rc = pw__strdup(conf->vm_config, &vm->vm_config, &vm->vm_config_len);
+    }
+    if (rc == PW_OK) {
+        rc = pw__strv_dup(conf->env, conf->nenv, &vm->env);
+        vm->nenv = vm->env ? conf->nenv : 0;
+    }
+    if (rc == PW_OK) {
+        rc = pw__strv_dup(conf->args, conf->nargs, &vm->args);
+        vm->nargs = vm->args ? conf->nargs : 0;
+    }
+    if (rc == PW_OK && vm->store == NULL) {
+        rc = pw_store_new(PW__DEFAULT_STORE_SIZE, NULL, &vm->own_store);
+        vm->store = vm->own_store;
+    }
+    if (rc != PW_OK) {
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
+
+    rc = pw__vm_link(vm, err, errlen);
+    if (rc == PW_OK) {
+        rc = pw__vm_lookup(vm, err, errlen);
+    }
+    if (rc == PW_OK && vm->max_call_ms) {
+        rc = pw__watchdog_start(vm);
+        if (rc != PW_OK) {
+            snprintf(err, errlen, "cannot start the call watchdog");
+        }
+    }
+    if (rc == PW_OK) {
+        rc = pw__vm_entry(vm, err, errlen);
+    }
+    if (rc != PW_OK) {
+        goto failed;
+    }
+    *out = vm;
+    return PW_OK;
+
+failed:
+    pw_vm_free(vm);
+    return rc;
+}
+
+void
+pw_vm_free(pw_vm_t *vm)
+{
+    pw__foreign_t *f, *fnext;
+
+    if (vm == NULL) {
+        return;
+    }
+    while (vm->plugins) {
+        pw_plugin_free(vm->plugins);
+    }
+    pw__watchdog_stop(vm);
+    while (vm->callouts) {
+        pw__callout_remove(vm, vm->callouts);
+    }
+    for (f = vm->foreign; f; f = fnext) {
+        fnext = f->next;
+        free(f->name);
+        free(f);
+    }
+    if (vm->inst) {
+        vm->vt->instance_free(vm->inst);
+    }
+    if (vm->own_store) {
+        pw_store_free(vm->own_store);
+    }
+    free(vm->bindings);
+    free(vm->ctxs);
+    free(vm->vm_id);
+    free(vm->vm_config);
+    free(vm->status_msg);
+    pw__free_strv(vm->env, vm->nenv);
+    pw__free_strv(vm->args, vm->nargs);
+    free(vm);
+}
+
+int
+pw_vm_register_foreign(pw_vm_t *vm, pw_str_t name, pw_foreign_fn_t fn,
+    void *data)
+{
+    pw__foreign_t *f;
+
+    f = calloc(1, sizeof(*f));
+    if (f == NULL || pw__strdup(name, &f->name, &f->len) != PW_OK) {
+        free(f);
+        return PW_ENOMEM;
+    }
+    f->fn = fn;
+    f->data = data;
+    f->next = vm->foreign;
+    vm->foreign = f;
+    return PW_OK;
+}
+
+/* ---- callouts ---- */
+
+pw__callout_t *
+pw__callout_add(pw_vm_t *vm, pw__ctx_t *ctx, int grpc)
+{
+    pw__callout_t *co;
+
+    co = calloc(1, sizeof(*co));
+    if (co == NULL) {
+        return NULL;
+    }
+    do {
+        co->token = vm->next_token++;
+    } while (co->token == 0 || pw__callout_find(vm, co->token) != NULL);
+    co->plugin = ctx->root;
+    co->stream = ctx->stream;
+    co->grpc = grpc;
+    co->next = vm->callouts;
+    vm->callouts = co;
+    return co;
+}
+
+pw__callout_t *
+pw__callout_find(pw_vm_t *vm, uint32_t token)
+{
+    pw__callout_t *co;
+
+    for (co = vm->callouts; co; co = co->next) {
+        if (co->token == token) {
+            return co;
+        }
+    }
+    return NULL;
+}
+
+void
+pw__callout_remove(pw_vm_t *vm, pw__callout_t *co)
+{
+    pw__callout_t **pp;
+
+    for (pp = &vm->callouts; *pp; pp = &(*pp)->next) {
+        if (*pp == co) {
+            *pp = co->next;
+            free(co);
+            return;
+        }
+    }
+}
+
+/* ---- plugins ---- */
+
+int
+pw_plugin_new(pw_vm_t *vm, const pw_plugin_conf_t *conf, pw_plugin_t **out,
+    char *err, size_t errlen)
+{
+    pw_plugin_t *p;
+    uint32_t args[2], res;
+    int rc;
+
+    if (vm->failed) {
+        snprintf(err, errlen, "%s", vm->fail_reason);
+        return PW_EFAILED;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL
+        || pw__strdup(conf->name, &p->name, &p->name_len) != PW_OK
+        || pw__strdup(conf->root_id, &p->root_id, &p->root_id_len) != PW_OK
+        || pw__strdup(conf->config, &p->config, &p->config_len) != PW_OK
+        || pw__ctx_add(vm, &p->ctx) != PW_OK)
+    {
+        if (p) {
+            free(p->name);
+            free(p->root_id);
+            free(p->config);
+            free(p);
+        }
+        snprintf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    p->vm = vm;
+    p->ctx.root = p;
+    p->host_data = conf->host_data;
+    p->next = vm->plugins;
+    vm->plugins = p;
+
+    args[0] = p->ctx.id;
+    args[1] = 0;
+    rc = PW_OK;
+    if (vm->cb[PW__CB_ON_CONTEXT_CREATE]) {
+        rc = pw__call(vm, &p->ctx, PW__CB_ON_CONTEXT_CREATE, args, 2, NULL);
+    }
+    p->created = rc == PW_OK;
+
+    if (rc == PW_OK && vm->cb[PW__CB_ON_VM_START]) {
+        args[1] = (uint32_t) vm->vm_config_len;
+        vm->in_vm_start = 1;
+        rc = pw__call(vm, &p->ctx, PW__CB_ON_VM_START, args, 2, &res);
+        vm->in_vm_start = 0;
+        if (rc == PW_OK && res == 0) {
+            snprintf(err, errlen, "proxy_on_vm_start returned false");
+            rc = PW_EFAILED;
+            goto failed;
+        }
+    }
+    if (rc == PW_OK && vm->cb[PW__CB_ON_CONFIGURE]) {
+        args[1] = (uint32_t) p->config_len;
+        rc = pw__call(vm, &p->ctx, PW__CB_ON_CONFIGURE, args, 2, &res);
+        if (rc == PW_OK && res == 0) {
+            snprintf(err, errlen, "proxy_on_configure returned false");
+            rc = PW_EFAILED;
+            goto failed;
+        }
+    }
+    if (rc != PW_OK) {
+        snprintf(err, errlen, "%s", vm->fail_reason);
+        goto failed;
+    }
+    *out = p;
+    return PW_OK;
+
+failed:
+    pw__log(vm, PW_LOG_ERROR, "plugin \"%s\" failed to start: %s", p->name,
+            err);
+    pw_plugin_free(p);
+    return rc;
+}
+
+void
+pw_plugin_free(pw_plugin_t *p)
+{
+    pw_vm_t *vm = p->vm;
+    pw_plugin_t **pp;
+    pw__callout_t *co, *next;
+    uint32_t id = p->ctx.id, res;
+
+    while (p->streams) {
+        pw_stream_free(p->streams);
+    }
+    if (p->created && !vm->failed) {
+        if (vm->cb[PW__CB_ON_DONE]
+            && pw__call(vm, &p->ctx, PW__CB_ON_DONE, &id, 1, &res) == PW_OK
+            && res == 0)
+        {
+            /* the plugin wants to finish later; we are tearing down */
+            p->done_pending = 1;
+        }
+        if (vm->cb[PW__CB_ON_DELETE]) {
+            pw__call(vm, &p->ctx, PW__CB_ON_DELETE, &id, 1, NULL);
+        }
+    }
+    for (co = vm->callouts; co; co = next) {
+        next = co->next;
+        if (co->plugin == p) {
+            pw__callout_remove(vm, co);
+        }
+    }
+    for (pp = &vm->plugins; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    pw__ctx_remove(vm, &p->ctx);
+    free(p->name);
+    free(p->root_id);
+    free(p->config);
+    free(p);
+}
+
+uint32_t
+pw_plugin_id(const pw_plugin_t *p)
+{
+    return p->ctx.id;
+}
+
+pw_vm_t *
+pw_plugin_vm(const pw_plugin_t *p)
+{
+    return p->vm;
+}
+
+int
+pw_plugin_done_pending(const pw_plugin_t *p)
+{
+    return p->done_pending;
+}
+
+static int
+pw__root_call(pw_plugin_t *p, pw__cb_t cb, const uint32_t *rest,
+    size_t nrest)
+{
+    uint32_t args[5];
+    size_t i;
+
+    if (p->vm->failed) {
+        return PW_EFAILED;
+    }
+    if (p->vm->cb[cb] == NULL) {
+        return PW_OK;
+    }
+    args[0] = p->ctx.id;
+    for (i = 0; i < nrest && i < 4; i++) {
+        args[i + 1] = rest[i];
+    }
+    return pw__call(p->vm, &p->ctx, cb, args, nrest + 1, NULL);
+}
+
+int
+pw_plugin_tick(pw_plugin_t *p)
+{
+    return pw__root_call(p, PW__CB_ON_TICK, NULL, 0);
+}
+
+int
+pw_plugin_queue_ready(pw_plugin_t *p, uint32_t qid)
+{
+    return pw__root_call(p, PW__CB_ON_QUEUE_READY, &qid, 1);
+}
+
+static void
+pw__set_status(pw_vm_t *vm, uint32_t code, pw_str_t msg)
+{
+    char *m;
+
+    vm->status_code = code;
+    if (pw__strdup(msg, &m, NULL) == PW_OK) {
+        free(vm->status_msg);
+        vm->status_msg = m;
+        vm->status_msg_len = msg.len;
+    }
+}
+
+static pw__callout_t *
+pw__callout_of(pw_plugin_t *p, uint32_t token, int grpc)
+{
+    pw__callout_t *co;
+
+    co = pw__callout_find(p->vm, token);
+    if (co == NULL || co->plugin != p || co->grpc != grpc) {
+        return NULL;
+    }
+    return co;
+}
+
+static uint32_t
+pw__http_status(const pw_pairs_t *h)
+{
+    uint32_t code = 0;
+    size_t i, j;
+
+    for (i = 0; h && i < h->n; i++) {
+        if (h->pairs[i].key.len == 7
+            && memcmp(h->pairs[i].key.data, ":status", 7) == 0)
+        {
+            for (j = 0; j < h->pairs[i].value.len && j < 4; j++) {
+                char ch = h->pairs[i].value.data[j];
+                if (ch < '0' || ch > '9') {
+                    break;
+                }
+                code = code * 10 + (uint32_t) (ch - '0');
+            }
+            break;
+        }
+    }
+    return code;
+}
+
+int
+pw_plugin_http_response(pw_plugin_t *p, uint32_t token,
+    const pw_pairs_t *headers, pw_str_t body, const pw_pairs_t *trailers)
+{
+    pw_vm_t *vm = p->vm;
+    pw__callout_t *co;
+    uint32_t rest[4];
+    int rc;
+
+    co = pw__callout_of(p, token, 0);
+    if (co == NULL) {
+        return PW_ENOTFOUND;
+    }
+    pw__callout_remove(vm, co);
+    if (headers == NULL || headers->n == 0) {
+        headers = NULL;
+        body = (pw_str_t){ NULL, 0 };
+        trailers = NULL;
+    }
+    pw__set_status(vm, pw__http_status(headers), (pw_str_t){ NULL, 0 });
+
+    vm->delivery.headers = headers;
+    vm->delivery.trailers = trailers;
+    vm->delivery.body = body;
+    vm->delivery.active = 1;
+    rest[0] = token;
+    rest[1] = headers ? (uint32_t) headers->n : 0;
+    rest[2] = (uint32_t) body.len;
+    rest[3] = trailers ? (uint32_t) trailers->n : 0;
+    rc = pw__root_call(p, PW__CB_ON_HTTP_CALL_RESPONSE, rest, 4);
+    memset(&vm->delivery, 0, sizeof(vm->delivery));
+    return rc;
+}
+
+static int
+pw__grpc_deliver(pw_plugin_t *p, uint32_t token, pw__cb_t cb,
+    const pw_pairs_t *headers, const pw_pairs_t *trailers, pw_str_t body,
+    uint32_t n)
+{
+    pw_vm_t *vm = p->vm;
+    uint32_t rest[2];
+    int rc;
+
+    if (pw__callout_of(p, token, 1) == NULL) {
+        return PW_ENOTFOUND;
+    }
+    vm->delivery.headers = headers;
+    vm->delivery.trailers = trailers;
+    vm->delivery.body = body;
+    vm->delivery.active = 1;
+    rest[0] = token;
+    rest[1] = n;
+    rc = pw__root_call(p, cb, rest, 2);
+    memset(&vm->delivery, 0, sizeof(vm->delivery));
+    return rc;
+}
+
+int
+pw_plugin_grpc_initial_metadata(pw_plugin_t *p, uint32_t token,
+    const pw_pairs_t *md)
+{
+    return pw__grpc_deliver(p, token, PW__CB_ON_GRPC_RECEIVE_INITIAL_METADATA,
+                            md, NULL, (pw_str_t){ NULL, 0 },
+                            md ? (uint32_t) md->n : 0);
+}
+
+int
+pw_plugin_grpc_message(pw_plugin_t *p, uint32_t token, pw_str_t msg)
+{
+    return pw__grpc_deliver(p, token, PW__CB_ON_GRPC_RECEIVE, NULL, NULL,
+                            msg, (uint32_t) msg.len);
+}
+
+int
+pw_plugin_grpc_trailing_metadata(pw_plugin_t *p, uint32_t token,
+    const pw_pairs_t *md)
+{
+    return pw__grpc_deliver(p, token,
+                            PW__CB_ON_GRPC_RECEIVE_TRAILING_METADATA, NULL, md,
+                            (pw_str_t){ NULL, 0 }, md ? (uint32_t) md->n : 0);
+}
+
+int
+pw_plugin_grpc_close(pw_plugin_t *p, uint32_t token, uint32_t status,
+    pw_str_t message)
+{
+    pw__callout_t *co;
+    uint32_t rest[2];
+
+    co = pw__callout_of(p, token, 1);
+    if (co == NULL) {
+        return PW_ENOTFOUND;
+    }
+    pw__callout_remove(p->vm, co);
+    pw__set_status(p->vm, status, message);
+    rest[0] = token;
+    rest[1] = status;
+    return pw__root_call(p, PW__CB_ON_GRPC_CLOSE, rest, 2);
+}
+
+int
+pw_plugin_foreign_function(pw_plugin_t *p, uint32_t function_id,
+    pw_str_t args)
+{
+    uint32_t rest[2];
+    int rc;
+
+    p->vm->foreign_args = args;
+    rest[0] = function_id;
+    rest[1] = (uint32_t) args.len;
+    rc = pw__root_call(p, PW__CB_ON_FOREIGN_FUNCTION, rest, 2);
+    p->vm->foreign_args = (pw_str_t){ NULL, 0 };
+    return rc;
+}
+
+/* ---- streams ---- */
+
+int
+pw_stream_new(pw_plugin_t *p, pw_stream_kind_t kind, void *host_data,
+    pw_stream_t **out)
+{
+    pw_stream_t *s;
+
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return PW_ENOMEM;
+    }
+    if (pw__ctx_add(p->vm, &s->ctx) != PW_OK) {
+        free(s);
+        return PW_ENOMEM;
+    }
+    s->ctx.root = p;
+    s->ctx.stream = s;
+    s->plugin = p;
+    s->kind = kind;
+    s->host_data = host_data;
+    s->next = p->streams;
+    if (p->streams) {
+        p->streams->prev = s;
+    }
+    p->streams = s;
+    *out = s;
+    return PW_OK;
+}
+
+uint32_t
+pw_stream_id(const pw_stream_t *s)
+{
+    return s->ctx.id;
+}
+
+static int
+pw__stream_ensure(pw_stream_t *s)
+{
+    pw_vm_t *vm = s->plugin->vm;
+    uint32_t args[2];
+
+    if (vm->failed) {
+        return PW_EFAILED;
+    }
+    if (s->created) {
+        return PW_OK;
+    }
+    s->created = 1;
+    if (vm->cb[PW__CB_ON_CONTEXT_CREATE] == NULL) {
+        return PW_OK;
+    }
+    args[0] = s->ctx.id;
+    args[1] = s->plugin->ctx.id;
+    return pw__call(vm, &s->ctx, PW__CB_ON_CONTEXT_CREATE, args, 2, NULL);
+}
+
+void
+pw_stream_free(pw_stream_t *s)
+{
+    pw_plugin_t *p = s->plugin;
+    pw_vm_t *vm = p->vm;
+    pw__callout_t *co, *next;
+    uint32_t id = s->ctx.id;
+
+    if (s->created && !vm->failed) {
+        if (vm->cb[PW__CB_ON_DONE]) {
+            pw__call(vm, &s->ctx, PW__CB_ON_DONE, &id, 1, NULL);
+        }
+        if (vm->cb[PW__CB_ON_LOG]) {
+            pw__call(vm, &s->ctx, PW__CB_ON_LOG, &id, 1, NULL);
+        }
+        if (vm->cb[PW__CB_ON_DELETE]) {
+            pw__call(vm, &s->ctx, PW__CB_ON_DELETE, &id, 1, NULL);
+        }
+    }
+    for (co = vm->callouts; co; co = next) {
+        next = co->next;
+        if (co->stream == s) {
+            pw__callout_remove(vm, co);
+        }
+    }
+    if (s->prev) {
+        s->prev->next = s->next;
+    } else {
+        p->streams = s->next;
+    }
+    if (s->next) {
+        s->next->prev = s->prev;
+    }
+    pw__ctx_remove(vm, &s->ctx);
+    free(s);
+}
+
+static int
+pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
+    size_t nrest, pw_action_t *action)
+{
+    pw_vm_t *vm = s->plugin->vm;
+    uint32_t args[3], res = PW_ACTION_CONTINUE;
+    size_t i;
+    int rc;
+
+    rc = pw__stream_ensure(s);
+    if (rc != PW_OK) {
+        return rc;
+    }
+    if (vm->cb[cb]) {
+        args[0] = s->ctx.id;
+        for (i = 0; i < nrest && i < 2; i++) {
+            args[i + 1] = rest[i];
+        }
+        rc = pw__call(vm, &s->ctx, cb, args, nrest + 1, &res);
+        if (rc != PW_OK) {
+            return rc;
+        }
+    }
+    if (action) {
+        /* wider Envoy values (2..4) pass through for the host to read */
+        *action = (pw_action_t) res;
+    }
+    return PW_OK;
+}
+
+int
+pw_http_request_headers(pw_stream_t *s, uint32_t nheaders, int eos,
+    pw_action_t *action)
+{
+    uint32_t a[2] = { nheaders, eos != 0 };
+    return pw__stream_hook(s, PW__CB_ON_REQUEST_HEADERS, a, 2, action);
+}
+
+int
+pw_http_request_body(pw_stream_t *s, uint32_t size, int eos,
+    pw_action_t *action)
+{
+    uint32_t a[2] = { size, eos != 0 };
+    return pw__stream_hook(s, PW__CB_ON_REQUEST_BODY, a, 2, action);
+}
+
+int
+pw_http_request_trailers(pw_stream_t *s, uint32_t ntrailers,
+    pw_action_t *action)
+{
+    return pw__stream_hook(s, PW__CB_ON_REQUEST_TRAILERS, &ntrailers, 1,
+                           action);
+}
+
+int
+pw_http_response_headers(pw_stream_t *s, uint32_t nheaders, int eos,
+    pw_action_t *action)
+{
+    uint32_t a[2] = { nheaders, eos != 0 };
+    return pw__stream_hook(s, PW__CB_ON_RESPONSE_HEADERS, a, 2, action);
+}
+
+int
+pw_http_response_body(pw_stream_t *s, uint32_t size, int eos,
+    pw_action_t *action)
+{
+    uint32_t a[2] = { size, eos != 0 };
+    return pw__stream_hook(s, PW__CB_ON_RESPONSE_BODY, a, 2, action);
+}
+
+int
+pw_http_response_trailers(pw_stream_t *s, uint32_t ntrailers,
+    pw_action_t *action)
+{
+    return pw__stream_hook(s, PW__CB_ON_RESPONSE_TRAILERS, &ntrailers, 1,
+                           action);
+}
+
+int
+pw_tcp_new_connection(pw_stream_t *s, pw_action_t *action)
+{
+    return pw__stream_hook(s, PW__CB_ON_NEW_CONNECTION, NULL, 0, action);
+}
+
+int
+pw_tcp_downstream_data(pw_stream_t *s, uint32_t size, int eos,
+    pw_action_t *action)
+{
+    uint32_t a[2] = { size, eos != 0 };
+    return pw__stream_hook(s, PW__CB_ON_DOWNSTREAM_DATA, a, 2, action);
+}
+
+int
+pw_tcp_upstream_data(pw_stream_t *s, uint32_t size, int eos,
+    pw_action_t *action)
+{
+    uint32_t a[2] = { size, eos != 0 };
+    return pw__stream_hook(s, PW__CB_ON_UPSTREAM_DATA, a, 2, action);
+}
+
+int
+pw_tcp_downstream_close(pw_stream_t *s, pw_peer_type_t peer)
+{
+    uint32_t a = peer;
+    return pw__stream_hook(s, PW__CB_ON_DOWNSTREAM_CONNECTION_CLOSE, &a, 1,
+                           NULL);
+}
+
+int
+pw_tcp_upstream_close(pw_stream_t *s, pw_peer_type_t peer)
+{
+    uint32_t a = peer;
+    return pw__stream_hook(s, PW__CB_ON_UPSTREAM_CONNECTION_CLOSE, &a, 1,
+                           NULL);
+}
