@@ -1,0 +1,5 @@
+# The V8 backend (src/engine/v8): the only C++ and the only V8 user.
+# Its objects are part of $(LIB) through V8_SRCS in the top Makefile;
+# V8_OBJS lets test and tool fragments link the backend alone.
+
+V8_OBJS := $(V8_SRCS:%.cc=$(BUILD)/%.o)

@@ -1,0 +1,1082 @@
+/*
+ * The V8 backend of the engine interface, over libnode's public V8 C++ API.
+ *
+ * One isolate and one context per engine; the context stays entered for the
+ * engine's life so calls need no Context::Scope. Modules are compiled with
+ * WasmModuleObject::Compile and instantiated through the JS global
+ * WebAssembly.Instance; imports are JS functions whose callback converts
+ * values by the import's declared signature and calls the host function.
+ */
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <new>
+
+#include <libplatform/libplatform.h>
+#include <v8.h>
+
+#include "engine/v8/v8_internal.h"
+
+/* ASan owns SIGSEGV; without the trap handler V8 emits bounds checks. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PW__V8_TRAP_HANDLER 0
+#else
+#define PW__V8_TRAP_HANDLER 1
+#endif
+
+#define PW__V8_CLAIMED (1ULL << 63)
+#define PW__V8_PUMP_EVERY 1024
+
+typedef struct {
+    pw_host_fn_t fn;
+    void *fn_data;
+    pw_einstance_t *inst;
+    uint8_t nparams;
+    uint8_t nresults;
+    char kinds[PW_SIG_MAX];         /* parameters, then results */
+} pw__v8_import_t;
+
+struct pw_engine_s {
+    v8::Isolate *isolate;
+    v8::ArrayBuffer::Allocator *allocator;
+    v8::Global<v8::Context> context;
+    v8::Global<v8::Function> instance_ctor;
+    int depth;                      /* nested calls into the guest */
+    const char *host_trap;          /* raised by a host function ... */
+    int host_trap_depth;            /* ... under the call at this depth */
+    unsigned calls;
+};
+
+struct pw_emodule_s {
+    pw_engine_t *engine;
+    v8::Global<v8::WasmModuleObject> module;
+    pw_wasm_info_t *info;
+    int refs;                       /* the handle and each instance */
+};
+
+struct pw_efunc_s {
+    pw_efunc_t *next;
+    v8::Global<v8::Function> fn;
+    char *name;
+    uint8_t nparams;
+    uint8_t nresults;
+    char kinds[PW_SIG_MAX];
+};
+
+struct pw_einstance_s {
+    pw_engine_t *engine;
+    pw_emodule_t *mod;
+    v8::Global<v8::Object> exports;
+    v8::Global<v8::WasmMemoryObject> memory;
+    uint8_t *mem_base;
+    size_t mem_size;
+    int mem_valid;                  /* cleared whenever guest code ran */
+    pw__v8_import_t *imports;
+    size_t nimports;
+    pw_efunc_t *funcs;
+    int depth;
+    /*
+     * Interrupts: `active` holds the running call's generation (0 when
+     * idle). interrupt() claims it by CAS (setting PW__V8_CLAIMED) before
+     * terminating, and sets term_done after; the call's end swaps active
+     * to 0 and, if it was claimed, waits for term_done and cancels the
+     * termination. So a terminate never outlives the call it was meant for.
+     */
+    std::atomic<uint64_t> next_gen;
+    std::atomic<uint64_t> active;
+    std::atomic<int> term_done;
+};
+
+/* Process-wide V8 state: plain pointers, no static destructors. */
+static pthread_mutex_t pw__v8_lock = PTHREAD_MUTEX_INITIALIZER;
+static v8::Platform *pw__v8_platform;
+static pid_t pw__v8_pid;
+static thread_local pw_engine_t *pw__v8_thread_engine;
+
+static int
+pw__v8_sig_kinds(const char *sig, char *kinds, uint8_t *nparams,
+    uint8_t *nresults)
+{
+    const char *p;
+    size_t n;
+    int seen_colon;
+
+    n = 0;
+    seen_colon = 0;
+    *nparams = 0;
+    for (p = sig; *p; p++) {
+        if (*p == ':' && !seen_colon) {
+            seen_colon = 1;
+            *nparams = (uint8_t) n;
+            continue;
+        }
+        if (*p != PW_I32 && *p != PW_I64 && *p != PW_F32 && *p != PW_F64) {
+            return PW_EINVAL;
+        }
+        if (n >= PW_SIG_MAX - 1) {
+            return PW_EINVAL;
+        }
+        kinds[n++] = *p;
+    }
+    if (!seen_colon) {
+        return PW_EINVAL;
+    }
+    *nresults = (uint8_t) (n - *nparams);
+    return PW_OK;
+}
+
+static v8::Local<v8::Value>
+pw__v8_to_js(v8::Isolate *isolate, const pw_val_t *v)
+{
+    switch (v->kind) {
+    case PW_I64:
+        return v8::BigInt::New(isolate, v->of.i64);
+    case PW_F32:
+        return v8::Number::New(isolate, (double) v->of.f32);
+    case PW_F64:
+        return v8::Number::New(isolate, v->of.f64);
+    default:
+        return v8::Integer::New(isolate, v->of.i32);
+    }
+}
+
+static int
+pw__v8_from_js(v8::Local<v8::Value> v, char kind, pw_val_t *out)
+{
+    out->kind = (pw_valkind_t) kind;
+
+    switch (kind) {
+    case PW_I32:
+        if (v->IsInt32()) {
+            out->of.i32 = v.As<v8::Int32>()->Value();
+            return PW_OK;
+        }
+        break;
+    case PW_I64:
+        if (v->IsBigInt()) {
+            out->of.i64 = v.As<v8::BigInt>()->Int64Value();
+            return PW_OK;
+        }
+        break;
+    case PW_F32:
+        if (v->IsNumber()) {
+            out->of.f32 = (float) v.As<v8::Number>()->Value();
+            return PW_OK;
+        }
+        break;
+    case PW_F64:
+        if (v->IsNumber()) {
+            out->of.f64 = v.As<v8::Number>()->Value();
+            return PW_OK;
+        }
+        break;
+    }
+    return PW_EINVAL;
+}
+
+static void
+pw__v8_copy_str(v8::Isolate *isolate, v8::Local<v8::Value> v, char *buf,
+    size_t len)
+{
+    if (len == 0) {
+        return;
+    }
+    buf[0] = '\0';
+    if (v.IsEmpty()) {
+        return;
+    }
+    v8::String::Utf8Value s(isolate, v);
+    if (*s != NULL) {
+        snprintf(buf, len, "%s", *s);
+    }
+}
+
+/* The exception's text, "RuntimeError: unreachable" and the like. */
+static void
+pw__v8_exception_msg(v8::Isolate *isolate, v8::Local<v8::Context> ctx,
+    v8::TryCatch *tc, char *buf, size_t len)
+{
+    v8::Local<v8::Value> exc;
+    v8::Local<v8::String> s;
+
+    exc = tc->Exception();
+    if (exc.IsEmpty() || !exc->ToString(ctx).ToLocal(&s)) {
+        snprintf(buf, len, "unknown exception");
+        return;
+    }
+    pw__v8_copy_str(isolate, s, buf, len);
+}
+
+/* One frame per line from the error's "stack" ("    at f (...)" lines). */
+static void
+pw__v8_backtrace(v8::Isolate *isolate, v8::Local<v8::Context> ctx,
+    v8::Local<v8::Value> exc, char *buf, size_t len)
+{
+    v8::Local<v8::Value> stack;
+    const char *p, *nl, *line;
+    size_t out, n;
+
+    buf[0] = '\0';
+    if (exc.IsEmpty() || !exc->IsObject()) {
+        return;
+    }
+    if (!exc.As<v8::Object>()->Get(ctx,
+            v8::String::NewFromUtf8Literal(isolate, "stack"))
+         .ToLocal(&stack)
+        || !stack->IsString())
+    {
+        return;
+    }
+
+    v8::String::Utf8Value s(isolate, stack);
+    if (*s == NULL) {
+        return;
+    }
+    out = 0;
+    for (p = *s; *p; p = nl + (*nl ? 1 : 0)) {
+        nl = strchr(p, '\n');
+        if (nl == NULL) {
+            nl = p + strlen(p);
+        }
+        line = p;
+        while (line < nl && *line == ' ') {
+            line++;
+        }
+        if (nl - line < 3 || memcmp(line, "at ", 3) != 0) {
+            continue;
+        }
+        line += 3;
+        n = nl - line;
+        if (out + n + 2 > len) {
+            break;
+        }
+        memcpy(buf + out, line, n);
+        out += n;
+        buf[out++] = '\n';
+        buf[out] = '\0';
+    }
+}
+
+static void
+pw__v8_pump(pw_engine_t *engine)
+{
+    while (v8::platform::PumpMessageLoop(pw__v8_platform, engine->isolate,
+               v8::platform::MessageLoopBehavior::kDoNotWait))
+    {
+        /* run what V8 posted (GC, compilation finalisation) */
+    }
+}
+
+/* ---- engine ------------------------------------------------------------ */
+
+static int
+pw__v8_start(const pw_engine_conf_t *conf, char *err, size_t errlen)
+{
+    sigset_t all, old;
+    int threads;
+
+    if (pw__v8_platform != NULL) {
+        if (pw__v8_pid != getpid()) {
+            snprintf(err, errlen, "V8 was started before fork; start it in "
+                     "the process that uses it");
+            return PW_EENGINE;
+        }
+        return PW_OK;
+    }
+
+    threads = (conf != NULL && conf->threads > 0) ? conf->threads : 1;
+    if (conf != NULL && conf->flags != NULL) {
+        v8::V8::SetFlagsFromString(conf->flags);
+    }
+
+    /* V8's worker threads inherit this mask: signals stay on our thread. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+
+    pw__v8_platform = v8::platform::NewDefaultPlatform(threads,
+        v8::platform::IdleTaskSupport::kDisabled,
+        v8::platform::InProcessStackDumping::kDisabled).release();
+    if (pw__v8_platform != NULL) {
+        v8::V8::InitializePlatform(pw__v8_platform);
+#if PW__V8_TRAP_HANDLER
+        /* On failure V8 falls back on explicit bounds checks. */
+        (void) v8::V8::EnableWebAssemblyTrapHandler(true);
+#endif
+        v8::V8::Initialize();
+    }
+
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (pw__v8_platform == NULL) {
+        snprintf(err, errlen, "cannot create the V8 platform");
+        return PW_EENGINE;
+    }
+    pw__v8_pid = getpid();
+    return PW_OK;
+}
+
+static void pw__v8_destroy(pw_engine_t *engine);
+
+static int
+pw__v8_init(const pw_engine_conf_t *conf, pw_engine_t **out, char *err,
+    size_t errlen)
+{
+    v8::Isolate::CreateParams params;
+    v8::Local<v8::Context> ctx;
+    v8::Local<v8::Value> wa, ctor;
+    pw_engine_t *engine;
+    sigset_t all, old;
+    int rc;
+
+    if (pw__v8_thread_engine != NULL) {
+        snprintf(err, errlen, "this thread already has a V8 engine");
+        return PW_EENGINE;
+    }
+
+    pthread_mutex_lock(&pw__v8_lock);
+    rc = pw__v8_start(conf, err, errlen);
+    pthread_mutex_unlock(&pw__v8_lock);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    engine = new (std::nothrow) pw_engine_t();
+    if (engine == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    engine->allocator = v8::ArrayBuffer::Allocator::NewDefaultAllocator();
+    if (engine->allocator == NULL) {
+        delete engine;
+        snprintf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    params.array_buffer_allocator = engine->allocator;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    engine->isolate = v8::Isolate::New(params);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (engine->isolate == NULL) {
+        delete engine->allocator;
+        delete engine;
+        snprintf(err, errlen, "cannot create a V8 isolate");
+        return PW_EENGINE;
+    }
+    engine->isolate->Enter();
+    pw__v8_thread_engine = engine;
+
+    {
+        v8::HandleScope hs(engine->isolate);
+
+        ctx = v8::Context::New(engine->isolate);
+        if (ctx.IsEmpty()) {
+            goto failed;
+        }
+        /* Stays entered until destroy: entered contexts are GC roots. */
+        ctx->Enter();
+        engine->context.Reset(engine->isolate, ctx);
+
+        if (!ctx->Global()->Get(ctx, v8::String::NewFromUtf8Literal(
+                 engine->isolate, "WebAssembly")).ToLocal(&wa)
+            || !wa->IsObject()
+            || !wa.As<v8::Object>()->Get(ctx, v8::String::NewFromUtf8Literal(
+                 engine->isolate, "Instance")).ToLocal(&ctor)
+            || !ctor->IsFunction())
+        {
+            goto failed;
+        }
+        engine->instance_ctor.Reset(engine->isolate, ctor.As<v8::Function>());
+    }
+
+    *out = engine;
+    return PW_OK;
+
+failed:
+    snprintf(err, errlen, "cannot set up a V8 context with WebAssembly");
+    pw__v8_destroy(engine);
+    return PW_EENGINE;
+}
+
+/*
+ * Disposes of the isolate. V8 itself and its platform stay initialised
+ * until the process exits: V8 cannot be initialised again after
+ * V8::Dispose, and a later init in this process must work.
+ */
+static void
+pw__v8_destroy(pw_engine_t *engine)
+{
+    v8::Isolate *isolate;
+
+    if (engine == NULL) {
+        return;
+    }
+    isolate = engine->isolate;
+
+    if (!engine->context.IsEmpty()) {
+        v8::HandleScope hs(isolate);
+        engine->context.Get(isolate)->Exit();
+    }
+    engine->context.Reset();
+    engine->instance_ctor.Reset();
+
+    pw__v8_pump(engine);
+    isolate->Exit();
+    isolate->Dispose();
+    v8::platform::NotifyIsolateShutdown(pw__v8_platform, isolate);
+    if (pw__v8_thread_engine == engine) {
+        pw__v8_thread_engine = NULL;
+    }
+    delete engine->allocator;
+    delete engine;
+}
+
+/* ---- modules ----------------------------------------------------------- */
+
+static int
+pw__v8_compile(pw_engine_t *engine, const uint8_t *bytes, size_t len,
+    pw_emodule_t **out, char *err, size_t errlen)
+{
+    v8::Isolate *isolate;
+    v8::Local<v8::WasmModuleObject> m;
+    pw_emodule_t *mod;
+    int rc;
+
+    isolate = engine->isolate;
+    v8::HandleScope hs(isolate);
+    v8::TryCatch tc(isolate);
+
+    if (!v8::WasmModuleObject::Compile(isolate,
+            v8::MemorySpan<const uint8_t>(bytes, len)).ToLocal(&m))
+    {
+        if (tc.HasCaught()) {
+            pw__v8_exception_msg(isolate, engine->context.Get(isolate), &tc,
+                                 err, errlen);
+        } else {
+            snprintf(err, errlen, "cannot compile the module");
+        }
+        pw__v8_pump(engine);
+        return PW_EMALFORMED;
+    }
+
+    mod = new (std::nothrow) pw_emodule_t();
+    if (mod == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    rc = pw__v8_info_parse(bytes, len, &mod->info, err, errlen);
+    if (rc != PW_OK) {
+        delete mod;
+        return rc;
+    }
+    mod->engine = engine;
+    mod->module.Reset(isolate, m);
+    mod->refs = 1;
+    pw__v8_pump(engine);
+
+    *out = mod;
+    return PW_OK;
+}
+
+static void
+pw__v8_module_unref(pw_emodule_t *mod)
+{
+    if (mod == NULL || --mod->refs > 0) {
+        return;
+    }
+    mod->module.Reset();
+    pw__v8_info_free(mod->info);
+    delete mod;
+}
+
+static void
+pw__v8_module_free(pw_emodule_t *mod)
+{
+    pw__v8_module_unref(mod);
+}
+
+/* ---- instances --------------------------------------------------------- */
+
+/* Every wasm->host call lands here; keep it lean. */
+static void
+pw__v8_host_call(const v8::FunctionCallbackInfo<v8::Value> &info)
+{
+    pw__v8_import_t *imp;
+    pw_einstance_t *inst;
+    pw_engine_t *engine;
+    v8::Isolate *isolate;
+    pw_val_t args[PW_SIG_MAX], results[PW_SIG_MAX];
+    const char *trap_msg;
+    unsigned i;
+    int rc;
+
+    imp = static_cast<pw__v8_import_t *>(
+        info.Data().As<v8::External>()->Value());
+    inst = imp->inst;
+    engine = inst->engine;
+    isolate = info.GetIsolate();
+    inst->mem_valid = 0;
+
+    for (i = 0; i < imp->nparams; i++) {
+        if (pw__v8_from_js(info[i], imp->kinds[i], &args[i]) != PW_OK) {
+            isolate->ThrowException(v8::Exception::TypeError(
+                v8::String::NewFromUtf8Literal(isolate,
+                    "host function: bad argument type")));
+            return;
+        }
+    }
+    for (i = 0; i < imp->nresults; i++) {
+        results[i].kind = (pw_valkind_t) imp->kinds[imp->nparams + i];
+        results[i].of.i64 = 0;
+    }
+
+    trap_msg = NULL;
+    rc = imp->fn(imp->fn_data, inst, args, results, &trap_msg);
+
+    if (isolate->IsExecutionTerminating()) {
+        return;     /* interrupted meanwhile (in a nested call) */
+    }
+
+    if (rc != PW_OK) {
+        v8::Local<v8::String> msg;
+
+        if (trap_msg == NULL) {
+            trap_msg = "host function failed";
+        }
+        engine->host_trap = trap_msg;
+        engine->host_trap_depth = engine->depth;
+        if (!v8::String::NewFromUtf8(isolate, trap_msg).ToLocal(&msg)) {
+            msg = v8::String::NewFromUtf8Literal(isolate, "host trap");
+        }
+        isolate->ThrowException(v8::Exception::Error(msg));
+        return;
+    }
+
+    if (imp->nresults == 1) {
+        switch (results[0].kind) {
+        case PW_I32:
+            info.GetReturnValue().Set(results[0].of.i32);
+            break;
+        case PW_I64:
+            info.GetReturnValue().Set(v8::BigInt::New(isolate,
+                                                      results[0].of.i64));
+            break;
+        case PW_F32:
+            info.GetReturnValue().Set((double) results[0].of.f32);
+            break;
+        case PW_F64:
+            info.GetReturnValue().Set(results[0].of.f64);
+            break;
+        }
+
+    } else if (imp->nresults > 1) {
+        v8::Local<v8::Value> vals[PW_SIG_MAX];
+
+        for (i = 0; i < imp->nresults; i++) {
+            vals[i] = pw__v8_to_js(isolate, &results[i]);
+        }
+        info.GetReturnValue().Set(v8::Array::New(isolate, vals,
+                                                 imp->nresults));
+    }
+}
+
+static const pw_import_t *
+pw__v8_find_import(const pw_import_t *imports, size_t nimports,
+    const pw_wasm_import_t *decl)
+{
+    size_t i;
+
+    for (i = 0; i < nimports; i++) {
+        if (imports[i].module != NULL && imports[i].name != NULL
+            && strcmp(imports[i].module, decl->module) == 0
+            && strcmp(imports[i].name, decl->name) == 0)
+        {
+            return &imports[i];
+        }
+    }
+    return NULL;
+}
+
+static void pw__v8_instance_free(pw_einstance_t *inst);
+
+/* Binds each declared import; fills the JS imports object. */
+static int
+pw__v8_link(pw_einstance_t *inst, const pw_import_t *imports,
+    size_t nimports, v8::Local<v8::Context> ctx, v8::Local<v8::Object> obj,
+    char *err, size_t errlen)
+{
+    const pw_wasm_info_t *info;
+    const pw_wasm_import_t *decl;
+    const pw_import_t *imp;
+    pw__v8_import_t *b;
+    v8::Isolate *isolate;
+    v8::Local<v8::String> mname, fname;
+    v8::Local<v8::Value> ns;
+    v8::Local<v8::Function> f;
+    size_t i;
+
+    info = inst->mod->info;
+    isolate = inst->engine->isolate;
+
+    inst->imports = (pw__v8_import_t *) calloc(info->nimports + 1,
+        sizeof(pw__v8_import_t));
+    if (inst->imports == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+
+    for (i = 0; i < info->nimports; i++) {
+        decl = &info->imports[i];
+
+        if (decl->kind != PW_EXTERN_FUNC) {
+            snprintf(err, errlen, "import %s.%s: only function imports are "
+                     "supported", decl->module, decl->name);
+            return PW_ELINK;
+        }
+        imp = pw__v8_find_import(imports, nimports, decl);
+        if (imp == NULL || imp->fn == NULL) {
+            snprintf(err, errlen, "missing import %s.%s", decl->module,
+                     decl->name);
+            return PW_ELINK;
+        }
+        if (imp->sig != NULL && strcmp(imp->sig, decl->sig) != 0) {
+            snprintf(err, errlen, "import %s.%s: host signature \"%s\", "
+                     "module declares \"%s\"", decl->module, decl->name,
+                     imp->sig, decl->sig);
+            return PW_ELINK;
+        }
+
+        b = &inst->imports[inst->nimports++];
+        b->fn = imp->fn;
+        b->fn_data = imp->fn_data;
+        b->inst = inst;
+        if (pw__v8_sig_kinds(decl->sig, b->kinds, &b->nparams, &b->nresults)
+            != PW_OK)
+        {
+            snprintf(err, errlen, "import %s.%s: unsupported signature "
+                     "\"%s\"", decl->module, decl->name, decl->sig);
+            return PW_ELINK;
+        }
+
+        if (!v8::String::NewFromUtf8(isolate, decl->module).ToLocal(&mname)
+            || !v8::String::NewFromUtf8(isolate, decl->name).ToLocal(&fname)
+            || !obj->Get(ctx, mname).ToLocal(&ns))
+        {
+            goto failed;
+        }
+        if (!ns->IsObject()) {
+            ns = v8::Object::New(isolate);
+            if (obj->Set(ctx, mname, ns).IsNothing()) {
+                goto failed;
+            }
+        }
+        if (!v8::Function::New(ctx, pw__v8_host_call,
+                 v8::External::New(isolate, b), b->nparams,
+                 v8::ConstructorBehavior::kThrow).ToLocal(&f)
+            || ns.As<v8::Object>()->Set(ctx, fname, f).IsNothing())
+        {
+            goto failed;
+        }
+    }
+    return PW_OK;
+
+failed:
+    snprintf(err, errlen, "cannot build the imports object");
+    return PW_EENGINE;
+}
+
+static int
+pw__v8_instantiate(pw_emodule_t *mod, const pw_import_t *imports,
+    size_t nimports, pw_einstance_t **out, char *err, size_t errlen)
+{
+    pw_engine_t *engine;
+    pw_einstance_t *inst;
+    v8::Isolate *isolate;
+    v8::Local<v8::Context> ctx;
+    v8::Local<v8::Object> obj, instance;
+    v8::Local<v8::Value> argv[2], exports, mem;
+    int rc, trapped;
+
+    engine = mod->engine;
+    isolate = engine->isolate;
+    v8::HandleScope hs(isolate);
+    ctx = engine->context.Get(isolate);
+
+    inst = new (std::nothrow) pw_einstance_t();
+    if (inst == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return PW_ENOMEM;
+    }
+    inst->engine = engine;
+    inst->mod = mod;
+    mod->refs++;
+    inst->next_gen.store(1);
+
+    obj = v8::Object::New(isolate);
+    rc = pw__v8_link(inst, imports, nimports, ctx, obj, err, errlen);
+    if (rc != PW_OK) {
+        goto failed;
+    }
+
+    argv[0] = mod->module.Get(isolate);
+    argv[1] = obj;
+
+    {
+        v8::TryCatch tc(isolate);
+
+        engine->depth++;
+        /* a start-section trap may come back as an object and a throw */
+        trapped = !engine->instance_ctor.Get(isolate)
+                       ->NewInstance(ctx, 2, argv).ToLocal(&instance)
+                  || tc.HasCaught();
+        if (engine->host_trap != NULL
+            && engine->host_trap_depth == engine->depth)
+        {
+            snprintf(err, errlen, "%s", engine->host_trap);
+            engine->host_trap = NULL;
+            rc = PW_ETRAP;
+        } else if (trapped) {
+            if (tc.HasTerminated()) {
+                snprintf(err, errlen, "terminated");
+                rc = PW_EINTERRUPTED;
+            } else {
+                pw__v8_exception_msg(isolate, ctx, &tc, err, errlen);
+                rc = strncmp(err, "LinkError", 9) == 0 ? PW_ELINK
+                     : strncmp(err, "RuntimeError", 12) == 0 ? PW_ETRAP
+                     : PW_EENGINE;
+            }
+        }
+        engine->depth--;
+        if (rc == PW_EINTERRUPTED && engine->depth == 0) {
+            isolate->CancelTerminateExecution();
+        }
+    }
+    if (rc != PW_OK) {
+        goto failed;
+    }
+
+    if (!instance->Get(ctx, v8::String::NewFromUtf8Literal(isolate,
+            "exports")).ToLocal(&exports)
+        || !exports->IsObject())
+    {
+        snprintf(err, errlen, "instance has no exports object");
+        rc = PW_EENGINE;
+        goto failed;
+    }
+    inst->exports.Reset(isolate, exports.As<v8::Object>());
+
+    if (exports.As<v8::Object>()->Get(ctx, v8::String::NewFromUtf8Literal(
+            isolate, "memory")).ToLocal(&mem)
+        && mem->IsWasmMemoryObject())
+    {
+        inst->memory.Reset(isolate, mem.As<v8::WasmMemoryObject>());
+    }
+
+    *out = inst;
+    return PW_OK;
+
+failed:
+    pw__v8_instance_free(inst);
+    return rc;
+}
+
+static void
+pw__v8_instance_free(pw_einstance_t *inst)
+{
+    pw_efunc_t *f, *next;
+
+    if (inst == NULL) {
+        return;
+    }
+    for (f = inst->funcs; f != NULL; f = next) {
+        next = f->next;
+        f->fn.Reset();
+        free(f->name);
+        delete f;
+    }
+    inst->exports.Reset();
+    inst->memory.Reset();
+    /* The JS import functions die with the instance; nothing calls them. */
+    free(inst->imports);
+    pw__v8_module_unref(inst->mod);
+    delete inst;
+}
+
+static int
+pw__v8_lookup(pw_einstance_t *inst, const char *name, pw_efunc_t **fn,
+    char *sig)
+{
+    const pw_wasm_export_t *exp;
+    v8::Isolate *isolate;
+    v8::Local<v8::Context> ctx;
+    v8::Local<v8::String> key;
+    v8::Local<v8::Value> v;
+    pw_efunc_t *f;
+    size_t i;
+
+    exp = NULL;
+    for (i = 0; i < inst->mod->info->nexports; i++) {
+        if (inst->mod->info->exports[i].kind == PW_EXTERN_FUNC
+            && strcmp(inst->mod->info->exports[i].name, name) == 0)
+        {
+            exp = &inst->mod->info->exports[i];
+            break;
+        }
+    }
+    if (exp == NULL) {
+        return PW_ENOTFOUND;
+    }
+    if (sig != NULL) {
+        memcpy(sig, exp->sig, PW_SIG_MAX);
+    }
+
+    for (f = inst->funcs; f != NULL; f = f->next) {
+        if (strcmp(f->name, name) == 0) {
+            *fn = f;
+            return PW_OK;
+        }
+    }
+
+    isolate = inst->engine->isolate;
+    v8::HandleScope hs(isolate);
+    ctx = inst->engine->context.Get(isolate);
+
+    if (!v8::String::NewFromUtf8(isolate, name).ToLocal(&key)
+        || !inst->exports.Get(isolate)->Get(ctx, key).ToLocal(&v)
+        || !v->IsFunction())
+    {
+        return PW_ENOTFOUND;
+    }
+
+    f = new (std::nothrow) pw_efunc_t();
+    if (f == NULL) {
+        return PW_ENOMEM;
+    }
+    f->name = strdup(name);
+    if (f->name == NULL) {
+        delete f;
+        return PW_ENOMEM;
+    }
+    if (pw__v8_sig_kinds(exp->sig, f->kinds, &f->nparams, &f->nresults)
+        != PW_OK)
+    {
+        /* callable by no one: call() refuses every argument list */
+        f->nparams = PW_SIG_MAX;
+        f->nresults = 0;
+    }
+    f->fn.Reset(isolate, v.As<v8::Function>());
+    f->next = inst->funcs;
+    inst->funcs = f;
+
+    *fn = f;
+    return PW_OK;
+}
+
+static int
+pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
+    size_t nargs, pw_val_t *results, size_t nresults, pw_trap_t *trap)
+{
+    pw_engine_t *engine;
+    v8::Isolate *isolate;
+    v8::Local<v8::Context> ctx;
+    v8::Local<v8::Value> argv[PW_SIG_MAX], ret, v;
+    const char *host_trap;
+    uint64_t gen, prev;
+    size_t i;
+    int rc, outer, claimed, ok;
+
+    if (nargs != fn->nparams || nresults != fn->nresults) {
+        return PW_EINVAL;
+    }
+    for (i = 0; i < nargs; i++) {
+        if ((char) args[i].kind != fn->kinds[i]) {
+            return PW_EINVAL;
+        }
+    }
+
+    engine = inst->engine;
+    isolate = engine->isolate;
+    outer = inst->depth == 0;
+
+    if (engine->depth == 0 && ++engine->calls % PW__V8_PUMP_EVERY == 0) {
+        pw__v8_pump(engine);
+    }
+
+    v8::HandleScope hs(isolate);
+    ctx = engine->context.Get(isolate);
+
+    for (i = 0; i < nargs; i++) {
+        argv[i] = pw__v8_to_js(isolate, &args[i]);
+    }
+
+    gen = 0;
+    if (outer) {
+        gen = inst->next_gen.load(std::memory_order_relaxed);
+        inst->active.store(gen);
+    }
+    inst->depth++;
+    engine->depth++;
+
+    v8::TryCatch tc(isolate);
+    ok = fn->fn.Get(isolate)->Call(ctx, v8::Undefined(isolate),
+                                   (int) nargs, argv).ToLocal(&ret);
+
+    host_trap = NULL;
+    if (engine->host_trap != NULL && engine->host_trap_depth == engine->depth)
+    {
+        /* ours, even if the guest caught the exception and went on */
+        host_trap = engine->host_trap;
+        engine->host_trap = NULL;
+    }
+    engine->depth--;
+    inst->depth--;
+    inst->mem_valid = 0;
+
+    claimed = 0;
+    if (outer) {
+        prev = inst->active.exchange(0);
+        inst->next_gen.store(gen + 1);
+        if (prev & PW__V8_CLAIMED) {
+            while (!inst->term_done.load()) {
+                sched_yield();
+            }
+            inst->term_done.store(0);
+            claimed = 1;
+        }
+    }
+
+    rc = PW_OK;
+    if (!ok) {
+        if (tc.HasTerminated()) {
+            rc = PW_EINTERRUPTED;
+            if (trap != NULL) {
+                snprintf(trap->message, sizeof(trap->message),
+                         "interrupted");
+                trap->backtrace[0] = '\0';
+            }
+        } else {
+            rc = PW_ETRAP;
+            if (trap != NULL) {
+                if (host_trap != NULL) {
+                    snprintf(trap->message, sizeof(trap->message), "%s",
+                             host_trap);
+                } else {
+                    pw__v8_exception_msg(isolate, ctx, &tc, trap->message,
+                                         sizeof(trap->message));
+                }
+                pw__v8_backtrace(isolate, ctx, tc.Exception(),
+                                 trap->backtrace, sizeof(trap->backtrace));
+            }
+        }
+
+    } else if (host_trap != NULL) {
+        rc = PW_ETRAP;
+        if (trap != NULL) {
+            snprintf(trap->message, sizeof(trap->message), "%s", host_trap);
+            trap->backtrace[0] = '\0';
+        }
+
+    } else if (nresults == 1) {
+        if (pw__v8_from_js(ret, fn->kinds[fn->nparams], &results[0])
+            != PW_OK)
+        {
+            rc = PW_EENGINE;
+        }
+
+    } else if (nresults > 1) {
+        if (!ret->IsArray()) {
+            rc = PW_EENGINE;
+        }
+        for (i = 0; rc == PW_OK && i < nresults; i++) {
+            if (!ret.As<v8::Array>()->Get(ctx, (uint32_t) i).ToLocal(&v)
+                || pw__v8_from_js(v, fn->kinds[fn->nparams + i], &results[i])
+                   != PW_OK)
+            {
+                rc = PW_EENGINE;
+            }
+        }
+    }
+
+    /*
+     * A terminate we asked for is cancelled here, whether it stopped the
+     * call or landed after it; one that is not ours (an outer call's) keeps
+     * unwinding, unless nothing is left to unwind.
+     */
+    if (claimed || (rc == PW_EINTERRUPTED && engine->depth == 0)) {
+        isolate->CancelTerminateExecution();
+    }
+
+    return rc;
+}
+
+static int
+pw__v8_memory(pw_einstance_t *inst, uint8_t **base, size_t *size)
+{
+    if (!inst->mem_valid) {
+        if (inst->memory.IsEmpty()) {
+            return PW_ENOTFOUND;
+        }
+        v8::HandleScope hs(inst->engine->isolate);
+        v8::Local<v8::ArrayBuffer> ab;
+
+        /* after memory.grow the old buffer is detached: ask each time */
+        ab = inst->memory.Get(inst->engine->isolate)->Buffer();
+        inst->mem_base = (uint8_t *) ab->Data();
+        inst->mem_size = ab->ByteLength();
+        inst->mem_valid = 1;
+    }
+    *base = inst->mem_base;
+    *size = inst->mem_size;
+    return PW_OK;
+}
+
+static uint64_t
+pw__v8_call_generation(pw_einstance_t *inst)
+{
+    return inst->next_gen.load();
+}
+
+static void
+pw__v8_interrupt(pw_einstance_t *inst, uint64_t generation)
+{
+    uint64_t expected;
+
+    expected = generation;
+    if (generation == 0 || (generation & PW__V8_CLAIMED)) {
+        return;
+    }
+    if (inst->active.compare_exchange_strong(expected,
+                                             generation | PW__V8_CLAIMED))
+    {
+        inst->engine->isolate->TerminateExecution();
+        inst->term_done.store(1);
+    }
+}
+
+extern "C" {
+
+const pw_engine_vt_t pw_engine_v8 = {
+    "v8",
+    pw__v8_init,
+    pw__v8_destroy,
+    pw__v8_compile,
+    pw__v8_module_free,
+    pw__v8_instantiate,
+    pw__v8_instance_free,
+    pw__v8_lookup,
+    pw__v8_call,
+    pw__v8_memory,
+    pw__v8_call_generation,
+    pw__v8_interrupt,
+};
+
+}

@@ -1,0 +1,976 @@
+/*
+ * Engine tests on real wasm: the V8 backend through pw_engine_vt_t.
+ * The .wasm files (from tests/engine/wat/) sit next to this binary.
+ */
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "../pwtest.h"
+
+#include <pw/pw_engine.h>
+
+static const pw_engine_vt_t *vt = &pw_engine_v8;
+
+typedef struct {
+    int nops;
+    int fails;
+    pw_einstance_t *inst;       /* for reenter */
+    int reenter_trap;           /* reenter calls do_unreachable */
+    int reenter_rc;
+} host_state_t;
+
+static host_state_t hs;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static uint8_t *
+read_wasm(const char *name, size_t *len)
+{
+    char exe[PATH_MAX], path[PATH_MAX + 64];
+    ssize_t n;
+    FILE *f;
+    uint8_t *buf;
+    long size;
+
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    PW_CHECK(n > 0);
+    exe[n] = '\0';
+    snprintf(path, sizeof(path), "%s/%s", dirname(exe), name);
+
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "  cannot open %s: %s\n", path, strerror(errno));
+    }
+    PW_CHECK(f != NULL);
+    PW_CHECK(fseek(f, 0, SEEK_END) == 0);
+    size = ftell(f);
+    PW_CHECK(size > 0);
+    rewind(f);
+    buf = malloc(size);
+    PW_CHECK(buf != NULL);
+    PW_CHECK(fread(buf, 1, size, f) == (size_t) size);
+    fclose(f);
+    *len = (size_t) size;
+    return buf;
+}
+
+static pw_engine_t *
+engine_new(void)
+{
+    pw_engine_conf_t conf = { 0, NULL };
+    pw_engine_t *e = NULL;
+    char err[256] = "";
+    int rc;
+
+    rc = vt->init(&conf, &e, err, sizeof(err));
+    if (rc != PW_OK) {
+        fprintf(stderr, "  init: %s\n", err);
+    }
+    PW_CHECK_EQ_INT(rc, PW_OK);
+    PW_CHECK(e != NULL);
+    return e;
+}
+
+static pw_emodule_t *
+compile_file(pw_engine_t *e, const char *name)
+{
+    pw_emodule_t *m = NULL;
+    char err[256] = "";
+    uint8_t *bytes;
+    size_t len;
+    int rc;
+
+    bytes = read_wasm(name, &len);
+    rc = vt->compile(e, bytes, len, &m, err, sizeof(err));
+    free(bytes);
+    if (rc != PW_OK) {
+        fprintf(stderr, "  compile %s: %s\n", name, err);
+    }
+    PW_CHECK_EQ_INT(rc, PW_OK);
+    return m;
+}
+
+/* ---- host functions ------------------------------------------------------ */
+
+static int
+h_add_i32(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    PW_CHECK(a[0].kind == PW_I32 && r[0].kind == PW_I32);
+    r[0].of.i32 = a[0].of.i32 + a[1].of.i32;
+    return PW_OK;
+}
+
+static int
+h_add_i64(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    PW_CHECK(a[1].kind == PW_I64 && r[0].kind == PW_I64);
+    r[0].of.i64 = a[0].of.i64 + a[1].of.i64;
+    return PW_OK;
+}
+
+static int
+h_mul_f32(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    PW_CHECK(a[0].kind == PW_F32 && r[0].kind == PW_F32);
+    r[0].of.f32 = a[0].of.f32 * a[1].of.f32;
+    return PW_OK;
+}
+
+static int
+h_mul_f64(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    PW_CHECK(a[0].kind == PW_F64 && r[0].kind == PW_F64);
+    r[0].of.f64 = a[0].of.f64 * a[1].of.f64;
+    return PW_OK;
+}
+
+/* (i32, i64, f32, f64) -> f64: a weighted sum so order errors show */
+static int
+h_mixed(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    PW_CHECK(a[0].kind == PW_I32 && a[1].kind == PW_I64);
+    PW_CHECK(a[2].kind == PW_F32 && a[3].kind == PW_F64);
+    PW_CHECK(r[0].kind == PW_F64);
+    r[0].of.f64 = a[0].of.i32 * 1000.0 + (double) a[1].of.i64 * 100.0
+                  + a[2].of.f32 * 10.0 + a[3].of.f64;
+    return PW_OK;
+}
+
+static int
+h_fail(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    if (a[0].of.i32 == 7) {
+        hs.fails++;
+        *trap = "host says no";
+        return PW_ETRAP;
+    }
+    r[0].of.i32 = a[0].of.i32 * 2;
+    return PW_OK;
+}
+
+static int
+h_nop(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    hs.nops++;
+    return PW_OK;
+}
+
+/* Calls back into the guest, as a host does with the plugin's malloc. */
+static int
+h_reenter(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    pw_efunc_t *fn;
+    pw_val_t arg, res;
+    pw_trap_t t;
+    char sig[PW_SIG_MAX];
+
+    PW_CHECK(inst == hs.inst);
+    if (hs.reenter_trap) {
+        PW_CHECK_EQ_INT(vt->lookup(inst, "do_unreachable", &fn, sig), PW_OK);
+        hs.reenter_rc = vt->call(inst, fn, NULL, 0, NULL, 0, &t);
+        r[0].of.i32 = -1;
+        return PW_OK;
+    }
+    PW_CHECK_EQ_INT(vt->lookup(inst, "id_i32", &fn, sig), PW_OK);
+    arg.kind = PW_I32;
+    arg.of.i32 = a[0].of.i32 + 1;
+    res.kind = PW_I32;
+    hs.reenter_rc = vt->call(inst, fn, &arg, 1, &res, 1, &t);
+    r[0].of.i32 = res.of.i32 * 10;
+    return PW_OK;
+}
+
+static int
+h_mem_pages(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    uint8_t *base;
+    size_t size;
+
+    PW_CHECK_EQ_INT(vt->memory(inst, &base, &size), PW_OK);
+    r[0].of.i32 = (int32_t) (size / 65536);
+    return PW_OK;
+}
+
+static int
+h_twice(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    r[0].of.i32 = a[0].of.i32 * 2;
+    return PW_OK;
+}
+
+static const pw_import_t basic_imports[] = {
+    { "env", "add_i32", "ii:i", h_add_i32, NULL },
+    { "env", "add_i64", "II:I", h_add_i64, NULL },
+    { "env", "mul_f32", "ff:f", h_mul_f32, NULL },
+    { "env", "mul_f64", "FF:F", h_mul_f64, NULL },
+    { "env", "mixed", "iIfF:F", h_mixed, NULL },
+    { "env", "fail", "i:i", h_fail, NULL },
+    { "env", "nop", ":", h_nop, NULL },
+    { "other", "reenter", "i:i", h_reenter, NULL },
+    { "env", "mem_pages", ":i", h_mem_pages, NULL },
+};
+
+#define NBASIC (sizeof(basic_imports) / sizeof(basic_imports[0]))
+
+static pw_einstance_t *
+instantiate_basic(pw_emodule_t *m)
+{
+    pw_einstance_t *inst = NULL;
+    char err[256] = "";
+    int rc;
+
+    rc = vt->instantiate(m, basic_imports, NBASIC, &inst, err, sizeof(err));
+    if (rc != PW_OK) {
+        fprintf(stderr, "  instantiate: %s\n", err);
+    }
+    PW_CHECK_EQ_INT(rc, PW_OK);
+    hs.inst = inst;
+    return inst;
+}
+
+typedef struct {
+    pw_engine_t *e;
+    pw_emodule_t *m;
+    pw_einstance_t *inst;
+} fixture_t;
+
+static fixture_t
+setup(void)
+{
+    fixture_t f;
+
+    memset(&hs, 0, sizeof(hs));
+    f.e = engine_new();
+    f.m = compile_file(f.e, "basic.wasm");
+    f.inst = instantiate_basic(f.m);
+    return f;
+}
+
+static void
+teardown(fixture_t *f)
+{
+    vt->instance_free(f->inst);
+    vt->module_free(f->m);
+    vt->destroy(f->e);
+}
+
+static pw_efunc_t *
+lookup(pw_einstance_t *inst, const char *name, const char *want_sig)
+{
+    pw_efunc_t *fn = NULL;
+    char sig[PW_SIG_MAX] = "";
+
+    PW_CHECK_EQ_INT(vt->lookup(inst, name, &fn, sig), PW_OK);
+    PW_CHECK(fn != NULL);
+    PW_CHECK_EQ_STR(sig, want_sig);
+    return fn;
+}
+
+static pw_val_t
+v_i32(int32_t v)
+{
+    pw_val_t x;
+
+    x.kind = PW_I32;
+    x.of.i32 = v;
+    return x;
+}
+
+static pw_val_t
+v_i64(int64_t v)
+{
+    pw_val_t x;
+
+    x.kind = PW_I64;
+    x.of.i64 = v;
+    return x;
+}
+
+static pw_val_t
+v_f32(float v)
+{
+    pw_val_t x;
+
+    x.kind = PW_F32;
+    x.of.f32 = v;
+    return x;
+}
+
+static pw_val_t
+v_f64(double v)
+{
+    pw_val_t x;
+
+    x.kind = PW_F64;
+    x.of.f64 = v;
+    return x;
+}
+
+static int32_t
+call_i32(pw_einstance_t *inst, const char *name, const pw_val_t *args,
+    size_t nargs)
+{
+    pw_efunc_t *fn;
+    pw_val_t r;
+    pw_trap_t t;
+    char sig[PW_SIG_MAX];
+    int rc;
+
+    PW_CHECK_EQ_INT(vt->lookup(inst, name, &fn, sig), PW_OK);
+    r.kind = PW_I32;
+    rc = vt->call(inst, fn, args, nargs, &r, 1, &t);
+    if (rc != PW_OK) {
+        fprintf(stderr, "  %s: rc %d: %s\n", name, rc, t.message);
+    }
+    PW_CHECK_EQ_INT(rc, PW_OK);
+    return r.of.i32;
+}
+
+static int
+call_trap(pw_einstance_t *inst, const char *name, const pw_val_t *args,
+    size_t nargs, size_t nresults, pw_trap_t *t)
+{
+    pw_efunc_t *fn;
+    pw_val_t r[2];
+    char sig[PW_SIG_MAX];
+
+    PW_CHECK_EQ_INT(vt->lookup(inst, name, &fn, sig), PW_OK);
+    r[0].kind = PW_I32;
+    memset(t, 0, sizeof(*t));
+    return vt->call(inst, fn, args, nargs, r, nresults, t);
+}
+
+static double
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+PW_TEST(compile_once_instantiate_twice)
+{
+    fixture_t f = setup();
+    pw_einstance_t *b;
+    uint8_t *base_a, *base_b;
+    size_t size_a, size_b;
+    pw_val_t args[2];
+
+    b = instantiate_basic(f.m);
+    PW_CHECK(b != f.inst);
+
+    args[0] = v_i32(16);
+    args[1] = v_i32(42);
+    PW_CHECK_EQ_INT(call_trap(f.inst, "store", args, 2, 0,
+                              &(pw_trap_t){ 0 }), PW_OK);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "load", args, 1), 42);
+    PW_CHECK_EQ_INT(call_i32(b, "load", args, 1), 0);
+
+    PW_CHECK_EQ_INT(vt->memory(f.inst, &base_a, &size_a), PW_OK);
+    PW_CHECK_EQ_INT(vt->memory(b, &base_b, &size_b), PW_OK);
+    PW_CHECK(base_a != base_b);
+    PW_CHECK_EQ_INT(size_a, 65536);
+    PW_CHECK_EQ_INT(size_b, 65536);
+    PW_CHECK_EQ_INT(base_a[16], 42);
+    PW_CHECK_EQ_INT(base_b[16], 0);
+
+    /* globals are per instance too */
+    PW_CHECK_EQ_INT(call_i32(f.inst, "count", NULL, 0), 1);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "count", NULL, 0), 2);
+    PW_CHECK_EQ_INT(call_i32(b, "count", NULL, 0), 1);
+
+    /* the module may go before its instances */
+    vt->module_free(f.m);
+    PW_CHECK_EQ_INT(call_i32(b, "count", NULL, 0), 2);
+    vt->instance_free(b);
+    vt->instance_free(f.inst);
+    vt->destroy(f.e);
+}
+
+PW_TEST(import_i32)
+{
+    fixture_t f = setup();
+    pw_val_t args[2] = { v_i32(-5), v_i32(1000000) };
+
+    PW_CHECK_EQ_INT(call_i32(f.inst, "call_add_i32", args, 2), 999995);
+    args[0] = v_i32(INT32_MAX);
+    args[1] = v_i32(1);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "call_add_i32", args, 2), INT32_MIN);
+    teardown(&f);
+}
+
+PW_TEST(import_i64)
+{
+    fixture_t f = setup();
+    pw_val_t args[2] = { v_i64(0x100000000LL), v_i64(-3) };
+    pw_efunc_t *fn = lookup(f.inst, "call_add_i64", "II:I");
+    pw_val_t r = v_i64(0);
+    pw_trap_t t;
+
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, args, 2, &r, 1, &t), PW_OK);
+    PW_CHECK(r.of.i64 == 0xfffffffdLL);
+    args[0] = v_i64(INT64_MIN);
+    args[1] = v_i64(0);
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, args, 2, &r, 1, &t), PW_OK);
+    PW_CHECK(r.of.i64 == INT64_MIN);
+    teardown(&f);
+}
+
+PW_TEST(import_f32_f64)
+{
+    fixture_t f = setup();
+    pw_val_t args[2] = { v_f32(1.5f), v_f32(-4.0f) };
+    pw_efunc_t *fn;
+    pw_val_t r;
+    pw_trap_t t;
+
+    fn = lookup(f.inst, "call_mul_f32", "ff:f");
+    r = v_f32(0);
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, args, 2, &r, 1, &t), PW_OK);
+    PW_CHECK(r.of.f32 == -6.0f);
+
+    fn = lookup(f.inst, "call_mul_f64", "FF:F");
+    args[0] = v_f64(0.1);
+    args[1] = v_f64(3.0);
+    r = v_f64(0);
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, args, 2, &r, 1, &t), PW_OK);
+    PW_CHECK(r.of.f64 == 0.1 * 3.0);
+    teardown(&f);
+}
+
+PW_TEST(import_mixed)
+{
+    fixture_t f = setup();
+    pw_val_t args[4] = { v_i32(3), v_i64(4), v_f32(5.0f), v_f64(6.25) };
+    pw_efunc_t *fn = lookup(f.inst, "call_mixed", "iIfF:F");
+    pw_val_t r = v_f64(0);
+    pw_trap_t t;
+
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, args, 4, &r, 1, &t), PW_OK);
+    PW_CHECK(r.of.f64 == 3456.25);
+    teardown(&f);
+}
+
+PW_TEST(missing_import_is_link_error)
+{
+    fixture_t f = setup();
+    pw_import_t imports[NBASIC];
+    pw_einstance_t *inst = NULL;
+    char err[256] = "";
+    size_t i, n = 0;
+
+    for (i = 0; i < NBASIC; i++) {
+        if (strcmp(basic_imports[i].name, "reenter") != 0) {
+            imports[n++] = basic_imports[i];
+        }
+    }
+    PW_CHECK_EQ_INT(vt->instantiate(f.m, imports, n, &inst, err,
+                                    sizeof(err)), PW_ELINK);
+    PW_CHECK(inst == NULL);
+    PW_CHECK(strstr(err, "other.reenter") != NULL);
+
+    /* same name in another module does not count */
+    imports[n] = basic_imports[7];
+    imports[n].module = "env";
+    PW_CHECK_EQ_INT(vt->instantiate(f.m, imports, n + 1, &inst, err,
+                                    sizeof(err)), PW_ELINK);
+    PW_CHECK(strstr(err, "other.reenter") != NULL);
+    teardown(&f);
+}
+
+PW_TEST(import_signature_mismatch_is_link_error)
+{
+    fixture_t f = setup();
+    pw_import_t imports[NBASIC];
+    pw_einstance_t *inst = NULL;
+    char err[256] = "";
+
+    memcpy(imports, basic_imports, sizeof(imports));
+    imports[1].sig = "ii:i";    /* add_i64 is II:I */
+    PW_CHECK_EQ_INT(vt->instantiate(f.m, imports, NBASIC, &inst, err,
+                                    sizeof(err)), PW_ELINK);
+    PW_CHECK(strstr(err, "env.add_i64") != NULL);
+    teardown(&f);
+}
+
+PW_TEST(lookup_signatures_and_missing)
+{
+    fixture_t f = setup();
+    pw_efunc_t *fn = NULL, *again = NULL;
+    char sig[PW_SIG_MAX];
+
+    lookup(f.inst, "noop", ":");
+    lookup(f.inst, "id_i32", "i:i");
+    lookup(f.inst, "neg_i64", "I:I");
+    lookup(f.inst, "half_f32", "f:f");
+    lookup(f.inst, "sqrt_f64", "F:F");
+    lookup(f.inst, "mixed_sum", "iIfF:F");
+    lookup(f.inst, "store", "ii:");
+    lookup(f.inst, "two", ":iI");
+
+    PW_CHECK_EQ_INT(vt->lookup(f.inst, "nope", &fn, sig), PW_ENOTFOUND);
+    /* an export that is not a function */
+    PW_CHECK_EQ_INT(vt->lookup(f.inst, "memory", &fn, sig), PW_ENOTFOUND);
+    /* an internal function with a name-section name is not an export */
+    PW_CHECK_EQ_INT(vt->lookup(f.inst, "inner_trap", &fn, sig),
+                    PW_ENOTFOUND);
+
+    fn = lookup(f.inst, "id_i32", "i:i");
+    again = lookup(f.inst, "id_i32", "i:i");
+    PW_CHECK(fn == again);
+    teardown(&f);
+}
+
+PW_TEST(call_each_kind)
+{
+    fixture_t f = setup();
+    pw_efunc_t *fn;
+    pw_val_t a[4], r[2];
+    pw_trap_t t;
+
+    a[0] = v_i32(-123456);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "id_i32", a, 1), -123456);
+
+    fn = lookup(f.inst, "neg_i64", "I:I");
+    a[0] = v_i64(0x123456789abLL);
+    r[0] = v_i64(0);
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, a, 1, r, 1, &t), PW_OK);
+    PW_CHECK(r[0].of.i64 == -0x123456789abLL);
+
+    fn = lookup(f.inst, "half_f32", "f:f");
+    a[0] = v_f32(3.0f);
+    r[0] = v_f32(0);
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, a, 1, r, 1, &t), PW_OK);
+    PW_CHECK(r[0].of.f32 == 1.5f);
+
+    fn = lookup(f.inst, "sqrt_f64", "F:F");
+    a[0] = v_f64(2.0);
+    r[0] = v_f64(0);
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, a, 1, r, 1, &t), PW_OK);
+    PW_CHECK(r[0].of.f64 == sqrt(2.0));
+
+    fn = lookup(f.inst, "mixed_sum", "iIfF:F");
+    a[0] = v_i32(1);
+    a[1] = v_i64(1LL << 40);
+    a[2] = v_f32(0.5f);
+    a[3] = v_f64(0.25);
+    r[0] = v_f64(0);
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, a, 4, r, 1, &t), PW_OK);
+    PW_CHECK(r[0].of.f64 == 1.0 + (double) (1LL << 40) + 0.75);
+
+    /* multiple results */
+    fn = lookup(f.inst, "two", ":iI");
+    r[0] = v_i32(0);
+    r[1] = v_i64(0);
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, NULL, 0, r, 2, &t), PW_OK);
+    PW_CHECK_EQ_INT(r[0].of.i32, 7);
+    PW_CHECK(r[1].of.i64 == -9);
+
+    /* wrong arity or kinds are refused, not guessed */
+    fn = lookup(f.inst, "id_i32", "i:i");
+    a[0] = v_i64(1);
+    r[0] = v_i32(0);
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, a, 1, r, 1, &t), PW_EINVAL);
+    PW_CHECK_EQ_INT(vt->call(f.inst, fn, a, 0, r, 1, &t), PW_EINVAL);
+    teardown(&f);
+}
+
+PW_TEST(trap_unreachable_with_backtrace)
+{
+    fixture_t f = setup();
+    pw_trap_t t;
+    const char *inner, *outer;
+
+    PW_CHECK_EQ_INT(call_trap(f.inst, "do_unreachable", NULL, 0, 0, &t),
+                    PW_ETRAP);
+    PW_CHECK(strstr(t.message, "unreachable") != NULL);
+    PW_CHECK(strstr(t.message, "RuntimeError") != NULL);
+    inner = strstr(t.backtrace, "inner_trap");
+    outer = strstr(t.backtrace, "outer_trap");
+    if (inner == NULL || outer == NULL) {
+        fprintf(stderr, "  backtrace:\n%s", t.backtrace);
+    }
+    PW_CHECK(inner != NULL && outer != NULL);
+    /* innermost frame first, one per line */
+    PW_CHECK(inner < outer);
+    PW_CHECK(memchr(inner, '\n', outer - inner) != NULL);
+    teardown(&f);
+}
+
+PW_TEST(trap_out_of_bounds)
+{
+    fixture_t f = setup();
+    pw_val_t a[2] = { v_i32(65535), v_i32(0) };
+    pw_trap_t t;
+
+    /* a 4-byte load straddling the end of the only page */
+    PW_CHECK_EQ_INT(call_trap(f.inst, "load", a, 1, 1, &t), PW_ETRAP);
+    PW_CHECK(strstr(t.message, "memory access out of bounds") != NULL);
+    a[0] = v_i32(-8);
+    PW_CHECK_EQ_INT(call_trap(f.inst, "store", a, 2, 0, &t), PW_ETRAP);
+    PW_CHECK(strstr(t.message, "memory access out of bounds") != NULL);
+    a[0] = v_i32(65532);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "load", a, 1), 0);
+    teardown(&f);
+}
+
+PW_TEST(trap_divide_by_zero)
+{
+    fixture_t f = setup();
+    pw_val_t a[2] = { v_i32(1), v_i32(0) };
+    pw_trap_t t;
+
+    PW_CHECK_EQ_INT(call_trap(f.inst, "div_s", a, 2, 1, &t), PW_ETRAP);
+    PW_CHECK(strstr(t.message, "divide by zero") != NULL);
+    a[0] = v_i32(9);
+    a[1] = v_i32(-3);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "div_s", a, 2), -3);
+    teardown(&f);
+}
+
+PW_TEST(instance_usable_after_traps)
+{
+    fixture_t f = setup();
+    pw_val_t a[2] = { v_i32(100), v_i32(77) };
+    pw_trap_t t;
+    int i;
+
+    PW_CHECK_EQ_INT(call_trap(f.inst, "store", a, 2, 0, &t), PW_OK);
+    for (i = 0; i < 3; i++) {
+        PW_CHECK_EQ_INT(call_trap(f.inst, "do_unreachable", NULL, 0, 0, &t),
+                        PW_ETRAP);
+        a[0] = v_i32(1 << 30);
+        PW_CHECK_EQ_INT(call_trap(f.inst, "load", a, 1, 1, &t), PW_ETRAP);
+        a[0] = v_i32(100);
+        PW_CHECK_EQ_INT(call_i32(f.inst, "load", a, 1), 77);
+        PW_CHECK_EQ_INT(call_i32(f.inst, "count", NULL, 0), i + 1);
+    }
+    a[0] = v_i32(2);
+    a[1] = v_i32(3);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "call_add_i32", a, 2), 5);
+    teardown(&f);
+}
+
+PW_TEST(host_trap_aborts_guest_call)
+{
+    fixture_t f = setup();
+    pw_val_t a = v_i32(7);
+    pw_trap_t t;
+
+    PW_CHECK_EQ_INT(call_trap(f.inst, "call_fail", &a, 1, 1, &t), PW_ETRAP);
+    PW_CHECK_EQ_STR(t.message, "host says no");
+    PW_CHECK_EQ_INT(hs.fails, 1);
+    PW_CHECK(strstr(t.backtrace, "call_fail") != NULL
+             || strstr(t.backtrace, "wasm-function") != NULL);
+
+    /* the host result would have been used (+1) had the call gone on */
+    a = v_i32(3);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "call_fail", &a, 1), 7);
+    teardown(&f);
+}
+
+PW_TEST(host_reenters_guest)
+{
+    fixture_t f = setup();
+    pw_val_t a = v_i32(4);
+    pw_trap_t t;
+
+    PW_CHECK_EQ_INT(call_i32(f.inst, "call_reenter", &a, 1), 50);
+    PW_CHECK_EQ_INT(hs.reenter_rc, PW_OK);
+
+    /* a trap in the nested call is the nested call's; the outer goes on */
+    hs.reenter_trap = 1;
+    PW_CHECK_EQ_INT(call_trap(f.inst, "call_reenter", &a, 1, 1, &t), PW_OK);
+    PW_CHECK_EQ_INT(hs.reenter_rc, PW_ETRAP);
+    hs.reenter_trap = 0;
+    PW_CHECK_EQ_INT(call_i32(f.inst, "call_reenter", &a, 1), 50);
+    teardown(&f);
+}
+
+PW_TEST(memory_base_size_grow)
+{
+    fixture_t f = setup();
+    uint8_t *base;
+    size_t size;
+    pw_val_t a[2];
+
+    PW_CHECK_EQ_INT(vt->memory(f.inst, &base, &size), PW_OK);
+    PW_CHECK(base != NULL);
+    PW_CHECK_EQ_INT(size, 65536);
+
+    memcpy(base + 1000, "\x11\x22\x33\x44", 4);
+    a[0] = v_i32(1000);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "load", a, 1), 0x44332211);
+
+    a[0] = v_i32(2);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "grow", a, 1), 1);
+    PW_CHECK_EQ_INT(vt->memory(f.inst, &base, &size), PW_OK);
+    PW_CHECK_EQ_INT(size, 3 * 65536);
+    PW_CHECK_EQ_INT(base[1000], 0x11);
+
+    /* the new pages are usable from both sides */
+    base[2 * 65536 + 8] = 0x5a;
+    a[0] = v_i32(2 * 65536 + 8);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "load", a, 1), 0x5a);
+
+    /* a host function sees the size the guest just grew to */
+    a[0] = v_i32(4);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "grow_and_ask", a, 1), 7);
+    PW_CHECK_EQ_INT(vt->memory(f.inst, &base, &size), PW_OK);
+    PW_CHECK_EQ_INT(size, 7 * 65536);
+
+    /* beyond the declared maximum grow fails without trapping */
+    a[0] = v_i32(1000);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "grow", a, 1), -1);
+    teardown(&f);
+}
+
+PW_TEST(no_memory_export)
+{
+    pw_engine_t *e = engine_new();
+    pw_emodule_t *m = compile_file(e, "no_memory.wasm");
+    pw_import_t imp = { "env", "twice", "i:i", h_twice, NULL };
+    pw_einstance_t *inst = NULL;
+    char err[256];
+    uint8_t *base;
+    size_t size;
+    pw_val_t a = v_i32(21);
+
+    PW_CHECK_EQ_INT(vt->instantiate(m, &imp, 1, &inst, err, sizeof(err)),
+                    PW_OK);
+    PW_CHECK_EQ_INT(vt->memory(inst, &base, &size), PW_ENOTFOUND);
+    PW_CHECK_EQ_INT(call_i32(inst, "answer", NULL, 0), 42);
+    /* a re-exported import: the sig comes from the import's type */
+    lookup(inst, "twice_again", "i:i");
+    PW_CHECK_EQ_INT(call_i32(inst, "twice_again", &a, 1), 42);
+    vt->instance_free(inst);
+    vt->module_free(m);
+    vt->destroy(e);
+}
+
+PW_TEST(start_trap_fails_instantiate)
+{
+    pw_engine_t *e = engine_new();
+    pw_emodule_t *m = compile_file(e, "start_trap.wasm");
+    pw_einstance_t *inst = NULL;
+    char err[256] = "";
+
+    PW_CHECK_EQ_INT(vt->instantiate(m, NULL, 0, &inst, err, sizeof(err)),
+                    PW_ETRAP);
+    PW_CHECK(inst == NULL);
+    PW_CHECK(strstr(err, "unreachable") != NULL);
+    vt->module_free(m);
+    vt->destroy(e);
+}
+
+PW_TEST(compile_rejects_garbage)
+{
+    pw_engine_t *e = engine_new();
+    pw_emodule_t *m = NULL;
+    static const uint8_t junk[] = "\0asm\x01\0\0\0\x01\xff\xff";
+    char err[256] = "";
+
+    PW_CHECK_EQ_INT(vt->compile(e, junk, sizeof(junk) - 1, &m, err,
+                                sizeof(err)), PW_EMALFORMED);
+    PW_CHECK(m == NULL);
+    PW_CHECK(err[0] != '\0');
+    PW_CHECK_EQ_INT(vt->compile(e, (const uint8_t *) "hello", 5, &m, err,
+                                sizeof(err)), PW_EMALFORMED);
+    vt->destroy(e);
+}
+
+PW_TEST(engine_restarts_in_process)
+{
+    fixture_t f = setup();
+    pw_val_t a = v_i32(9);
+
+    PW_CHECK_EQ_INT(call_i32(f.inst, "id_i32", &a, 1), 9);
+    teardown(&f);
+    f = setup();
+    PW_CHECK_EQ_INT(call_i32(f.inst, "id_i32", &a, 1), 9);
+    teardown(&f);
+}
+
+typedef struct {
+    pw_einstance_t *inst;
+    uint64_t gen;
+    atomic_int stop;
+    int sent;
+} watchdog_t;
+
+static void *
+watchdog(void *arg)
+{
+    watchdog_t *w = arg;
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+    while (!atomic_load(&w->stop)) {
+        nanosleep(&ts, NULL);
+        vt->interrupt(w->inst, w->gen);
+        w->sent++;
+    }
+    return NULL;
+}
+
+static void
+interrupt_loop(const char *name)
+{
+    fixture_t f = setup();
+    watchdog_t w;
+    pthread_t tid;
+    pw_trap_t t;
+    pw_val_t a = v_i32(5);
+    uint64_t gen;
+    int rc;
+
+    gen = vt->call_generation(f.inst);
+    w.inst = f.inst;
+    w.gen = gen;
+    w.sent = 0;
+    atomic_init(&w.stop, 0);
+    PW_CHECK(pthread_create(&tid, NULL, watchdog, &w) == 0);
+
+    rc = call_trap(f.inst, name, NULL, 0, 0, &t);
+    atomic_store(&w.stop, 1);
+    pthread_join(tid, NULL);
+
+    PW_CHECK_EQ_INT(rc, PW_EINTERRUPTED);
+    PW_CHECK(w.sent >= 1);
+    PW_CHECK(vt->call_generation(f.inst) > gen);
+
+    /* the next calls run normally */
+    PW_CHECK_EQ_INT(call_i32(f.inst, "id_i32", &a, 1), 5);
+    hs.nops = 0;
+    a = v_i32(1000);
+    PW_CHECK_EQ_INT(call_trap(f.inst, "loop_host", &a, 1, 0, &t), PW_OK);
+    PW_CHECK_EQ_INT(hs.nops, 1000);
+    teardown(&f);
+}
+
+PW_TEST(interrupt_infinite_loop)
+{
+    interrupt_loop("spin");
+}
+
+PW_TEST(interrupt_loop_calling_host)
+{
+    interrupt_loop("spin_host");
+}
+
+PW_TEST(stale_interrupt_does_not_kill_next_call)
+{
+    fixture_t f = setup();
+    watchdog_t w;
+    pthread_t tid;
+    pw_trap_t t;
+    pw_val_t a = v_i32(3);
+    uint64_t gen;
+
+    gen = vt->call_generation(f.inst);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "id_i32", &a, 1), 3);
+    PW_CHECK(vt->call_generation(f.inst) == gen + 1);
+
+    /* right after the call, and then during a long later call */
+    vt->interrupt(f.inst, gen);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "id_i32", &a, 1), 3);
+
+    w.inst = f.inst;
+    w.gen = gen;
+    w.sent = 0;
+    atomic_init(&w.stop, 0);
+    PW_CHECK(pthread_create(&tid, NULL, watchdog, &w) == 0);
+    hs.nops = 0;
+    a = v_i32(20 * 1000 * 1000);
+    PW_CHECK_EQ_INT(call_trap(f.inst, "loop_host", &a, 1, 0, &t), PW_OK);
+    atomic_store(&w.stop, 1);
+    pthread_join(tid, NULL);
+    PW_CHECK_EQ_INT(hs.nops, 20 * 1000 * 1000);
+    PW_CHECK(w.sent >= 1);
+    teardown(&f);
+}
+
+/* Asserts the call counts; prints the per-call cost (informational). */
+PW_TEST(call_costs)
+{
+    fixture_t f = setup();
+    pw_efunc_t *fn;
+    pw_val_t a = v_i32(0), r = v_i32(0);
+    pw_trap_t t;
+    double t0, t1, t2;
+    int i, n = 2 * 1000 * 1000;
+
+    a = v_i32(n);
+    PW_CHECK_EQ_INT(call_trap(f.inst, "loop_host", &a, 1, 0, &t), PW_OK);
+    hs.nops = 0;
+    t0 = now_ns();
+    PW_CHECK_EQ_INT(call_trap(f.inst, "loop_host", &a, 1, 0, &t), PW_OK);
+    t1 = now_ns();
+    PW_CHECK_EQ_INT(hs.nops, n);
+
+    fn = lookup(f.inst, "id_i32", "i:i");
+    for (i = 0; i < 100000; i++) {
+        PW_CHECK(vt->call(f.inst, fn, &a, 1, &r, 1, &t) == PW_OK);
+    }
+    t2 = now_ns();
+    for (i = 0; i < n; i++) {
+        a.of.i32 = i;
+        if (vt->call(f.inst, fn, &a, 1, &r, 1, &t) != PW_OK
+            || r.of.i32 != i)
+        {
+            PW_CHECK(0);
+        }
+    }
+    printf("  wasm->host %.1f ns/call, host->wasm %.1f ns/call\n",
+           (t1 - t0) / n, (now_ns() - t2) / n);
+    teardown(&f);
+}
+
+int
+main(int argc, char **argv)
+{
+    return pw_test_main(argc, argv, (pw_test_t[]){
+        PW_TEST_ENTRY(compile_once_instantiate_twice),
+        PW_TEST_ENTRY(import_i32),
+        PW_TEST_ENTRY(import_i64),
+        PW_TEST_ENTRY(import_f32_f64),
+        PW_TEST_ENTRY(import_mixed),
+        PW_TEST_ENTRY(missing_import_is_link_error),
+        PW_TEST_ENTRY(import_signature_mismatch_is_link_error),
+        PW_TEST_ENTRY(lookup_signatures_and_missing),
+        PW_TEST_ENTRY(call_each_kind),
+        PW_TEST_ENTRY(trap_unreachable_with_backtrace),
+        PW_TEST_ENTRY(trap_out_of_bounds),
+        PW_TEST_ENTRY(trap_divide_by_zero),
+        PW_TEST_ENTRY(instance_usable_after_traps),
+        PW_TEST_ENTRY(host_trap_aborts_guest_call),
+        PW_TEST_ENTRY(host_reenters_guest),
+        PW_TEST_ENTRY(memory_base_size_grow),
+        PW_TEST_ENTRY(no_memory_export),
+        PW_TEST_ENTRY(start_trap_fails_instantiate),
+        PW_TEST_ENTRY(compile_rejects_garbage),
+        PW_TEST_ENTRY(engine_restarts_in_process),
+        PW_TEST_ENTRY(interrupt_infinite_loop),
+        PW_TEST_ENTRY(interrupt_loop_calling_host),
+        PW_TEST_ENTRY(stale_interrupt_does_not_kill_next_call),
+        PW_TEST_ENTRY(call_costs),
+        { 0 } });
+}
