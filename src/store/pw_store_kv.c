@@ -1,0 +1,255 @@
+/*
+ * proxy-wasm-c: the store's key-value table (shared data with CAS).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/pw_store_internal.h"
+
+
+
+/* FNV-1a: keys are short and chains are compared byte for byte anyway. */
+uint64_t
+pw__hash(const void *data, size_t len)
+{
+    const uint8_t *p;
+    uint64_t h;
+
+    h = 0xcbf29ce484222325ULL;
+    for (p = data; len--; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+
+    return h;
+}
+
+
+/*
+ * Find key; *link is the word that points at the entry (bucket slot or the
+ * previous entry's next), so callers can unlink or replace it.
+ */
+static pw__kv_t *
+pw__kv_find_locked(pw_store_t *st, const char *key, size_t klen,
+    uint64_t hash, uint64_t **link)
+{
+    pw__hdr_t *h;
+    pw__kv_t *e;
+    uint64_t *l, off;
+
+    h = PW__HDR(st);
+    l = &((uint64_t *) PW__AT(st, h->kv_buckets))[hash
+                                                  & (h->kv_nbuckets - 1)];
+
+    for (off = *l; off != 0; off = e->next) {
+        e = PW__AT(st, off);
+        if (e->hash == hash && e->klen == klen
+            && (klen == 0 || memcmp(e + 1, key, klen) == 0))
+        {
+            *link = l;
+            return e;
+        }
+        l = &e->next;
+    }
+
+    *link = l;
+    return NULL;
+}
+
+
+/*
+ * The eviction hook point: called when an entry of need bytes does not fit.
+ * An LRU policy would unlink and free old entries here (all pw__set writes,
+ * so still crash safe) and return how many it evicted; the caller retries.
+ */
+static uint64_t
+pw__kv_evict_locked(pw_store_t *st, uint64_t need)
+{
+    return 0;
+}
+
+
+int
+pw_kv_get(pw_store_t *st, const char *key, size_t klen, uint8_t **val,
+    size_t *vlen, uint32_t *cas)
+{
+    int rc;
+    pw__kv_t *e;
+    uint64_t *link;
+    uint8_t *copy;
+
+    if (st == NULL || (key == NULL && klen > 0) || vlen == NULL) {
+        return PW_EINVAL;
+    }
+    if (klen > PW_MAX_KEY_BYTES) {
+        return PW_ELIMIT;
+    }
+
+    rc = pw__lock(st);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    e = pw__kv_find_locked(st, key, klen, pw__hash(key, klen), &link);
+    if (e == NULL) {
+        pw__unlock(st);
+        return PW_ENOTFOUND;
+    }
+
+    copy = NULL;
+    if (val != NULL && e->vlen > 0) {
+        copy = malloc(e->vlen);
+        if (copy == NULL) {
+            pw__unlock(st);
+            return PW_ENOMEM;
+        }
+        memcpy(copy, (uint8_t *) (e + 1) + e->klen, e->vlen);
+    }
+
+    *vlen = e->vlen;
+    if (cas != NULL) {
+        *cas = (uint32_t) e->cas;
+    }
+
+    pw__unlock(st);
+
+    if (val != NULL) {
+        *val = copy;
+    }
+
+    return PW_OK;
+}
+
+
+int
+pw_kv_set(pw_store_t *st, const char *key, size_t klen, const void *val,
+    size_t vlen, uint32_t cas)
+{
+    int rc;
+    pw__hdr_t *h;
+    pw__kv_t *e, *n;
+    uint64_t hash, *link, need, noff, token;
+
+    if (st == NULL || (key == NULL && klen > 0)
+        || (val == NULL && vlen > 0))
+    {
+        return PW_EINVAL;
+    }
+    if (klen > PW_MAX_KEY_BYTES) {
+        return PW_ELIMIT;
+    }
+
+    h = PW__HDR(st);
+    hash = pw__hash(key, klen);
+    need = sizeof(pw__kv_t) + klen + vlen;
+
+    if (vlen > st->size || need > h->heap_end - h->heap_start) {
+        return PW_ELIMIT;
+    }
+
+    rc = pw__lock(st);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    e = pw__kv_find_locked(st, key, klen, hash, &link);
+
+    if (e != NULL && cas != 0 && e->cas != cas) {
+        pw__unlock(st);
+        return PW_ECAS;
+    }
+
+    if (vlen == 0) {
+        if (e != NULL) {
+            pw__set(st, link, e->next);
+            pw__set(st, &h->kv_count, h->kv_count - 1);
+            pw__free(st, PW__OFF(st, e));
+            pw__commit(st);
+        }
+        pw__unlock(st);
+        return PW_OK;
+    }
+
+    for ( ;; ) {
+        rc = pw__alloc(st, need, &noff);
+        if (rc != PW_EFULL || pw__kv_evict_locked(st, need) == 0) {
+            break;
+        }
+    }
+
+    if (rc != PW_OK) {
+        pw__rollback(st);
+        pw__unlock(st);
+        return rc;
+    }
+
+    token = (uint32_t) (h->cas_last + 1);
+    if (token == 0) {
+        token = 1;
+    }
+    pw__set(st, &h->cas_last, token);
+
+    /* the new entry is fresh memory: fill it, then publish with one word */
+    n = PW__AT(st, noff);
+    n->next = e ? e->next : 0;
+    n->hash = hash;
+    n->cas = token;
+    n->klen = klen;
+    n->vlen = vlen;
+    if (klen) {
+        memcpy(n + 1, key, klen);
+    }
+    memcpy((uint8_t *) (n + 1) + klen, val, vlen);
+
+    if (e != NULL) {
+        pw__set(st, link, noff);
+        pw__free(st, PW__OFF(st, e));
+
+    } else {
+        pw__set(st, link, noff);
+        pw__set(st, &h->kv_count, h->kv_count + 1);
+    }
+
+    pw__commit(st);
+    pw__unlock(st);
+    return PW_OK;
+}
+
+
+int
+pw_kv_foreach(pw_store_t *st,
+    void (*fn)(void *arg, pw_str_t key, pw_str_t val, uint32_t cas),
+    void *arg)
+{
+    int rc;
+    pw__hdr_t *h;
+    pw__kv_t *e;
+    pw_str_t k, v;
+    uint64_t i, off, *buckets;
+
+    if (st == NULL || fn == NULL) {
+        return PW_EINVAL;
+    }
+
+    rc = pw__lock(st);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    h = PW__HDR(st);
+    buckets = PW__AT(st, h->kv_buckets);
+
+    for (i = 0; i < h->kv_nbuckets; i++) {
+        for (off = buckets[i]; off != 0; off = e->next) {
+            e = PW__AT(st, off);
+            k.data = (const char *) (e + 1);
+            k.len = e->klen;
+            v.data = k.data + e->klen;
+            v.len = e->vlen;
+            fn(arg, k, v, (uint32_t) e->cas);
+        }
+    }
+
+    pw__unlock(st);
+    return PW_OK;
+}

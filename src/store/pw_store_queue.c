@@ -1,0 +1,292 @@
+/*
+ * proxy-wasm-c: the store's shared queues. A queue is named by (vm_id,
+ * name); its qid is its index in the queue table plus one, so it stays
+ * stable for the life of the region.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/pw_store_internal.h"
+
+
+static pw__queue_t *
+pw__queue_by_name_locked(pw_store_t *st, pw_str_t vm_id, pw_str_t name)
+{
+    pw__hdr_t *h;
+    pw__queue_t *q;
+    uint64_t i, *tab;
+    const uint8_t *s;
+
+    h = PW__HDR(st);
+    if (h->q_count == 0) {
+        return NULL;
+    }
+
+    tab = PW__AT(st, h->q_tab);
+
+    for (i = 0; i < h->q_count; i++) {
+        q = PW__AT(st, tab[i]);
+        s = (const uint8_t *) (q + 1);
+        if (q->vm_len == vm_id.len && q->name_len == name.len
+            && (vm_id.len == 0 || memcmp(s, vm_id.data, vm_id.len) == 0)
+            && (name.len == 0
+                || memcmp(s + vm_id.len, name.data, name.len) == 0))
+        {
+            return q;
+        }
+    }
+
+    return NULL;
+}
+
+
+static pw__queue_t *
+pw__queue_by_id_locked(pw_store_t *st, uint32_t qid)
+{
+    pw__hdr_t *h;
+
+    h = PW__HDR(st);
+    if (qid == 0 || qid > h->q_count) {
+        return NULL;
+    }
+
+    return PW__AT(st, ((uint64_t *) PW__AT(st, h->q_tab))[qid - 1]);
+}
+
+
+static int
+pw__queue_check_names(pw_str_t vm_id, pw_str_t name)
+{
+    if ((vm_id.data == NULL && vm_id.len > 0)
+        || (name.data == NULL && name.len > 0))
+    {
+        return PW_EINVAL;
+    }
+    if (vm_id.len > PW_MAX_KEY_BYTES || name.len > PW_MAX_KEY_BYTES) {
+        return PW_ELIMIT;
+    }
+    return PW_OK;
+}
+
+
+int
+pw_queue_register(pw_store_t *st, pw_str_t vm_id, pw_str_t name,
+    uint64_t owner, uint32_t *qid)
+{
+    int rc;
+    pw__hdr_t *h;
+    pw__queue_t *q;
+    uint64_t off;
+    uint8_t *s;
+
+    if (st == NULL || qid == NULL) {
+        return PW_EINVAL;
+    }
+    rc = pw__queue_check_names(vm_id, name);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    rc = pw__lock(st);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    h = PW__HDR(st);
+
+    q = pw__queue_by_name_locked(st, vm_id, name);
+    if (q != NULL) {
+        if (q->owner != owner) {
+            pw__set(st, &q->owner, owner);
+            pw__commit(st);
+        }
+        *qid = (uint32_t) q->qid;
+        pw__unlock(st);
+        return PW_OK;
+    }
+
+    if (h->q_count >= UINT32_MAX) {
+        pw__unlock(st);
+        return PW_ELIMIT;
+    }
+
+    rc = pw__alloc(st, sizeof(pw__queue_t) + vm_id.len + name.len, &off);
+    if (rc == PW_OK) {
+        q = PW__AT(st, off);
+        q->qid = h->q_count + 1;
+        q->owner = owner;
+        q->head = 0;
+        q->tail = 0;
+        q->count = 0;
+        q->vm_len = vm_id.len;
+        q->name_len = name.len;
+        s = (uint8_t *) (q + 1);
+        if (vm_id.len) {
+            memcpy(s, vm_id.data, vm_id.len);
+        }
+        if (name.len) {
+            memcpy(s + vm_id.len, name.data, name.len);
+        }
+
+        rc = pw__table_add(st, &h->q_tab, &h->q_cap, &h->q_count, off);
+    }
+
+    if (rc != PW_OK) {
+        pw__rollback(st);
+        pw__unlock(st);
+        return rc;
+    }
+
+    *qid = (uint32_t) q->qid;
+    pw__commit(st);
+    pw__unlock(st);
+    return PW_OK;
+}
+
+
+int
+pw_queue_resolve(pw_store_t *st, pw_str_t vm_id, pw_str_t name,
+    uint32_t *qid)
+{
+    int rc;
+    pw__queue_t *q;
+
+    if (st == NULL || qid == NULL) {
+        return PW_EINVAL;
+    }
+    rc = pw__queue_check_names(vm_id, name);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    rc = pw__lock(st);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    q = pw__queue_by_name_locked(st, vm_id, name);
+    if (q != NULL) {
+        *qid = (uint32_t) q->qid;
+    }
+
+    pw__unlock(st);
+    return q ? PW_OK : PW_ENOTFOUND;
+}
+
+
+int
+pw_queue_enqueue(pw_store_t *st, uint32_t qid, const void *data,
+    size_t len)
+{
+    int rc;
+    pw__queue_t *q;
+    pw__item_t *it;
+    uint64_t off, owner;
+
+    if (st == NULL || (data == NULL && len > 0)) {
+        return PW_EINVAL;
+    }
+    if (len > st->size) {
+        return PW_EFULL;
+    }
+
+    rc = pw__lock(st);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    q = pw__queue_by_id_locked(st, qid);
+    if (q == NULL) {
+        pw__unlock(st);
+        return PW_ENOTFOUND;
+    }
+
+    rc = pw__alloc(st, sizeof(pw__item_t) + len, &off);
+    if (rc != PW_OK) {
+        pw__rollback(st);
+        pw__unlock(st);
+        return rc;
+    }
+
+    it = PW__AT(st, off);
+    it->next = 0;
+    it->len = len;
+    if (len) {
+        memcpy(it + 1, data, len);
+    }
+
+    if (q->tail != 0) {
+        pw__set(st, &((pw__item_t *) PW__AT(st, q->tail))->next, off);
+    } else {
+        pw__set(st, &q->head, off);
+    }
+    pw__set(st, &q->tail, off);
+    pw__set(st, &q->count, q->count + 1);
+
+    owner = q->owner;
+    pw__commit(st);
+    pw__unlock(st);
+
+    if (st->conf.queue_ready != NULL) {
+        st->conf.queue_ready(st->conf.queue_ready_data, qid, owner);
+    }
+
+    return PW_OK;
+}
+
+
+int
+pw_queue_dequeue(pw_store_t *st, uint32_t qid, uint8_t **data,
+    size_t *len)
+{
+    int rc;
+    pw__queue_t *q;
+    pw__item_t *it;
+    uint8_t *copy;
+
+    if (st == NULL || data == NULL || len == NULL) {
+        return PW_EINVAL;
+    }
+
+    rc = pw__lock(st);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    q = pw__queue_by_id_locked(st, qid);
+    if (q == NULL) {
+        pw__unlock(st);
+        return PW_ENOTFOUND;
+    }
+
+    if (q->head == 0) {
+        pw__unlock(st);
+        return PW_EEMPTY;
+    }
+
+    it = PW__AT(st, q->head);
+
+    copy = NULL;
+    if (it->len > 0) {
+        copy = malloc(it->len);
+        if (copy == NULL) {
+            pw__unlock(st);
+            return PW_ENOMEM;
+        }
+        memcpy(copy, it + 1, it->len);
+    }
+    *len = it->len;
+
+    pw__set(st, &q->head, it->next);
+    if (it->next == 0) {
+        pw__set(st, &q->tail, 0);
+    }
+    pw__set(st, &q->count, q->count - 1);
+    pw__free(st, PW__OFF(st, it));
+
+    pw__commit(st);
+    pw__unlock(st);
+
+    *data = copy;
+    return PW_OK;
+}
