@@ -19,6 +19,7 @@ BUILD ?= build/rel
 SANFLAGS :=
 endif
 WASM_OUT := build/wasm
+export BUILD WASM_OUT
 
 CC := gcc
 CXX := g++
@@ -58,7 +59,7 @@ WASMS :=
 TESTS :=          # commands run by `make test`, in order
 BENCHES :=
 
-.PHONY: all deps test demo bench clean check-layering docs
+.PHONY: all deps test check demo bench clean check-layering docs
 all: $(LIB) bins wasms
 
 include $(wildcard src/*/module.mk src/engine/*/module.mk sdk/*/module.mk \
@@ -94,6 +95,15 @@ check-layering:
 test: all
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
 	@echo "all test groups passed"
+
+# Everything on a fresh machine: dependencies, the suite, the suite again
+# under AddressSanitizer + UndefinedBehaviorSanitizer. CI runs this.
+check:
+	$(MAKE) deps
+	$(MAKE) -j2 all
+	$(MAKE) test
+	$(MAKE) -j2 SAN=1 all
+	$(MAKE) SAN=1 test
 
 bench: all $(BENCHES)
 	@set -e; for b in $(BENCHES); do $$b; done
