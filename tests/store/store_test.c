@@ -1584,6 +1584,77 @@ kill_setup(pw_store_t *st)
 }
 
 
+/*
+ * Run op in a child killed after its 1st, 2nd, ... journaled write, until
+ * it completes; after every kill the next locker must find exactly the
+ * state from before the operation.
+ */
+static void
+kill_each_step(pw_store_t *st, void *region, size_t size, const char *name,
+    op_fn_t fn)
+{
+    uint8_t *snap;
+    unsigned at, kills;
+    kill_hook_t k;
+    pid_t pid;
+    int status;
+
+    snap = malloc(size);
+    PW_CHECK(snap != NULL);
+    memcpy(snap, region, size);
+    kills = 0;
+
+    for (at = 1; ; at++) {
+        PW_CHECK(at < 100);
+        k.at = at;
+
+        pid = fork();
+        PW_CHECK(pid >= 0);
+        if (pid == 0) {
+            pw__store_set_step_hook(st, hook_die, &k);
+            fn(st);
+            _exit(0);
+        }
+        PW_CHECK(waitpid(pid, &status, 0) == pid);
+
+        if (WIFEXITED(status)) {
+            /* the operation completed: fewer than `at` steps */
+            PW_CHECK_EQ_INT(WEXITSTATUS(status), 0);
+            break;
+        }
+
+        PW_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        kills++;
+
+        /* the next locker rolls the half-done operation back */
+        check_ok(st);
+        if (!same_state(snap, region, 1)) {
+            fprintf(stderr, "  %s: killed at step %u: state differs\n",
+                    name, at);
+            PW_CHECK(0);
+        }
+    }
+
+    /* every operation writes something, so it was killed at least once */
+    PW_CHECK(kills > 0);
+    check_ok(st);
+    PW_CHECK(!same_state(snap, region, 0));
+    free(snap);
+}
+
+
+static void
+op_set_exact(pw_store_t *st)
+{
+    char v[100];
+
+    memset(v, 'E', sizeof(v));
+    if (pw_kv_set(st, "f9999", 5, v, sizeof(v), 0) != PW_OK) {
+        _exit(39);
+    }
+}
+
+
 PW_TEST(kill_at_every_step)
 {
     static const struct {
@@ -1602,58 +1673,17 @@ PW_TEST(kill_at_every_step)
     };
     pw_store_t *st;
     void *region;
-    uint8_t *snap;
     size_t size;
-    unsigned i, at, kills;
-    kill_hook_t k;
-    pid_t pid;
-    int status;
+    unsigned i;
+    char key[8], v[100];
+    pw__store_stats_t s0, s;
 
     size = 64 * 1024;
     st = shared_store(size, &region);
     kill_setup(st);
-    snap = malloc(size);
-    PW_CHECK(snap != NULL);
 
     for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-        memcpy(snap, region, size);
-        kills = 0;
-
-        for (at = 1; ; at++) {
-            PW_CHECK(at < 100);
-            k.at = at;
-
-            pid = fork();
-            PW_CHECK(pid >= 0);
-            if (pid == 0) {
-                pw__store_set_step_hook(st, hook_die, &k);
-                ops[i].fn(st);
-                _exit(0);
-            }
-            PW_CHECK(waitpid(pid, &status, 0) == pid);
-
-            if (WIFEXITED(status)) {
-                /* the operation completed: fewer than `at` steps */
-                PW_CHECK_EQ_INT(WEXITSTATUS(status), 0);
-                break;
-            }
-
-            PW_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-            kills++;
-
-            /* the next locker rolls the half-done operation back */
-            check_ok(st);
-            if (!same_state(snap, region, 1)) {
-                fprintf(stderr, "  %s: killed at step %u: state differs\n",
-                        ops[i].name, at);
-                PW_CHECK(0);
-            }
-        }
-
-        /* every operation writes something, so it was killed at least once */
-        PW_CHECK(kills > 0);
-        check_ok(st);
-        PW_CHECK(!same_state(snap, region, 0));
+        kill_each_step(st, region, size, ops[i].name, ops[i].fn);
     }
 
     /* what the completed operations did */
@@ -1662,7 +1692,25 @@ PW_TEST(kill_at_every_step)
     check_val(st, "new-key", "new value");
     PW_CHECK_EQ_INT(stats_of(st).queue_items, 2);
 
-    free(snap);
+    /*
+     * An allocation that takes a free block whole: its link word becomes
+     * payload, and must come back on rollback.
+     */
+    memset(v, 'f', sizeof(v));
+    for (i = 0; ; i++) {
+        snprintf(key, sizeof(key), "f%04u", i);
+        if (pw_kv_set(st, key, 5, v, sizeof(v), 0) == PW_EFULL) {
+            break;
+        }
+    }
+    PW_CHECK_EQ_INT(pw_kv_set(st, "f0100", 5, NULL, 0, 0), PW_OK);
+    PW_CHECK_EQ_INT(pw_kv_set(st, "f0102", 5, NULL, 0, 0), PW_OK);
+    s0 = stats_of(st);
+    kill_each_step(st, region, size, "set into an exact hole", op_set_exact);
+    s = stats_of(st);
+    PW_CHECK_EQ_INT(s.free_blocks, s0.free_blocks - 1);
+    PW_CHECK_EQ_INT(s.kv_count, s0.kv_count + 1);
+
     pw_store_detach(st);
     munmap(region, size);
 }
