@@ -118,7 +118,6 @@ struct pw_store_s {
     size_t size;
     pw_store_conf_t conf;
     unsigned owns_region:1;
-    unsigned locked:1;
 
     /* test hook: called after every journaled write (step counts from 1
      * within one operation) */

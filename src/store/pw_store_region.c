@@ -202,7 +202,6 @@ pw__lock(pw_store_t *st)
         pthread_mutex_consistent(&h->lock.mutex);
     }
 
-    st->locked = 1;
     st->step = 0;
     return PW_OK;
 }
@@ -211,8 +210,6 @@ pw__lock(pw_store_t *st)
 void
 pw__unlock(pw_store_t *st)
 {
-    st->locked = 0;
-
     if (st->conf.unlock != NULL) {
         st->conf.unlock(st->conf.lock_data);
         return;
