@@ -130,10 +130,13 @@ typedef struct {
     pw_str_t name;
     int64_t value;        /* counter/gauge value; histogram count */
     int64_t sum;          /* histogram: sum of observations */
-    /* histogram: count of observations <= 2^i, i in [0, 63] */
+    /* histogram: observations v with 2^(i-1) < v <= 2^i, i in [0, 63]
+     * (bucket 0: v <= 1, negatives included); not cumulative */
     const uint64_t *buckets;
 } pw_metric_info_t;
 
+/* Visit every metric (under the lock: the callback must not call the
+ * store; name and buckets are valid only during the call). */
 int pw_metric_foreach(pw_store_t *st,
     void (*fn)(void *arg, uint32_t id, const pw_metric_info_t *m),
     void *arg);
