@@ -15,17 +15,36 @@
 
 #include <pw/pw_engine.h>
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#endif
+
 static const pw_engine_vt_t *vt = &pw_engine_v8;
 
 typedef struct {
     int nops;
     int fails;
     pw_einstance_t *inst;       /* for reenter */
-    int reenter_trap;           /* reenter calls do_unreachable */
+    int reenter_mode;           /* what reenter calls: */
+#define REENTER_ID 0            /* id_i32(arg + 1) */
+#define REENTER_TRAP 1          /* do_unreachable */
+#define REENTER_SPIN 2          /* spin, forever */
     int reenter_rc;
 } host_state_t;
 
 static host_state_t hs;
+
+/*
+ * The harness ends each forked test with _exit, which skips LeakSanitizer;
+ * check here instead, after everything was freed.
+ */
+static void
+leak_check(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+    PW_CHECK(__lsan_do_recoverable_leak_check() == 0);
+#endif
+}
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -103,7 +122,8 @@ h_add_i32(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
     const char **trap)
 {
     PW_CHECK(a[0].kind == PW_I32 && r[0].kind == PW_I32);
-    r[0].of.i32 = a[0].of.i32 + a[1].of.i32;
+    /* wraps as wasm's i32.add does */
+    r[0].of.i32 = (int32_t) ((uint32_t) a[0].of.i32 + (uint32_t) a[1].of.i32);
     return PW_OK;
 }
 
@@ -112,7 +132,8 @@ h_add_i64(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
     const char **trap)
 {
     PW_CHECK(a[1].kind == PW_I64 && r[0].kind == PW_I64);
-    r[0].of.i64 = a[0].of.i64 + a[1].of.i64;
+    r[0].of.i64 = (int64_t) ((uint64_t) a[0].of.i64
+                             + (uint64_t) a[1].of.i64);
     return PW_OK;
 }
 
@@ -179,8 +200,10 @@ h_reenter(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
     char sig[PW_SIG_MAX];
 
     PW_CHECK(inst == hs.inst);
-    if (hs.reenter_trap) {
-        PW_CHECK_EQ_INT(vt->lookup(inst, "do_unreachable", &fn, sig), PW_OK);
+    if (hs.reenter_mode != REENTER_ID) {
+        PW_CHECK_EQ_INT(vt->lookup(inst, hs.reenter_mode == REENTER_TRAP
+                                         ? "do_unreachable" : "spin",
+                                   &fn, sig), PW_OK);
         hs.reenter_rc = vt->call(inst, fn, NULL, 0, NULL, 0, &t);
         r[0].of.i32 = -1;
         return PW_OK;
@@ -268,6 +291,7 @@ teardown(fixture_t *f)
     vt->instance_free(f->inst);
     vt->module_free(f->m);
     vt->destroy(f->e);
+    leak_check();
 }
 
 static pw_efunc_t *
@@ -404,6 +428,7 @@ PW_TEST(compile_once_instantiate_twice)
     vt->instance_free(b);
     vt->instance_free(f.inst);
     vt->destroy(f.e);
+    leak_check();
 }
 
 PW_TEST(import_i32)
@@ -698,10 +723,10 @@ PW_TEST(host_reenters_guest)
     PW_CHECK_EQ_INT(hs.reenter_rc, PW_OK);
 
     /* a trap in the nested call is the nested call's; the outer goes on */
-    hs.reenter_trap = 1;
+    hs.reenter_mode = REENTER_TRAP;
     PW_CHECK_EQ_INT(call_trap(f.inst, "call_reenter", &a, 1, 1, &t), PW_OK);
     PW_CHECK_EQ_INT(hs.reenter_rc, PW_ETRAP);
-    hs.reenter_trap = 0;
+    hs.reenter_mode = REENTER_ID;
     PW_CHECK_EQ_INT(call_i32(f.inst, "call_reenter", &a, 1), 50);
     teardown(&f);
 }
@@ -765,6 +790,7 @@ PW_TEST(no_memory_export)
     vt->instance_free(inst);
     vt->module_free(m);
     vt->destroy(e);
+    leak_check();
 }
 
 PW_TEST(start_trap_fails_instantiate)
@@ -780,6 +806,7 @@ PW_TEST(start_trap_fails_instantiate)
     PW_CHECK(strstr(err, "unreachable") != NULL);
     vt->module_free(m);
     vt->destroy(e);
+    leak_check();
 }
 
 PW_TEST(compile_rejects_garbage)
@@ -796,6 +823,7 @@ PW_TEST(compile_rejects_garbage)
     PW_CHECK_EQ_INT(vt->compile(e, (const uint8_t *) "hello", 5, &m, err,
                                 sizeof(err)), PW_EMALFORMED);
     vt->destroy(e);
+    leak_check();
 }
 
 PW_TEST(engine_restarts_in_process)
@@ -874,6 +902,36 @@ PW_TEST(interrupt_infinite_loop)
 PW_TEST(interrupt_loop_calling_host)
 {
     interrupt_loop("spin_host");
+}
+
+/* The host re-entered the guest, which loops: both calls stop. */
+PW_TEST(interrupt_nested_call)
+{
+    fixture_t f = setup();
+    watchdog_t w;
+    pthread_t tid;
+    pw_trap_t t;
+    pw_val_t a = v_i32(1);
+    int rc;
+
+    w.inst = f.inst;
+    w.gen = vt->call_generation(f.inst);
+    w.sent = 0;
+    atomic_init(&w.stop, 0);
+    hs.reenter_mode = REENTER_SPIN;
+    hs.reenter_rc = PW_OK;
+    PW_CHECK(pthread_create(&tid, NULL, watchdog, &w) == 0);
+    rc = call_trap(f.inst, "call_reenter", &a, 1, 1, &t);
+    atomic_store(&w.stop, 1);
+    pthread_join(tid, NULL);
+
+    PW_CHECK_EQ_INT(hs.reenter_rc, PW_EINTERRUPTED);
+    PW_CHECK_EQ_INT(rc, PW_EINTERRUPTED);
+    hs.reenter_mode = REENTER_ID;
+    a = v_i32(4);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "call_reenter", &a, 1), 50);
+    PW_CHECK_EQ_INT(hs.reenter_rc, PW_OK);
+    teardown(&f);
 }
 
 PW_TEST(stale_interrupt_does_not_kill_next_call)
@@ -970,6 +1028,7 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(engine_restarts_in_process),
         PW_TEST_ENTRY(interrupt_infinite_loop),
         PW_TEST_ENTRY(interrupt_loop_calling_host),
+        PW_TEST_ENTRY(interrupt_nested_call),
         PW_TEST_ENTRY(stale_interrupt_does_not_kill_next_call),
         PW_TEST_ENTRY(call_costs),
         { 0 } });

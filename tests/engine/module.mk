@@ -13,6 +13,7 @@ $(BUILD)/tests/engine/%.wasm: tests/engine/wat/%.wat
 	$(WAT2WASM) --debug-names $< -o $@
 
 $(ENGINE_TEST): $(BUILD)/tests/engine/engine_test.o $(V8_OBJS) \
+                $(BUILD)/src/core/wasm.o \
                 $(ENGINE_TEST_WASMS)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 

@@ -1,5 +1,7 @@
 # The V8 backend (src/engine/v8): the only C++ and the only V8 user.
-# Its objects are part of $(LIB) through V8_SRCS in the top Makefile;
-# V8_OBJS lets test and tool fragments link the backend alone.
+# Its objects are part of $(LIB) through V8_SRCS in the top Makefile.
+# V8_OBJS lets test and tool fragments link the backend alone; it also
+# needs the wasm reader, $(BUILD)/src/core/wasm.o (signatures), and
+# -lnode (in LDLIBS).
 
 V8_OBJS := $(V8_SRCS:%.cc=$(BUILD)/%.o)

@@ -23,7 +23,8 @@
 #include <libplatform/libplatform.h>
 #include <v8.h>
 
-#include "engine/v8/v8_internal.h"
+#include <pw/pw_engine.h>
+#include <pw/pw_wasm.h>
 
 /* ASan owns SIGSEGV; without the trap handler V8 emits bounds checks. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -49,6 +50,13 @@ struct pw_engine_s {
     v8::ArrayBuffer::Allocator *allocator;
     v8::Global<v8::Context> context;
     v8::Global<v8::Function> instance_ctor;
+    /*
+     * Open from init to destroy, so that each call's HandleScope finds a
+     * handle block ready instead of allocating and freeing one.
+     */
+    v8::HandleScope *outer_scope;
+    alignas(v8::HandleScope) unsigned char outer_scope_buf[
+        sizeof(v8::HandleScope)];
     int depth;                      /* nested calls into the guest */
     const char *host_trap;          /* raised by a host function ... */
     int host_trap_depth;            /* ... under the call at this depth */
@@ -374,6 +382,13 @@ pw__v8_init(const pw_engine_conf_t *conf, pw_engine_t **out, char *err,
     }
     engine->isolate->Enter();
     pw__v8_thread_engine = engine;
+    /* no microtask checkpoint after every call: wasm queues none */
+    engine->isolate->SetMicrotasksPolicy(v8::MicrotasksPolicy::kExplicit);
+    /* global placement new: HandleScope forbids heap allocation */
+    engine->outer_scope = ::new (engine->outer_scope_buf)
+        v8::HandleScope(engine->isolate);
+    /* a first handle, so that the scope owns a block */
+    (void) v8::Integer::New(engine->isolate, 0);
 
     {
         v8::HandleScope hs(engine->isolate);
@@ -428,6 +443,9 @@ pw__v8_destroy(pw_engine_t *engine)
     }
     engine->context.Reset();
     engine->instance_ctor.Reset();
+    if (engine->outer_scope != NULL) {
+        engine->outer_scope->~HandleScope();
+    }
 
     pw__v8_pump(engine);
     isolate->Exit();
@@ -473,7 +491,8 @@ pw__v8_compile(pw_engine_t *engine, const uint8_t *bytes, size_t len,
         snprintf(err, errlen, "out of memory");
         return PW_ENOMEM;
     }
-    rc = pw__v8_info_parse(bytes, len, &mod->info, err, errlen);
+    /* signatures of imports and exports: V8's API does not give them */
+    rc = pw_wasm_parse(bytes, len, &mod->info, err, errlen);
     if (rc != PW_OK) {
         delete mod;
         return rc;
@@ -494,7 +513,7 @@ pw__v8_module_unref(pw_emodule_t *mod)
         return;
     }
     mod->module.Reset();
-    pw__v8_info_free(mod->info);
+    pw_wasm_info_free(mod->info);
     delete mod;
 }
 
@@ -821,17 +840,8 @@ pw__v8_lookup(pw_einstance_t *inst, const char *name, pw_efunc_t **fn,
     v8::Local<v8::String> key;
     v8::Local<v8::Value> v;
     pw_efunc_t *f;
-    size_t i;
 
-    exp = NULL;
-    for (i = 0; i < inst->mod->info->nexports; i++) {
-        if (inst->mod->info->exports[i].kind == PW_EXTERN_FUNC
-            && strcmp(inst->mod->info->exports[i].name, name) == 0)
-        {
-            exp = &inst->mod->info->exports[i];
-            break;
-        }
-    }
+    exp = pw_wasm_find_export(inst->mod->info, name);
     if (exp == NULL) {
         return PW_ENOTFOUND;
     }
@@ -888,7 +898,10 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     pw_engine_t *engine;
     v8::Isolate *isolate;
     v8::Local<v8::Context> ctx;
-    v8::Local<v8::Value> argv[PW_SIG_MAX], ret, v;
+    v8::Local<v8::Value> *argv, ret, v;
+    /* raw storage: a Local array would be zeroed on every call */
+    alignas(v8::Local<v8::Value>) unsigned char
+        argv_buf[PW_SIG_MAX * sizeof(v8::Local<v8::Value>)];
     const char *host_trap;
     uint64_t gen, prev;
     size_t i;
@@ -914,14 +927,15 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     v8::HandleScope hs(isolate);
     ctx = engine->context.Get(isolate);
 
+    argv = reinterpret_cast<v8::Local<v8::Value> *>(argv_buf);
     for (i = 0; i < nargs; i++) {
-        argv[i] = pw__v8_to_js(isolate, &args[i]);
+        new (&argv[i]) v8::Local<v8::Value>(pw__v8_to_js(isolate, &args[i]));
     }
 
     gen = 0;
     if (outer) {
         gen = inst->next_gen.load(std::memory_order_relaxed);
-        inst->active.store(gen);
+        inst->active.store(gen, std::memory_order_release);
     }
     inst->depth++;
     engine->depth++;
@@ -944,7 +958,7 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     claimed = 0;
     if (outer) {
         prev = inst->active.exchange(0);
-        inst->next_gen.store(gen + 1);
+        inst->next_gen.store(gen + 1, std::memory_order_release);
         if (prev & PW__V8_CLAIMED) {
             while (!inst->term_done.load()) {
                 sched_yield();
