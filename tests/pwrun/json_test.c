@@ -36,56 +36,13 @@ parse_fails(const char *text, size_t len, const char *want)
 }
 
 static char *
-write_pretty(const pwr_json_t *v, int pretty);
-
-static void
-write_value(pwr_jw_t *w, const pwr_json_t *v)
-{
-    size_t i;
-
-    switch (v->type) {
-    case PWR_JSON_NULL:
-        pwr_jw_null(w);
-        break;
-    case PWR_JSON_BOOL:
-        pwr_jw_bool(w, v->boolean);
-        break;
-    case PWR_JSON_NUMBER:
-        if (v->is_int) {
-            pwr_jw_int(w, v->integer);
-        } else {
-            pwr_jw_double(w, v->number);
-        }
-        break;
-    case PWR_JSON_STRING:
-        pwr_jw_str(w, v->str, v->len);
-        break;
-    case PWR_JSON_ARRAY:
-        pwr_jw_array(w);
-        for (i = 0; i < v->n; i++) {
-            write_value(w, v->items[i]);
-        }
-        pwr_jw_end(w);
-        break;
-    case PWR_JSON_OBJECT:
-        pwr_jw_object(w);
-        for (i = 0; i < v->n; i++) {
-            pwr_jw_key(w, v->keys[i]);
-            write_value(w, v->items[i]);
-        }
-        pwr_jw_end(w);
-        break;
-    }
-}
-
-static char *
 write_pretty(const pwr_json_t *v, int pretty)
 {
     pwr_buf_t b = { 0 };
     pwr_jw_t w;
 
     pwr_jw_init(&w, &b, pretty);
-    write_value(&w, v);
+    pwr_jw_value(&w, v);
     pwr_buf_addc(&b, '\0');
     PW_CHECK(!b.oom);
     return b.data;
@@ -369,6 +326,42 @@ PW_TEST(utf8_validator)
     PW_CHECK(!pwr_utf8_valid((const uint8_t *) "\x80", 1));
 }
 
+PW_TEST(builder)
+{
+    pwr_json_t *root, *arr, *o;
+    pwr_buf_t b = { 0 };
+    pwr_jw_t w;
+
+    root = pwr_jn_object();
+    PW_CHECK(pwr_jn_set(root, "name", pwr_jn_cstr("x")) != NULL);
+    arr = pwr_jn_set(root, "list", pwr_jn_array());
+    PW_CHECK(arr != NULL);
+    pwr_jn_push(arr, pwr_jn_int(-7));
+    pwr_jn_push(arr, pwr_jn_bool(1));
+    pwr_jn_push(arr, pwr_jn_null());
+    pwr_jn_push(arr, pwr_jn_bytes("\x01\xfe", 2));
+    pwr_jn_push(arr, pwr_jn_bytes("t\xc3\xa9", 3));
+    pwr_jn_push(arr, pwr_jn_double(0.5));
+    o = pwr_jn_set(root, "o", pwr_jn_object());
+    pwr_jn_set(o, "k", pwr_jn_str("a\0b", 3));
+    PW_CHECK_EQ_INT(pwr_jn_failures(), 0);
+
+    /* misuse is counted, never a crash */
+    PW_CHECK(pwr_jn_push(NULL, pwr_jn_int(1)) == NULL);
+    PW_CHECK(pwr_jn_set(arr, "k", pwr_jn_int(1)) == NULL);
+    PW_CHECK(pwr_jn_push(arr, NULL) == NULL);
+    PW_CHECK_EQ_INT(pwr_jn_failures(), 3);
+
+    pwr_jw_init(&w, &b, 0);
+    pwr_jw_value(&w, root);
+    pwr_buf_addc(&b, '\0');
+    PW_CHECK_EQ_STR(b.data, "{\"name\":\"x\",\"list\":[-7,true,null,"
+                            "{\"bytes_hex\":\"01fe\"},\"t\xc3\xa9\",0.5],"
+                            "\"o\":{\"k\":\"a\\u0000b\"}}");
+    pwr_buf_free(&b);
+    pwr_json_free(root);
+}
+
 /* Mutations of a valid document: every one parses or fails cleanly. */
 PW_TEST(mutations_never_crash)
 {
@@ -422,6 +415,7 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(writer_numbers),
         PW_TEST_ENTRY(roundtrip),
         PW_TEST_ENTRY(utf8_validator),
+        PW_TEST_ENTRY(builder),
         PW_TEST_ENTRY(mutations_never_crash),
         { 0 } });
 }

@@ -428,8 +428,7 @@ pwr_parse_number(pwr_parser_t *ps)
 }
 
 static int
-pwr_push(pwr_parser_t *ps, pwr_json_t *v, pwr_json_t *item, char *key,
-    size_t klen)
+pwr_push(pwr_json_t *v, pwr_json_t *item, char *key, size_t klen)
 {
     size_t cap;
     void *p;
@@ -464,7 +463,6 @@ pwr_push(pwr_parser_t *ps, pwr_json_t *v, pwr_json_t *item, char *key,
     return 0;
 
 oom:
-    pwr_fail(ps, "out of memory");
     return -1;
 }
 
@@ -515,7 +513,8 @@ pwr_parse_container(pwr_parser_t *ps, int depth, int object)
         if (item == NULL) {
             goto failed;
         }
-        if (pwr_push(ps, v, item, key, klen) != 0) {
+        if (pwr_push(v, item, key, klen) != 0) {
+            pwr_fail(ps, "out of memory");
             pwr_json_free(item);
             goto failed;
         }
@@ -967,4 +966,213 @@ pwr_jw_null(pwr_jw_t *w)
 {
     pwr_jw_before(w);
     pwr_buf_adds(w->out, "null");
+}
+
+void
+pwr_jw_value(pwr_jw_t *w, const pwr_json_t *v)
+{
+    size_t i;
+
+    if (v == NULL) {
+        pwr_jw_null(w);
+        return;
+    }
+    switch (v->type) {
+    case PWR_JSON_NULL:
+        pwr_jw_null(w);
+        break;
+    case PWR_JSON_BOOL:
+        pwr_jw_bool(w, v->boolean);
+        break;
+    case PWR_JSON_NUMBER:
+        if (v->is_int) {
+            pwr_jw_int(w, v->integer);
+        } else {
+            pwr_jw_double(w, v->number);
+        }
+        break;
+    case PWR_JSON_STRING:
+        if (v->bytes) {
+            pwr_jw_bytes(w, v->str, v->len);
+        } else {
+            pwr_jw_str(w, v->str, v->len);
+        }
+        break;
+    case PWR_JSON_ARRAY:
+        pwr_jw_array(w);
+        for (i = 0; i < v->n; i++) {
+            pwr_jw_value(w, v->items[i]);
+        }
+        pwr_jw_end(w);
+        break;
+    case PWR_JSON_OBJECT:
+        pwr_jw_object(w);
+        for (i = 0; i < v->n; i++) {
+            pwr_jw_key(w, v->keys[i]);
+            pwr_jw_value(w, v->items[i]);
+        }
+        pwr_jw_end(w);
+        break;
+    }
+}
+
+/* ---- building -------------------------------------------------------- */
+
+static unsigned pwr_jn_failed;
+
+static pwr_json_t *
+pwr_jn_new(pwr_json_type_t t)
+{
+    pwr_json_t *v;
+
+    v = calloc(1, sizeof(*v));
+    if (v == NULL) {
+        pwr_jn_failed++;
+        return NULL;
+    }
+    v->type = t;
+    return v;
+}
+
+pwr_json_t *
+pwr_jn_object(void)
+{
+    return pwr_jn_new(PWR_JSON_OBJECT);
+}
+
+pwr_json_t *
+pwr_jn_array(void)
+{
+    return pwr_jn_new(PWR_JSON_ARRAY);
+}
+
+pwr_json_t *
+pwr_jn_str(const char *s, size_t len)
+{
+    pwr_json_t *v;
+
+    v = pwr_jn_new(PWR_JSON_STRING);
+    if (v == NULL) {
+        return NULL;
+    }
+    v->str = malloc(len + 1);
+    if (v->str == NULL) {
+        pwr_jn_failed++;
+        free(v);
+        return NULL;
+    }
+    if (len) {
+        memcpy(v->str, s, len);
+    }
+    v->str[len] = '\0';
+    v->len = len;
+    return v;
+}
+
+pwr_json_t *
+pwr_jn_cstr(const char *s)
+{
+    return pwr_jn_str(s ? s : "", s ? strlen(s) : 0);
+}
+
+pwr_json_t *
+pwr_jn_bytes(const void *s, size_t len)
+{
+    pwr_json_t *v;
+
+    v = pwr_jn_str(s, len);
+    if (v) {
+        v->bytes = 1;
+    }
+    return v;
+}
+
+pwr_json_t *
+pwr_jn_int(int64_t i)
+{
+    pwr_json_t *v;
+
+    v = pwr_jn_new(PWR_JSON_NUMBER);
+    if (v) {
+        v->is_int = 1;
+        v->integer = i;
+        v->number = (double) i;
+    }
+    return v;
+}
+
+pwr_json_t *
+pwr_jn_double(double d)
+{
+    pwr_json_t *v;
+
+    v = pwr_jn_new(PWR_JSON_NUMBER);
+    if (v) {
+        v->number = d;
+    }
+    return v;
+}
+
+pwr_json_t *
+pwr_jn_bool(int b)
+{
+    pwr_json_t *v;
+
+    v = pwr_jn_new(PWR_JSON_BOOL);
+    if (v) {
+        v->boolean = b != 0;
+    }
+    return v;
+}
+
+pwr_json_t *
+pwr_jn_null(void)
+{
+    return pwr_jn_new(PWR_JSON_NULL);
+}
+
+pwr_json_t *
+pwr_jn_set(pwr_json_t *obj, const char *key, pwr_json_t *val)
+{
+    size_t klen;
+    char *k;
+
+    if (obj == NULL || val == NULL || obj->type != PWR_JSON_OBJECT) {
+        goto failed;
+    }
+    klen = strlen(key);
+    k = malloc(klen + 1);
+    if (k == NULL) {
+        goto failed;
+    }
+    memcpy(k, key, klen + 1);
+    if (pwr_push(obj, val, k, klen) != 0) {
+        free(k);
+        goto failed;
+    }
+    return val;
+
+failed:
+    pwr_jn_failed++;
+    pwr_json_free(val);
+    return NULL;
+}
+
+pwr_json_t *
+pwr_jn_push(pwr_json_t *arr, pwr_json_t *val)
+{
+    if (arr == NULL || val == NULL || arr->type != PWR_JSON_ARRAY
+        || pwr_push(arr, val, NULL, 0) != 0)
+    {
+        pwr_jn_failed++;
+        pwr_json_free(val);
+        return NULL;
+    }
+    return val;
+}
+
+unsigned
+pwr_jn_failures(void)
+{
+    return pwr_jn_failed;
 }

@@ -42,6 +42,7 @@ struct pwr_json_s {
     char **keys;            /* objects: NUL-terminated keys */
     size_t *key_lens;
     size_t n;
+    int bytes;              /* built strings: write with pwr_jw_bytes */
     int line;               /* where the value starts, for messages */
     int col;
 };
@@ -62,6 +63,25 @@ const char *pwr_json_type_name(pwr_json_type_t t);
 
 /* Non-zero when p[0..len) is well-formed UTF-8 (no surrogates/overlongs). */
 int pwr_utf8_valid(const uint8_t *p, size_t len);
+
+/*
+ * Building values (the report). Constructors return NULL when out of
+ * memory. set/push take ownership of val, return it (NULL on failure) and
+ * count every failure (a NULL obj/arr or val included) in
+ * pwr_jn_failures(), so a caller checks once at the end.
+ */
+pwr_json_t *pwr_jn_object(void);
+pwr_json_t *pwr_jn_array(void);
+pwr_json_t *pwr_jn_str(const char *s, size_t len);   /* text */
+pwr_json_t *pwr_jn_cstr(const char *s);
+pwr_json_t *pwr_jn_bytes(const void *s, size_t len); /* data, see above */
+pwr_json_t *pwr_jn_int(int64_t v);
+pwr_json_t *pwr_jn_double(double v);
+pwr_json_t *pwr_jn_bool(int b);
+pwr_json_t *pwr_jn_null(void);
+pwr_json_t *pwr_jn_set(pwr_json_t *obj, const char *key, pwr_json_t *val);
+pwr_json_t *pwr_jn_push(pwr_json_t *arr, pwr_json_t *val);
+unsigned pwr_jn_failures(void);
 
 /* ---- output ---------------------------------------------------------- */
 
@@ -102,5 +122,7 @@ void pwr_jw_uint(pwr_jw_t *w, uint64_t v);
 void pwr_jw_double(pwr_jw_t *w, double v);
 void pwr_jw_bool(pwr_jw_t *w, int v);
 void pwr_jw_null(pwr_jw_t *w);
+/* Write a whole value (strings built with pwr_jn_bytes as bytes). */
+void pwr_jw_value(pwr_jw_t *w, const pwr_json_t *v);
 
 #endif /* PWR_JSON_H */
