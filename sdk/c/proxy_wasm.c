@@ -930,9 +930,9 @@ px_remove_header(px_map_type_t map, const char *name)
 
 
 px_status_t
-px_get_header_count(px_map_type_t map, size_t *count)
+px_get_header_map_size(px_map_type_t map, size_t *bytes)
 {
-    return (px_status_t) proxy_get_header_map_size(map, count);
+    return (px_status_t) proxy_get_header_map_size(map, bytes);
 }
 
 

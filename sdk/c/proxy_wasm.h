@@ -357,8 +357,12 @@ px_status_t px_replace_header(px_map_type_t map, const char *name,
 /* Remove every header of that name (PX_OK even if absent). */
 px_status_t px_remove_header(px_map_type_t map, const char *name);
 
-/* Number of headers in `map`. */
-px_status_t px_get_header_count(px_map_type_t map, size_t *count);
+/*
+ * Size in bytes of `map` in serialized form (what px_get_headers() would
+ * transfer), not the number of headers: the spec's
+ * proxy_get_header_map_size.
+ */
+px_status_t px_get_header_map_size(px_map_type_t map, size_t *bytes);
 
 /*
  * All headers of `map`, decoded. On PX_OK the caller releases `out` with
