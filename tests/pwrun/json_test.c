@@ -228,25 +228,33 @@ PW_TEST(writer_pretty_exact)
     char *s;
 
     v = parse_ok("{\"a\":[1,true,null,\"x\"],\"b\":{},\"c\":[],"
-                 "\"d\":{\"e\":-2.5}}");
+                 "\"d\":{\"e\":-2.5},\"f\":[1,2,3,4,5],\"g\":[[\"k\",\"v\"]]}");
     s = write_pretty(v, 1);
+    /* up to four scalars stay on one line (header pairs), else one per
+     * line */
     PW_CHECK_EQ_STR(s, "{\n"
-                       "  \"a\": [\n"
-                       "    1,\n"
-                       "    true,\n"
-                       "    null,\n"
-                       "    \"x\"\n"
-                       "  ],\n"
+                       "  \"a\": [1, true, null, \"x\"],\n"
                        "  \"b\": {},\n"
                        "  \"c\": [],\n"
                        "  \"d\": {\n"
                        "    \"e\": -2.5\n"
-                       "  }\n"
+                       "  },\n"
+                       "  \"f\": [\n"
+                       "    1,\n"
+                       "    2,\n"
+                       "    3,\n"
+                       "    4,\n"
+                       "    5\n"
+                       "  ],\n"
+                       "  \"g\": [\n"
+                       "    [\"k\", \"v\"]\n"
+                       "  ]\n"
                        "}\n");
     free(s);
     s = write_pretty(v, 0);
     PW_CHECK_EQ_STR(s, "{\"a\":[1,true,null,\"x\"],\"b\":{},\"c\":[],"
-                       "\"d\":{\"e\":-2.5}}");
+                       "\"d\":{\"e\":-2.5},\"f\":[1,2,3,4,5],"
+                       "\"g\":[[\"k\",\"v\"]]}");
     free(s);
     pwr_json_free(v);
 }

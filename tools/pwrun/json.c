@@ -737,6 +737,9 @@ pwr_jw_newline(pwr_jw_t *w)
     if (!w->pretty) {
         return;
     }
+    if (w->inline_depth && w->depth >= w->inline_depth) {
+        return;
+    }
     pwr_buf_addc(w->out, '\n');
     for (i = 0; i < w->depth; i++) {
         pwr_buf_add(w->out, "  ", 2);
@@ -756,6 +759,9 @@ pwr_jw_before(pwr_jw_t *w)
     }
     if (!w->first[w->depth]) {
         pwr_buf_addc(w->out, ',');
+        if (w->pretty && w->inline_depth && w->depth >= w->inline_depth) {
+            pwr_buf_addc(w->out, ' ');
+        }
     }
     w->first[w->depth] = 0;
     pwr_jw_newline(w);
@@ -798,6 +804,10 @@ pwr_jw_end(pwr_jw_t *w)
     }
     empty = w->first[w->depth];
     close = w->close[w->depth];
+    if (w->inline_depth == w->depth) {
+        w->inline_depth = 0;
+        empty = 1;
+    }
     w->depth--;
     if (!empty) {
         pwr_jw_newline(w);
@@ -968,6 +978,27 @@ pwr_jw_null(pwr_jw_t *w)
     pwr_buf_adds(w->out, "null");
 }
 
+static int
+pwr_jw_flat(const pwr_json_t *v)
+{
+    size_t i;
+
+    if (v->n == 0 || v->n > 4) {
+        return 0;
+    }
+    for (i = 0; i < v->n; i++) {
+        if (v->items[i]->type == PWR_JSON_ARRAY
+            || v->items[i]->type == PWR_JSON_OBJECT
+            || (v->items[i]->type == PWR_JSON_STRING && v->items[i]->bytes
+                && !pwr_utf8_valid((const uint8_t *) v->items[i]->str,
+                                   v->items[i]->len)))
+        {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 void
 pwr_jw_value(pwr_jw_t *w, const pwr_json_t *v)
 {
@@ -1000,6 +1031,10 @@ pwr_jw_value(pwr_jw_t *w, const pwr_json_t *v)
         break;
     case PWR_JSON_ARRAY:
         pwr_jw_array(w);
+        /* a short list of plain scalars (a header pair) stays on one line */
+        if (w->pretty && w->inline_depth == 0 && pwr_jw_flat(v)) {
+            w->inline_depth = w->depth;
+        }
         for (i = 0; i < v->n; i++) {
             pwr_jw_value(w, v->items[i]);
         }

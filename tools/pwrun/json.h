@@ -105,6 +105,7 @@ typedef struct {
     int depth;
     int pretty;
     int after_key;
+    int inline_depth;           /* >0: that level and deeper on one line */
     char first[PWR_JW_MAX_DEPTH + 1];
     char close[PWR_JW_MAX_DEPTH + 1];
 } pwr_jw_t;

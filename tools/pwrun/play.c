@@ -56,9 +56,10 @@ pwr_check_failure(pwr_run_t *run, const char *where)
     }
 }
 
-static void
-pwr_record_callback(pwr_run_t *run, const char *name, const char *key,
-    int64_t token, int rc)
+/* Callbacks are recorded before the call, so what they cause follows. */
+static pwr_json_t *
+pwr_begin_callback(pwr_run_t *run, const char *name, const char *key,
+    int64_t token)
 {
     pwr_json_t *e;
 
@@ -67,6 +68,13 @@ pwr_record_callback(pwr_run_t *run, const char *name, const char *key,
     if (key) {
         pwr_jn_set(e, key, pwr_jn_int(token));
     }
+    pwr_record(run, e);
+    return e;
+}
+
+static void
+pwr_end_callback(pwr_run_t *run, pwr_json_t *e, const char *name, int rc)
+{
     if (rc == PW_OK) {
         pwr_jn_set(e, "result", pwr_jn_cstr("ok"));
     } else if (rc == PW_ENOTFOUND) {
@@ -75,7 +83,6 @@ pwr_record_callback(pwr_run_t *run, const char *name, const char *key,
         pwr_jn_set(e, "result", pwr_jn_cstr(rc == PW_EFAILED ? "failed"
                                                              : pw_strerror(rc)));
     }
-    pwr_record(run, e);
     pwr_check_failure(run, name);
 }
 
@@ -89,6 +96,12 @@ pwr_hdrs_pairs(const pwr_hdrs_t *h)
     return p;
 }
 
+static const char *const pwr_dlv_names[] = {
+    "on_http_call_response", "on_grpc_receive_initial_metadata",
+    "on_grpc_receive", "on_grpc_receive_trailing_metadata", "on_grpc_close",
+    "on_queue_ready"
+};
+
 /* Deliver queued callout answers and queue notifications, in order. */
 static void
 pwr_drain(pwr_run_t *run)
@@ -96,6 +109,7 @@ pwr_drain(pwr_run_t *run)
     pwr_delivery_t d;
     pw_pairs_t h, t;
     const pwr_answer_t *a;
+    pwr_json_t *e;
     int rc;
 
     while (run->dlv_head < run->ndlv) {
@@ -111,6 +125,9 @@ pwr_drain(pwr_run_t *run)
             continue;
         }
         a = d.answer;
+        e = pwr_begin_callback(run, pwr_dlv_names[d.kind],
+                               d.kind == PWR_DLV_QUEUE ? "queue" : "token",
+                               d.token);
         switch (d.kind) {
         case PWR_DLV_HTTP:
             if (a) {
@@ -122,25 +139,18 @@ pwr_drain(pwr_run_t *run)
                 rc = pw_plugin_http_response(run->plugin, d.token, NULL,
                                              PW_STR(""), NULL);
             }
-            pwr_record_callback(run, "on_http_call_response", "token",
-                                d.token, rc);
             break;
         case PWR_DLV_GRPC_INITIAL:
             h = pwr_hdrs_pairs(&a->initial_metadata);
             rc = pw_plugin_grpc_initial_metadata(run->plugin, d.token, &h);
-            pwr_record_callback(run, "on_grpc_receive_initial_metadata",
-                                "token", d.token, rc);
             break;
         case PWR_DLV_GRPC_MESSAGE:
             rc = pw_plugin_grpc_message(run->plugin, d.token,
                                         a->messages.chunks[d.index]);
-            pwr_record_callback(run, "on_grpc_receive", "token", d.token, rc);
             break;
         case PWR_DLV_GRPC_TRAILING:
             h = pwr_hdrs_pairs(&a->trailing_metadata);
             rc = pw_plugin_grpc_trailing_metadata(run->plugin, d.token, &h);
-            pwr_record_callback(run, "on_grpc_receive_trailing_metadata",
-                                "token", d.token, rc);
             break;
         case PWR_DLV_GRPC_CLOSE:
             if (a) {
@@ -151,19 +161,22 @@ pwr_drain(pwr_run_t *run)
                 rc = pw_plugin_grpc_close(run->plugin, d.token, 14,
                                           PW_STR("upstream unavailable"));
             }
-            pwr_record_callback(run, "on_grpc_close", "token", d.token, rc);
             break;
         case PWR_DLV_QUEUE:
             rc = pw_plugin_queue_ready(run->plugin, d.token);
-            pwr_record_callback(run, "on_queue_ready", "queue", d.token, rc);
+            break;
+        default:
+            rc = PW_EINVAL;
             break;
         }
+        pwr_end_callback(run, e, pwr_dlv_names[d.kind], rc);
     }
 }
 
 static void
 pwr_fire_ticks(pwr_run_t *run, uint32_t n)
 {
+    pwr_json_t *e;
     uint32_t i;
     int rc;
 
@@ -174,9 +187,10 @@ pwr_fire_ticks(pwr_run_t *run, uint32_t n)
         }
         run->wall_ns += (uint64_t) run->tick_ms * 1000000;
         run->mono_ns += (uint64_t) run->tick_ms * 1000000;
+        e = pwr_begin_callback(run, "on_tick", NULL, 0);
         rc = pw_plugin_tick(run->plugin);
         run->ticks_fired++;
-        pwr_record_callback(run, "on_tick", NULL, 0, rc);
+        pwr_end_callback(run, e, "on_tick", rc);
         pwr_drain(run);
     }
 }
@@ -220,18 +234,21 @@ pwr_enqueue(pwr_run_t *run, const pwr_enqueues_t *eq)
  * After a hook: record its action, deliver what it set in motion.
  * Returns -1 when the exchange ended, 0 to go on, 1 when paused.
  */
+static pwr_json_t *
+pwr_before_hook(pwr_ex_t *ex, const char *name)
+{
+    return pwr_begin_callback(ex->run, name, NULL, 0);
+}
+
 static int
-pwr_after_hook(pwr_ex_t *ex, const char *name, int rc, pw_action_t action)
+pwr_after_hook(pwr_ex_t *ex, pwr_json_t *e, const char *name, int rc,
+    pw_action_t action)
 {
     pwr_run_t *run = ex->run;
-    pwr_json_t *e;
 
-    e = pwr_jn_object();
-    pwr_jn_set(e, "callback", pwr_jn_cstr(name));
     if (rc != PW_OK) {
         pwr_jn_set(e, "result", pwr_jn_cstr(rc == PW_EFAILED
                                             ? "failed" : pw_strerror(rc)));
-        pwr_record(run, e);
         pwr_check_failure(run, name);
         if (ex->failed == NULL) {
             ex->failed = name;
@@ -248,7 +265,6 @@ pwr_after_hook(pwr_ex_t *ex, const char *name, int rc, pw_action_t action)
         /* Envoy's wider values (StopAllIteration...) also hold the stream */
         pwr_jn_set(e, "action", pwr_jn_int((int64_t) action));
     }
-    pwr_record(run, e);
     pwr_drain(run);
     if (ex->ended) {
         return -1;
@@ -323,6 +339,7 @@ pwr_play_direction(pwr_ex_t *ex, int dir, const pwr_hdrs_t *hdrs,
                    : PW_MAP_HTTP_REQUEST_HEADERS;
     int tmap = hmap + 1;
     pw_action_t action = PW_ACTION_CONTINUE;
+    pwr_json_t *e;
     size_t i;
     int rc, r, eos;
 
@@ -331,11 +348,12 @@ pwr_play_direction(pwr_ex_t *ex, int dir, const pwr_hdrs_t *hdrs,
     }
     ex->resume[dir] = 0;
     eos = body->n == 0 && trailers->n == 0;
+    e = pwr_before_hook(ex, hooks[dir][0]);
     rc = dir ? pw_http_response_headers(ex->stream, (uint32_t) hdrs->n, eos,
                                         &action)
              : pw_http_request_headers(ex->stream, (uint32_t) hdrs->n, eos,
                                        &action);
-    r = pwr_after_hook(ex, hooks[dir][0], rc, action);
+    r = pwr_after_hook(ex, e, hooks[dir][0], rc, action);
     if (r < 0 || (r == 1 && pwr_wait(ex, dir, hooks[dir][0]) != 0)) {
         return -1;
     }
@@ -353,13 +371,14 @@ pwr_play_direction(pwr_ex_t *ex, int dir, const pwr_hdrs_t *hdrs,
         eos = i + 1 == body->n && trailers->n == 0;
         ex->resume[dir] = 0;
         action = PW_ACTION_CONTINUE;
+        e = pwr_before_hook(ex, hooks[dir][1]);
         rc = dir ? pw_http_response_body(ex->stream,
                                          (uint32_t) ex->pending[dir].len,
                                          eos, &action)
                  : pw_http_request_body(ex->stream,
                                         (uint32_t) ex->pending[dir].len,
                                         eos, &action);
-        r = pwr_after_hook(ex, hooks[dir][1], rc, action);
+        r = pwr_after_hook(ex, e, hooks[dir][1], rc, action);
         if (r < 0) {
             return -1;
         }
@@ -381,11 +400,12 @@ pwr_play_direction(pwr_ex_t *ex, int dir, const pwr_hdrs_t *hdrs,
         }
         ex->resume[dir] = 0;
         action = PW_ACTION_CONTINUE;
+        e = pwr_before_hook(ex, hooks[dir][2]);
         rc = dir ? pw_http_response_trailers(ex->stream,
                                              (uint32_t) trailers->n, &action)
                  : pw_http_request_trailers(ex->stream,
                                             (uint32_t) trailers->n, &action);
-        r = pwr_after_hook(ex, hooks[dir][2], rc, action);
+        r = pwr_after_hook(ex, e, hooks[dir][2], rc, action);
         if (r < 0 || (r == 1 && pwr_wait(ex, dir, hooks[dir][2]) != 0)) {
             return -1;
         }
@@ -416,12 +436,14 @@ pwr_play_tcp(pwr_ex_t *ex)
 {
     const pwr_tcp_event_t *ev;
     pw_action_t action = PW_ACTION_CONTINUE;
+    pwr_json_t *e;
     const char *hook;
     size_t i;
     int rc, r, buf, dir;
 
+    e = pwr_before_hook(ex, "on_new_connection");
     rc = pw_tcp_new_connection(ex->stream, &action);
-    r = pwr_after_hook(ex, "on_new_connection", rc, action);
+    r = pwr_after_hook(ex, e, "on_new_connection", rc, action);
     if (r < 0
         || (r == 1 && pwr_wait(ex, PW_STREAM_DOWNSTREAM, "on_new_connection")
                       != 0))
@@ -436,10 +458,11 @@ pwr_play_tcp(pwr_ex_t *ex)
             hook = ev->kind == PWR_TCP_CLOSE_DOWNSTREAM
                    ? "on_downstream_connection_close"
                    : "on_upstream_connection_close";
+            e = pwr_before_hook(ex, hook);
             rc = ev->kind == PWR_TCP_CLOSE_DOWNSTREAM
                  ? pw_tcp_downstream_close(ex->stream, PW_PEER_REMOTE)
                  : pw_tcp_upstream_close(ex->stream, PW_PEER_REMOTE);
-            if (pwr_after_hook(ex, hook, rc, PW_ACTION_CONTINUE) < 0) {
+            if (pwr_after_hook(ex, e, hook, rc, PW_ACTION_CONTINUE) < 0) {
                 return;
             }
             continue;
@@ -456,6 +479,7 @@ pwr_play_tcp(pwr_ex_t *ex)
         }
         ex->resume[dir] = 0;
         action = PW_ACTION_CONTINUE;
+        e = pwr_before_hook(ex, hook);
         rc = dir == PW_STREAM_DOWNSTREAM
              ? pw_tcp_downstream_data(ex->stream,
                                       (uint32_t) ex->pending[buf].len,
@@ -463,7 +487,7 @@ pwr_play_tcp(pwr_ex_t *ex)
              : pw_tcp_upstream_data(ex->stream,
                                     (uint32_t) ex->pending[buf].len,
                                     ev->end, &action);
-        r = pwr_after_hook(ex, hook, rc, action);
+        r = pwr_after_hook(ex, e, hook, rc, action);
         if (r < 0) {
             return;
         }
@@ -633,7 +657,8 @@ pwr_play_exchange(pwr_run_t *run, size_t index)
                                                  : PW_STREAM_HTTP,
                        &ex, &ex.stream);
     if (rc != PW_OK) {
-        pwr_after_hook(&ex, "pw_stream_new", rc, PW_ACTION_CONTINUE);
+        pwr_after_hook(&ex, pwr_before_hook(&ex, "pw_stream_new"),
+                       "pw_stream_new", rc, PW_ACTION_CONTINUE);
     } else {
         if (ex.sc->kind == PWR_EX_TCP) {
             pwr_play_tcp(&ex);
