@@ -838,6 +838,27 @@ PW_TEST(engine_restarts_in_process)
     teardown(&f);
 }
 
+/* V8 started before fork is unusable in the child: init says so. */
+PW_TEST(init_refused_after_fork)
+{
+    pw_engine_t *e = engine_new(), *e2 = NULL;
+    char err[256] = "";
+    int status, rc;
+    pid_t pid;
+
+    pid = fork();
+    PW_CHECK(pid >= 0);
+    if (pid == 0) {
+        rc = vt->init(NULL, &e2, err, sizeof(err));
+        _exit(rc == PW_EENGINE && strstr(err, "fork") != NULL ? 0 : 1);
+    }
+    PW_CHECK(waitpid(pid, &status, 0) == pid);
+    PW_CHECK(WIFEXITED(status));
+    PW_CHECK_EQ_INT(WEXITSTATUS(status), 0);
+    vt->destroy(e);
+    leak_check();
+}
+
 typedef struct {
     pw_einstance_t *inst;
     uint64_t gen;
@@ -966,6 +987,63 @@ PW_TEST(stale_interrupt_does_not_kill_next_call)
     teardown(&f);
 }
 
+static void *
+hammer(void *arg)
+{
+    watchdog_t *w = arg;
+
+    while (!atomic_load(&w->stop)) {
+        vt->interrupt(w->inst, vt->call_generation(w->inst));
+        w->sent++;
+    }
+    return NULL;
+}
+
+/*
+ * Interrupts aimed at whatever call is current, as fast as possible, while
+ * short calls run: each call ends OK or interrupted, never hangs or dies,
+ * and once the interrupts stop no terminate is left over.
+ */
+PW_TEST(interrupt_race)
+{
+    fixture_t f = setup();
+    watchdog_t w;
+    pthread_t tid;
+    pw_efunc_t *fn;
+    pw_val_t a, r;
+    pw_trap_t t;
+    int i, rc, ok = 0, stopped = 0;
+
+    fn = lookup(f.inst, "id_i32", "i:i");
+    w.inst = f.inst;
+    w.sent = 0;
+    atomic_init(&w.stop, 0);
+    PW_CHECK(pthread_create(&tid, NULL, hammer, &w) == 0);
+    for (i = 0; i < 50000; i++) {
+        a = v_i32(i);
+        r = v_i32(-1);
+        rc = vt->call(f.inst, fn, &a, 1, &r, 1, &t);
+        if (rc == PW_OK) {
+            PW_CHECK_EQ_INT(r.of.i32, i);
+            ok++;
+        } else {
+            PW_CHECK_EQ_INT(rc, PW_EINTERRUPTED);
+            stopped++;
+        }
+    }
+    atomic_store(&w.stop, 1);
+    pthread_join(tid, NULL);
+    printf("  %d ok, %d interrupted, %d interrupts sent\n", ok, stopped,
+           w.sent);
+
+    for (i = 0; i < 1000; i++) {
+        a = v_i32(i);
+        PW_CHECK_EQ_INT(vt->call(f.inst, fn, &a, 1, &r, 1, &t), PW_OK);
+        PW_CHECK_EQ_INT(r.of.i32, i);
+    }
+    teardown(&f);
+}
+
 /* Asserts the call counts; prints the per-call cost (informational). */
 PW_TEST(call_costs)
 {
@@ -1026,10 +1104,12 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(start_trap_fails_instantiate),
         PW_TEST_ENTRY(compile_rejects_garbage),
         PW_TEST_ENTRY(engine_restarts_in_process),
+        PW_TEST_ENTRY(init_refused_after_fork),
         PW_TEST_ENTRY(interrupt_infinite_loop),
         PW_TEST_ENTRY(interrupt_loop_calling_host),
         PW_TEST_ENTRY(interrupt_nested_call),
         PW_TEST_ENTRY(stale_interrupt_does_not_kill_next_call),
+        PW_TEST_ENTRY(interrupt_race),
         PW_TEST_ENTRY(call_costs),
         { 0 } });
 }

@@ -5,7 +5,8 @@
 # backtraces carry function names.
 
 ENGINE_TEST := $(BUILD)/tests/engine/engine_test
-ENGINE_TEST_WASMS := $(patsubst tests/engine/wat/%.wat,$(BUILD)/tests/engine/%.wasm,\
+ENGINE_TEST_WASMS := $(patsubst tests/engine/wat/%.wat,\
+                       $(BUILD)/tests/engine/%.wasm,\
                        $(wildcard tests/engine/wat/*.wat))
 
 $(BUILD)/tests/engine/%.wasm: tests/engine/wat/%.wat

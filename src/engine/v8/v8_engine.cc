@@ -344,16 +344,16 @@ pw__v8_init(const pw_engine_conf_t *conf, pw_engine_t **out, char *err,
     sigset_t all, old;
     int rc;
 
-    if (pw__v8_thread_engine != NULL) {
-        snprintf(err, errlen, "this thread already has a V8 engine");
-        return PW_EENGINE;
-    }
-
     pthread_mutex_lock(&pw__v8_lock);
     rc = pw__v8_start(conf, err, errlen);
     pthread_mutex_unlock(&pw__v8_lock);
     if (rc != PW_OK) {
         return rc;
+    }
+
+    if (pw__v8_thread_engine != NULL) {
+        snprintf(err, errlen, "this thread already has a V8 engine");
+        return PW_EENGINE;
     }
 
     engine = new (std::nothrow) pw_engine_t();
