@@ -532,12 +532,15 @@ pwr_joined(pwr_ex_t *ex, int buf)
 }
 
 static pwr_json_t *
-pwr_http_side(pwr_ex_t *ex, int dir)
+pwr_http_side(pwr_ex_t *ex, int dir, const char *source)
 {
     int h = dir ? PW_MAP_HTTP_RESPONSE_HEADERS : PW_MAP_HTTP_REQUEST_HEADERS;
     pwr_json_t *o;
 
     o = pwr_jn_object();
+    if (source) {
+        pwr_jn_set(o, "source", pwr_jn_cstr(source));
+    }
     /* as forwarded, or the map as the plugin left it when it never was */
     if (ex->fwd[h]) {
         pwr_jn_set(o, "headers", pwr_take(&ex->fwd[h]));
@@ -598,15 +601,19 @@ pwr_ex_report(pwr_ex_t *ex)
     pwr_jn_set(r, "type", pwr_jn_cstr(ex->sc->kind == PWR_EX_TCP ? "tcp"
                                                                  : "http"));
     if (ex->sc->kind == PWR_EX_HTTP) {
-        pwr_jn_set(r, "request", pwr_http_side(ex, 0));
+        pwr_jn_set(r, "request", pwr_http_side(ex, 0, NULL));
         if (ex->local_response) {
             resp = pwr_local_as_response(ex->local_response);
         } else if (ex->responded) {
-            resp = pwr_http_side(ex, 1);
-            pwr_jn_set(resp, "source", pwr_jn_cstr("upstream"));
+            resp = pwr_http_side(ex, 1, "upstream");
         } else {
+            /* the request never got through: nothing reached the client */
             resp = pwr_jn_object();
             pwr_jn_set(resp, "source", pwr_jn_cstr("none"));
+            pwr_jn_set(resp, "headers", pwr_jn_array());
+            pwr_jn_set(resp, "body", pwr_jn_str("", 0));
+            pwr_jn_set(resp, "trailers", pwr_jn_array());
+            pwr_jn_set(resp, "complete", pwr_jn_bool(0));
         }
         pwr_jn_set(r, "response", resp);
         pwr_jn_set(r, "local_response", pwr_take(&ex->local_response));

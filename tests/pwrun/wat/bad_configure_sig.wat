@@ -1,0 +1,8 @@
+;; proxy_on_configure with 4 parameters fits no ABI version: refused.
+(module
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32)
+    i32.const 1024)
+  (func (export "proxy_on_configure") (param i32 i32 i32 i32) (result i32)
+    i32.const 1))

@@ -1,0 +1,23 @@
+;; Only a _start entry point (Rust 0.1.x, TinyGo): the host calls it.
+;; proxy_on_configure logs "_start ran" or "_start not run".
+(module
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 100) "_start ran")
+  (data (i32.const 200) "_start not run")
+  (global $heap (mut i32) (i32.const 4096))
+  (global $started (mut i32) (i32.const 0))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap)
+      (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
+    (local.get $p))
+  (func (export "_start")
+    (global.set $started (i32.add (global.get $started) (i32.const 1))))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (if (i32.eq (global.get $started) (i32.const 1))
+      (then (drop (call $log (i32.const 2) (i32.const 100) (i32.const 10))))
+      (else (drop (call $log (i32.const 2) (i32.const 200) (i32.const 14)))))
+    (i32.const 1)))
