@@ -259,6 +259,22 @@ pw__wasm_name_dup(pw__wasm_ctx_t *cx, pw__wasm_rd_t *rd, char **out)
     return PW_OK;
 }
 
+/* A name fit for a one-line message: printable ASCII, at most 64 bytes. */
+static const char *
+pw__wasm_printable(const char *name, char *buf, size_t size)
+{
+    size_t i;
+
+    for (i = 0; name[i] != '\0' && i + 1 < size; i++) {
+        buf[i] = (name[i] >= 0x20 && name[i] < 0x7f) ? name[i] : '?';
+    }
+    buf[i] = '\0';
+    if (name[i] != '\0' && i >= 3) {
+        memcpy(buf + i - 3, "...", 3);
+    }
+    return buf;
+}
+
 /* One value type; letter receives its signature letter. */
 static int
 pw__wasm_valtype(pw__wasm_ctx_t *cx, pw__wasm_rd_t *rd, char *letter)
@@ -459,7 +475,7 @@ pw__wasm_import_section(pw__wasm_ctx_t *cx, pw__wasm_rd_t *rd)
     pw_wasm_import_t *im;
     uint32_t n, i, idx;
     uint8_t kind = 0, mut = 0;
-    char letter;
+    char letter, pm[65], pn[65];
     int rc;
 
     /* module name, name, kind, one byte of descriptor at least */
@@ -530,7 +546,11 @@ pw__wasm_import_section(pw__wasm_ctx_t *cx, pw__wasm_rd_t *rd)
             break;
         case 0x04:
             return pw__wasm_fail(cx, "%s: tag imports are not supported "
-                                 "(%s.%s)", cx->sect, im->module, im->name);
+                                 "(%s.%s)", cx->sect,
+                                 pw__wasm_printable(im->module, pm,
+                                                    sizeof(pm)),
+                                 pw__wasm_printable(im->name, pn,
+                                                    sizeof(pn)));
         default:
             return pw__wasm_fail(cx, "%s: bad import kind 0x%02x", cx->sect,
                                  kind);

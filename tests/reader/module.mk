@@ -37,7 +37,8 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) -Iinclude \
                -fno-sanitize-recover=undefined
 FUZZ_HDRS := include/pw/pw_types.h include/pw/pw_engine.h \
              include/pw/pw_wasm.h include/pw/pw_map.h
-FUZZ_WASM_SEEDS := $(READER_WATS:tests/reader/wat/%.wat=$(FUZZ_DIR)/seeds_wasm/%.wasm)
+FUZZ_WASM_SEEDS := \
+    $(READER_WATS:tests/reader/wat/%.wat=$(FUZZ_DIR)/seeds_wasm/%.wasm)
 
 .PHONY: fuzz
 fuzz: $(FUZZ_DIR)/fuzz_wasm $(FUZZ_DIR)/fuzz_map $(FUZZ_WASM_SEEDS) \
@@ -58,5 +59,7 @@ $(FUZZ_DIR)/seeds_wasm/%.wasm: tests/reader/wat/%.wat
 # The spec's example {"a": "1"}, {"b": "22"} and an empty map.
 $(FUZZ_DIR)/seeds_map/spec:
 	@mkdir -p $(@D)
-	printf '\002\000\000\000\001\000\000\000\001\000\000\000\001\000\000\000\002\000\000\000\141\000\061\000\142\000\062\062\000' > $@
+	printf '\002\000\000\000\001\000\000\000\001\000\000\000' > $@
+	printf '\001\000\000\000\002\000\000\000' >> $@
+	printf '\141\000\061\000\142\000\062\062\000' >> $@
 	printf '\000\000\000\000' > $(@D)/empty

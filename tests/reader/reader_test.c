@@ -917,6 +917,18 @@ imp_tag(buf_t *s)
 }
 
 static void
+imp_tag_odd_names(buf_t *s)
+{
+    char longname[200];
+
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    put_str(s, longname);
+    put_str(s, "a\nb\x7f\xc3\xa9");
+    put_bytes(s, 3, 0x04, 0, 0);
+}
+
+static void
 imp_bad_limits(buf_t *s)
 {
     put_str(s, "env");
@@ -999,8 +1011,11 @@ imp_all_limit_flags(buf_t *s)
 
 PW_TEST(wasm_import_section_errors)
 {
+    static const char xs[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
     buf_t m = { 0 };
     pw_wasm_info_t *info;
+    char msg[256];
     size_t i;
 
     import_module(&m, imp_bad_type, 1);
@@ -1014,6 +1029,11 @@ PW_TEST(wasm_import_section_errors)
     import_module(&m, imp_tag, 1);
     expect_error(&m, "import section: tag imports are not supported "
                  "(env.oops)");
+    /* names in a message stay printable and short: one line */
+    import_module(&m, imp_tag_odd_names, 1);
+    snprintf(msg, sizeof(msg), "import section: tag imports are not "
+             "supported (%.61s....a?b\?\?\?)", xs);
+    expect_error(&m, msg);
     import_module(&m, imp_bad_limits, 1);
     expect_error(&m, "import section: bad limits flags 0x10");
     import_module(&m, imp_bad_mut, 1);
