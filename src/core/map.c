@@ -448,16 +448,16 @@ pw_map_set_pairs(pw_map_t *m, const pw_pairs_t *p)
     if (m == NULL || p == NULL) {
         return PW_EINVAL;
     }
+    rc = pw_pairs_size(p, &size);
+    if (rc != PW_OK) {
+        return rc;
+    }
     for (i = 0; i < p->n; i++) {
         if (!pw__map_str_ok(p->pairs[i].key)
             || !pw__map_str_ok(p->pairs[i].value))
         {
             return PW_EINVAL;
         }
-    }
-    rc = pw_pairs_size(p, &size);
-    if (rc != PW_OK) {
-        return rc;
     }
 
     /* build the new content aside: p may be a view of m itself */

@@ -1741,6 +1741,10 @@ PW_TEST(map_set_pairs_and_serialize)
     PW_CHECK_EQ_INT(pw_map_set_pairs(m, &p), PW_OK);
     PW_CHECK_EQ_INT(pw_map_count(m), 0);
     PW_CHECK_EQ_INT(pw_map_set_pairs(m, NULL), PW_EINVAL);
+    p.n = 1;
+    PW_CHECK_EQ_INT(pw_map_set_pairs(m, &p), PW_EINVAL);    /* NULL pairs */
+    PW_CHECK_EQ_INT(pw_pairs_size(&p, &size), PW_EINVAL);
+    PW_CHECK_EQ_INT(pw_map_count(m), 0);
     pw_map_free(m);
 }
 
