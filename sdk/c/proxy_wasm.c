@@ -12,7 +12,7 @@
 
 #define PX__EXPORT(name)  __attribute__((export_name(#name)))
 
-/* ---- ABI marker and allocator --------------------------------------------- */
+/* ---- ABI marker and allocator -------------------------------------------- */
 
 #if PX_ABI_VERSION == PX_ABI_0_1_0
 PX__EXPORT(proxy_abi_version_0_1_0) void
@@ -240,7 +240,7 @@ px__call_owner(px__table_t *t, uint32_t token, uint32_t root, bool last)
 }
 
 
-/* ---- contexts ---------------------------------------------------------- */
+/* ---- contexts ------------------------------------------------------------ */
 
 px_status_t
 px_set_context_data(uint32_t ctx, void *data)
@@ -284,7 +284,7 @@ px_current_context(void)
 }
 
 
-/* ---- exported callbacks --------------------------------------------------- */
+/* ---- exported callbacks -------------------------------------------------- */
 
 /* A host may skip on_context_create for a root context; know it anyway. */
 static void
@@ -692,7 +692,7 @@ px__strlen(const char *s)
 }
 
 
-/* ---- logging ------------------------------------------------------------ */
+/* ---- logging ------------------------------------------------------------- */
 
 px_status_t
 px_log(px_log_level_t level, const char *msg)
@@ -890,7 +890,7 @@ px_get_vm_configuration(char **data, size_t *len)
 }
 
 
-/* ---- header maps -------------------------------------------------------- */
+/* ---- header maps --------------------------------------------------------- */
 
 px_status_t
 px_get_header(px_map_type_t map, const char *name, char **value,
@@ -1383,7 +1383,7 @@ px_grpc_close(uint32_t token)
 }
 
 
-/* ---- shared data and queues ------------------------------------------- */
+/* ---- shared data and queues ---------------------------------------------- */
 
 px_status_t
 px_get_shared_data(const char *key, char **value, size_t *len,
@@ -1447,7 +1447,7 @@ px_dequeue(uint32_t qid, char **data, size_t *len)
 }
 
 
-/* ---- metrics -------------------------------------------------------------- */
+/* ---- metrics ------------------------------------------------------------- */
 
 px_status_t
 px_define_metric(px_metric_type_t type, const char *name, uint32_t *id)
@@ -1478,7 +1478,7 @@ px_get_metric(uint32_t id, uint64_t *value)
 }
 
 
-/* ---- properties ------------------------------------------------------------ */
+/* ---- properties ---------------------------------------------------------- */
 
 /* Segments joined by NUL, no trailing NUL (Envoy accepts both forms). */
 static px_status_t
@@ -1557,7 +1557,7 @@ px_set_property(const char *const *path, const char *value, size_t len)
 }
 
 
-/* ---- foreign functions ------------------------------------------------- */
+/* ---- foreign functions --------------------------------------------------- */
 
 px_status_t
 px_call_foreign_function(const char *name, const char *args,

@@ -55,7 +55,7 @@
 extern "C" {
 #endif
 
-/* ---- ABI version ------------------------------------------------------ */
+/* ---- ABI version --------------------------------------------------------- */
 
 #define PX_ABI_0_1_0  100
 #define PX_ABI_0_2_0  200
@@ -70,7 +70,7 @@ extern "C" {
 #error "PX_ABI_VERSION must be PX_ABI_0_1_0, PX_ABI_0_2_0 or PX_ABI_0_2_1"
 #endif
 
-/* ---- enums (values are the ABI's) -------------------------------------- */
+/* ---- enums (values are the ABI's) ---------------------------------------- */
 
 typedef enum {
     PX_OK = 0,
@@ -153,7 +153,7 @@ typedef enum {
 /* "No gRPC status" for px_send_local_response(). */
 #define PX_GRPC_STATUS_NONE  (-1)
 
-/* ---- the plugin definition --------------------------------------------- */
+/* ---- the plugin definition ----------------------------------------------- */
 
 /*
  * Callbacks a plugin may provide; leave the others NULL. `ctx` is the
@@ -267,7 +267,7 @@ px_status_t px_get_log_level(px_log_level_t *level);
 /* Lowercase name of a status ("ok", "not_found", ...; "unknown" else). */
 const char *px_status_name(uint32_t status);
 
-/* ---- time and timers ------------------------------------------------------ */
+/* ---- time and timers ----------------------------------------------------- */
 
 /*
  * Ask for on_tick every `ms` milliseconds on the current root context;
@@ -279,7 +279,7 @@ px_status_t px_set_tick_period(uint32_t ms);
  * favour of WASI clock_time_get, still provided by hosts). */
 px_status_t px_get_current_time_ns(uint64_t *ns);
 
-/* ---- buffers ----------------------------------------------------------- */
+/* ---- buffers ------------------------------------------------------------- */
 
 /*
  * Copy up to `max` bytes from `start` of buffer `type`. On PX_OK, *data is a
@@ -315,7 +315,7 @@ px_status_t px_get_configuration(char **data, size_t *len);
 /* The VM configuration (call from on_vm_start). 0.2.0+; caller frees. */
 px_status_t px_get_vm_configuration(char **data, size_t *len);
 
-/* ---- header maps ------------------------------------------------------- */
+/* ---- header maps --------------------------------------------------------- */
 
 /* A header given by the plugin: two NUL-terminated strings. */
 typedef struct {
@@ -393,7 +393,7 @@ px_status_t px_serialize_headers(const px_header_t *headers, size_t n,
  */
 px_status_t px_parse_headers(char *data, size_t len, px_headers_t *out);
 
-/* ---- streams ------------------------------------------------------------ */
+/* ---- streams ------------------------------------------------------------- */
 
 /*
  * Resume a paused stream of the effective context. Under 0.1.0 the HTTP
@@ -443,7 +443,7 @@ px_status_t px_set_effective_context(uint32_t ctx);
  */
 px_status_t px_get_status(uint32_t *code, char **msg, size_t *len);
 
-/* ---- HTTP and gRPC callouts ------------------------------------------- */
+/* ---- HTTP and gRPC callouts ---------------------------------------------- */
 
 /*
  * Send an HTTP request to `upstream`. `headers` must include :method,
@@ -476,7 +476,7 @@ px_status_t px_grpc_cancel(uint32_t token);
 /* Close a gRPC call or stream gracefully. */
 px_status_t px_grpc_close(uint32_t token);
 
-/* ---- shared data and queues -------------------------------------------- */
+/* ---- shared data and queues ---------------------------------------------- */
 
 /*
  * Read shared value `key`. On PX_OK *value is malloc'd (caller frees) and
@@ -507,7 +507,7 @@ px_status_t px_enqueue(uint32_t qid, const char *data, size_t len);
 /* Take the oldest item of `qid`: *data malloc'd (caller frees); PX_EMPTY. */
 px_status_t px_dequeue(uint32_t qid, char **data, size_t *len);
 
-/* ---- metrics ------------------------------------------------------------ */
+/* ---- metrics ------------------------------------------------------------- */
 
 /* Define (or find) metric `name` of `type`; *id names it later. */
 px_status_t px_define_metric(px_metric_type_t type, const char *name,
@@ -539,7 +539,7 @@ px_status_t px_get_property(const char *const *path, char **value,
 px_status_t px_set_property(const char *const *path, const char *value,
     size_t len);
 
-/* ---- foreign functions ------------------------------------------------ */
+/* ---- foreign functions --------------------------------------------------- */
 
 /*
  * Call the host's foreign function `name` with `args_len` bytes. On PX_OK

@@ -16,7 +16,7 @@
 
 #include "proxy_wasm.h"
 
-/* ---- events ------------------------------------------------------------ */
+/* ---- events -------------------------------------------------------------- */
 
 enum {
     EV_VM_START, EV_CONFIGURE, EV_TICK, EV_CONTEXT_CREATE,
@@ -43,7 +43,7 @@ static const char *const ev_names[EV_COUNT] = {
     "done", "log", "delete"
 };
 
-/* ---- scripts --------------------------------------------------------------- */
+/* ---- scripts ------------------------------------------------------------- */
 
 typedef struct {
     char *s;               /* NUL-terminated; may contain NULs */
@@ -99,7 +99,7 @@ static int nqueues, nmetrics;
 static const cmd_def_t *find_cmd(const char *name);
 
 
-/* ---- output ---------------------------------------------------------------- */
+/* ---- output -------------------------------------------------------------- */
 
 static void
 status(const char *call, uint32_t rc)
@@ -166,7 +166,7 @@ value_num(const char *label, uint64_t n)
 }
 
 
-/* ---- tokens ---------------------------------------------------------------- */
+/* ---- tokens -------------------------------------------------------------- */
 
 static bool
 tok_is(const tok_t *t, const char *s)
@@ -503,7 +503,7 @@ headers_restore(int argc, tok_t *argv)
 }
 
 
-/* ---- commands: control ----------------------------------------------------- */
+/* ---- commands: control --------------------------------------------------- */
 
 static void
 cmd_return(env_t *e, int argc, tok_t *argv)
@@ -934,7 +934,7 @@ cmd_send_local_response_full(env_t *e, int argc, tok_t *argv)
 }
 
 
-/* ---- commands: callouts ---------------------------------------------------- */
+/* ---- commands: callouts -------------------------------------------------- */
 
 static void
 cmd_http_call(env_t *e, int argc, tok_t *argv)
@@ -1063,7 +1063,7 @@ cmd_grpc_close(env_t *e, int argc, tok_t *argv)
 }
 
 
-/* ---- commands: headers -------------------------------------------------- */
+/* ---- commands: headers --------------------------------------------------- */
 
 static void
 cmd_get_header(env_t *e, int argc, tok_t *argv)
@@ -1220,7 +1220,7 @@ cmd_header_map_size(env_t *e, int argc, tok_t *argv)
 }
 
 
-/* ---- commands: buffers -------------------------------------------------- */
+/* ---- commands: buffers --------------------------------------------------- */
 
 static void
 get_buffer(uint32_t type, uint32_t start, uint32_t max)
@@ -1348,7 +1348,7 @@ cmd_get_config(env_t *e, int argc, tok_t *argv)
 }
 
 
-/* ---- commands: shared data, queues, metrics ----------------------------- */
+/* ---- commands: shared data, queues, metrics ------------------------------ */
 
 static void
 cmd_get_shared(env_t *e, int argc, tok_t *argv)
@@ -1549,7 +1549,7 @@ cmd_get_metric(env_t *e, int argc, tok_t *argv)
 }
 
 
-/* ---- commands: properties and foreign functions ------------------------ */
+/* ---- commands: properties and foreign functions -------------------------- */
 
 /* Tokens joined by NUL (a token may itself contain NULs). */
 static char *
@@ -1638,7 +1638,7 @@ cmd_call_foreign(env_t *e, int argc, tok_t *argv)
 }
 
 
-/* ---- raw host calls ------------------------------------------------------- */
+/* ---- raw host calls ------------------------------------------------------ */
 
 enum {
     R_LOG, R_GET_LOG_LEVEL, R_TIME, R_TICK, R_GET_CONFIGURATION,
@@ -2049,7 +2049,7 @@ find_cmd(const char *name)
 }
 
 
-/* ---- parser ------------------------------------------------------------- */
+/* ---- parser -------------------------------------------------------------- */
 
 static void
 free_cmds(cmd_t *c)
@@ -2164,6 +2164,9 @@ add_cmd(parser_t *p, int first)
     if (argc - 1 < def->min_args) {
         p->err = "too few arguments";
         return false;
+    }
+    if (def->fn == cmd_trace) {
+        p->s->trace = true;     /* applies from the start, wherever it is */
     }
 
     c = calloc(1, sizeof(cmd_t));
@@ -2368,7 +2371,7 @@ parse_script(const char *src, size_t len, int section, script_t *s,
 }
 
 
-/* ---- running ------------------------------------------------------------ */
+/* ---- running ------------------------------------------------------------- */
 
 static void
 run_cmds(env_t *e, cmd_t *c)
@@ -2425,7 +2428,7 @@ fire(int ev, uint32_t ctx, uint32_t root, uint32_t id, uint32_t dflt,
 }
 
 
-/* ---- callbacks ------------------------------------------------------------ */
+/* ---- callbacks ----------------------------------------------------------- */
 
 static bool
 load_script(const char *what, const char *src, size_t len, int section,
