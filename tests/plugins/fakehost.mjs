@@ -162,6 +162,7 @@ export class Plugin {
         return h.put32(ps, serialize(map(m)).length) ? OK : INVALID_MEMORY_ACCESS;
       },
       proxy_get_header_map_pairs(m, pp, ps) {
+        if (h.rawPairs) return h.give(h.rawPairs, pp, ps);
         if (!map(m)) return BAD_ARGUMENT;
         return h.give(serialize(map(m)), pp, ps);
       },

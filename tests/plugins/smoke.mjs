@@ -280,6 +280,26 @@ test('testplugin escapes, shared, queues, metrics, properties, foreign', () => {
   check('log level', p.logged(/^value log_level = 1$/));
 });
 
+test('SDK map decoder refuses malformed maps', () => {
+  const p = tp('on request_headers: get_headers');
+  p.x.proxy_on_context_create(2, 1);
+  const cases = [
+    [[1, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 97, 98, 99, 0, 120], 3],  // value NUL missing
+    [[1, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 97, 98, 99, 1, 120, 0], 3], // key NUL wrong
+    [[255, 255, 255, 255, 0, 0, 0, 0], 3],                          // count too big
+    [[0], 0],                                                      // lone NUL: empty
+    [[1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 97, 0, 98, 0], 0],          // a: b
+  ];
+  for (const [bytes, want] of cases) {
+    p.logs = [];
+    p.rawPairs = new Uint8Array(bytes);
+    p.x.proxy_on_request_headers(2, 0, 0);
+    check('decode ' + JSON.stringify(bytes) + ' -> ' + want,
+      p.logged(new RegExp('^status proxy_get_header_map_pairs = ' + want + '$')), msgs(p));
+  }
+  check('decoded pair', p.logged(/^header a: b$/));
+});
+
 test('testplugin callouts and local responses', () => {
   const p = tp('on request_headers: http_call cluster 1000 body :method=GET :path=/x ' +
     ':authority=h; return pause\n' +

@@ -915,7 +915,8 @@ cmd_send_local_response(env_t *e, int argc, tok_t *argv)
         cmd_error("send_local_response", "bad status code");
         return;
     }
-    local_response(argc > 3 ? argc - 3 : 0, argv + 3, (uint32_t) code, NULL,
+    local_response(argc > 3 ? argc - 3 : 0, argv + (argc > 3 ? 3 : argc),
+                   (uint32_t) code, NULL,
                    argc > 2 ? &argv[2] : &empty, PX_GRPC_STATUS_NONE);
 }
 
