@@ -42,8 +42,5 @@ $(AS_WASMS): $(WASM_OUT)/%.wasm: tests/plugins/as/%.ts tests/plugins/module.mk
 	    --optimize > $(@:.wasm=.asc.log) 2>&1 \
 	    || { cat $(@:.wasm=.asc.log); rm -f $@; exit 1; }
 
-# Smoke tests of the SDK, examples and test plugins on a JS fake host.
-TESTS += tests/plugins/smoke.mjs
-
 .PHONY: test-plugins
 test-plugins: $(TESTPLUGIN_WASMS) $(AS_WASMS)
