@@ -983,6 +983,8 @@ pwr_scenario_parse(const char *text, size_t len, pwr_scenario_t *sc,
     sc->log_level = PW_LOG_TRACE;
     sc->clock_ns = 1700000000ULL * 1000000000ULL;
     sc->max_wait_ticks = 10;
+    /* a runaway plugin must not hang a test run; 0 in the scenario lifts it */
+    sc->max_call_ms = 10000;
     if (text == NULL) {
         return 0;
     }
