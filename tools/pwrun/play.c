@@ -80,8 +80,8 @@ pwr_end_callback(pwr_run_t *run, pwr_json_t *e, const char *name, int rc)
     } else if (rc == PW_ENOTFOUND) {
         pwr_jn_set(e, "result", pwr_jn_cstr("dropped"));
     } else {
-        pwr_jn_set(e, "result", pwr_jn_cstr(rc == PW_EFAILED ? "failed"
-                                                             : pw_strerror(rc)));
+        pwr_jn_set(e, "result",
+                   pwr_jn_cstr(rc == PW_EFAILED ? "failed" : pw_strerror(rc)));
     }
     pwr_check_failure(run, name);
 }
