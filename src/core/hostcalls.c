@@ -178,16 +178,17 @@ pw__hc_return_pairs(pw__hc_t *hc, const pw_pairs_t *pairs, uint32_t ptr_out,
 int
 pw__hc_unimplemented(pw__hc_t *hc)
 {
-    const pw__hostcall_t *h;
+    const pw_hostcall_info_t *h;
     uint64_t bit;
     size_t n;
 
     bit = 1ull << (hc->index % 64);
     if (!(hc->vm->unimplemented_logged[hc->index / 64 % 2] & bit)) {
         hc->vm->unimplemented_logged[hc->index / 64 % 2] |= bit;
-        h = (const pw__hostcall_t *) pw_hostcalls(&n);
+        /* the public view: same order as the table, its own layout */
+        h = pw_hostcalls(&n);
         pw__log(hc->vm, PW_LOG_WARN, "%s is not implemented by this host",
-                h[hc->index].name);
+                hc->index < n ? h[hc->index].name : "a hostcall");
     }
     return PW_STATUS_UNIMPLEMENTED;
 }
