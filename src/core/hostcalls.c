@@ -210,11 +210,12 @@ pw__hc_log(pw__hc_t *hc, const pw_val_t *a)
     if (level > PW_LOG_CRITICAL) {
         return PW_STATUS_BAD_ARGUMENT;
     }
-    if (len > PW_MAX_LOG_BYTES) {
-        len = PW_MAX_LOG_BYTES;
-    }
+    /* check the whole range the plugin named, then cap what is logged */
     if (pw__hc_str(hc, PW__U32(a[1]), len, &msg) != PW_OK) {
         return PW_STATUS_INVALID_MEMORY_ACCESS;
+    }
+    if (msg.len > PW_MAX_LOG_BYTES) {
+        msg.len = PW_MAX_LOG_BYTES;
     }
     PW__NEED_HOST(hc, log);
     hc->vm->host->log(&hc->c, (pw_log_level_t) level, msg);
