@@ -93,8 +93,7 @@ check-layering:
 	    echo "layering: nginx/V8 header included in: $$bad"; exit 1; fi
 
 test: all
-	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
-	@echo "all test groups passed"
+	@scripts/run_tests.sh $(TESTS)
 
 # Everything on a fresh machine: dependencies, the suite, the suite again
 # under AddressSanitizer + UndefinedBehaviorSanitizer. CI runs this.
@@ -104,6 +103,11 @@ check:
 	$(MAKE) test
 	$(MAKE) -j2 SAN=1 all
 	$(MAKE) SAN=1 test
+
+demo:
+	$(MAKE) deps
+	$(MAKE) -j2 all
+	examples/demo.sh
 
 bench: all $(BENCHES)
 	@set -e; for b in $(BENCHES); do $$b; done

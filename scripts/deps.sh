@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 deps="$root/deps"
 mkdir -p "$deps"
 
-pkgs="clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt libnghttp2-dev
+pkgs="clang lld wasi-libc libclang-rt-14-dev-wasm32 libclang-rt-14-dev wabt libnghttp2-dev
       python3-pytest libcmocka-dev libicu72 libc-ares2 libbrotli1 libuv1
       libnghttp2-14 libssl3 make gcc g++ pkg-config"
 missing=""
