@@ -1196,10 +1196,16 @@ pw__hc_enqueue_shared_queue(pw__hc_t *hc, const pw_val_t *a)
 static int
 pw__hc_dequeue_shared_queue(pw__hc_t *hc, const pw_val_t *a)
 {
-    uint8_t *val = NULL;
+    uint8_t *val = NULL, *p;
     size_t len;
     int rc, st;
 
+    /* a refused call must not take the item out of the queue */
+    if (pw__hc_span(hc, PW__U32(a[1]), 4, &p) != PW_OK
+        || pw__hc_span(hc, PW__U32(a[2]), 4, &p) != PW_OK)
+    {
+        return PW_STATUS_INVALID_MEMORY_ACCESS;
+    }
     rc = pw_queue_dequeue(hc->vm->store, PW__U32(a[0]), &val, &len);
     if (rc != PW_OK) {
         return pw__status(rc);
