@@ -750,6 +750,40 @@ pw__set_status(pw_vm_t *vm, uint32_t code, pw_str_t msg)
     }
 }
 
+/*
+ * A host may answer one callout while the plugin is inside the callback of
+ * another (synchronously, from a hostcall): the outer callback must go on
+ * reading its own answer and status, so each delivery saves and restores
+ * them.
+ */
+typedef struct {
+    pw__delivery_t delivery;
+    uint32_t code;
+    char *msg;
+    size_t msg_len;
+} pw__saved_delivery_t;
+
+static void
+pw__delivery_save(pw_vm_t *vm, pw__saved_delivery_t *s)
+{
+    s->delivery = vm->delivery;
+    s->code = vm->status_code;
+    s->msg = vm->status_msg;
+    s->msg_len = vm->status_msg_len;
+    vm->status_msg = NULL;
+    vm->status_msg_len = 0;
+}
+
+static void
+pw__delivery_restore(pw_vm_t *vm, pw__saved_delivery_t *s)
+{
+    free(vm->status_msg);
+    vm->delivery = s->delivery;
+    vm->status_code = s->code;
+    vm->status_msg = s->msg;
+    vm->status_msg_len = s->msg_len;
+}
+
 static pw__callout_t *
 pw__callout_of(pw_plugin_t *p, uint32_t token, int grpc)
 {
@@ -790,6 +824,7 @@ pw_plugin_http_response(pw_plugin_t *p, uint32_t token,
     const pw_pairs_t *headers, pw_str_t body, const pw_pairs_t *trailers)
 {
     pw_vm_t *vm = p->vm;
+    pw__saved_delivery_t saved;
     pw__callout_t *co;
     uint32_t rest[4];
     int rc;
@@ -804,6 +839,7 @@ pw_plugin_http_response(pw_plugin_t *p, uint32_t token,
         body = (pw_str_t){ NULL, 0 };
         trailers = NULL;
     }
+    pw__delivery_save(vm, &saved);
     pw__set_status(vm, pw__http_status(headers), (pw_str_t){ NULL, 0 });
 
     vm->delivery.headers = headers;
@@ -815,7 +851,7 @@ pw_plugin_http_response(pw_plugin_t *p, uint32_t token,
     rest[2] = (uint32_t) body.len;
     rest[3] = trailers ? (uint32_t) trailers->n : 0;
     rc = pw__root_call(p, PW__CB_ON_HTTP_CALL_RESPONSE, rest, 4);
-    memset(&vm->delivery, 0, sizeof(vm->delivery));
+    pw__delivery_restore(vm, &saved);
     return rc;
 }
 
@@ -825,12 +861,14 @@ pw__grpc_deliver(pw_plugin_t *p, uint32_t token, pw__cb_t cb,
     uint32_t n)
 {
     pw_vm_t *vm = p->vm;
+    pw__delivery_t saved;
     uint32_t rest[2];
     int rc;
 
     if (pw__callout_of(p, token, 1) == NULL) {
         return PW_ENOTFOUND;
     }
+    saved = vm->delivery;
     vm->delivery.headers = headers;
     vm->delivery.trailers = trailers;
     vm->delivery.body = body;
@@ -838,7 +876,7 @@ pw__grpc_deliver(pw_plugin_t *p, uint32_t token, pw__cb_t cb,
     rest[0] = token;
     rest[1] = n;
     rc = pw__root_call(p, cb, rest, 2);
-    memset(&vm->delivery, 0, sizeof(vm->delivery));
+    vm->delivery = saved;
     return rc;
 }
 
@@ -871,18 +909,24 @@ int
 pw_plugin_grpc_close(pw_plugin_t *p, uint32_t token, uint32_t status,
     pw_str_t message)
 {
+    pw__saved_delivery_t saved;
     pw__callout_t *co;
     uint32_t rest[2];
+    int rc;
 
     co = pw__callout_of(p, token, 1);
     if (co == NULL) {
         return PW_ENOTFOUND;
     }
     pw__callout_remove(p->vm, co);
+    pw__delivery_save(p->vm, &saved);
+    memset(&p->vm->delivery, 0, sizeof(p->vm->delivery));
     pw__set_status(p->vm, status, message);
     rest[0] = token;
     rest[1] = status;
-    return pw__root_call(p, PW__CB_ON_GRPC_CLOSE, rest, 2);
+    rc = pw__root_call(p, PW__CB_ON_GRPC_CLOSE, rest, 2);
+    pw__delivery_restore(p->vm, &saved);
+    return rc;
 }
 
 int
