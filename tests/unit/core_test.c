@@ -3573,6 +3573,86 @@ PW_TEST(encoder_matches_wat2wasm)
     fx_down();
 }
 
+
+/* ---- a host that answers a callout while the plugin is in another ----- */
+
+static uint32_t g_first, g_second, g_deliver;
+
+/* The host answers synchronously, inside proxy_http_call. */
+static int
+sync_http_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
+    const pw_pairs_t *headers, pw_str_t body, const pw_pairs_t *trailers,
+    uint32_t timeout_ms)
+{
+    static const pw_pair_t rh[] = { P(":status", "503") };
+    pw_pairs_t h = { rh, 1 };
+    uint32_t t = g_deliver;
+
+    if (upstream.len == 7 && memcmp(upstream.data, "nowhere", 7) == 0) {
+        return PW_ENOTFOUND;
+    }
+    if (t) {
+        g_deliver = 0;
+        PW_CHECK_EQ_INT(pw_plugin_http_response(c->plugin, t, &h,
+                                                PW_STR("inner"), NULL),
+                        PW_OK);
+    }
+    return PW_OK;
+}
+
+static uint32_t
+hook_nested_response(fake_inst_t *fi, const uint32_t *a, size_t n)
+{
+    uint32_t o = fake_scratch(fi, 16), m, mlen;
+
+    if (a[1] == g_first) {
+        g_deliver = g_second;
+        m = put_pairs(fi, call_hdrs, 3, &mlen);
+        PW_CHECK_EQ_INT(HC("proxy_http_call", SL("up"), m, mlen, 0, 0, 0, 0,
+                           10, o), ST_OK);
+        PW_CHECK_EQ_INT(g_st[1], 1);
+        /* back in the outer callback: its answer is still what it reads */
+        PW_CHECK_EQ_INT(HC("proxy_get_buffer_bytes", 4, 0, 0xFFFFFFFF, o,
+                           o + 4), ST_OK);
+        PW_CHECK(RET_IS(o, "outer"));
+        PW_CHECK_EQ_INT(HC("proxy_get_header_map_value", 6, SL(":status"), o,
+                           o + 4), ST_OK);
+        PW_CHECK(RET_IS(o, "200"));
+        PW_CHECK_EQ_INT(HC("proxy_get_status", o + 8, o, o + 4), ST_OK);
+        PW_CHECK_EQ_INT(fake_rd32(fi, o + 8), 200);
+        g_st[0]++;
+    } else {
+        PW_CHECK_EQ_INT(a[1], g_second);
+        PW_CHECK_EQ_INT(HC("proxy_get_buffer_bytes", 4, 0, 0xFFFFFFFF, o,
+                           o + 4), ST_OK);
+        PW_CHECK(RET_IS(o, "inner"));
+        PW_CHECK_EQ_INT(HC("proxy_get_status", o + 8, o, o + 4), ST_OK);
+        PW_CHECK_EQ_INT(fake_rd32(fi, o + 8), 503);
+        g_st[1]++;
+    }
+    return 0;
+}
+
+PW_TEST(nested_delivery_keeps_outer_answer)
+{
+    static const pw_pair_t rh[] = { P(":status", "200") };
+    pw_pairs_t h = { rh, 1 };
+
+    fx_init();
+    F.host.host.http_call = sync_http_call;
+    fx_up(NULL);
+    in_root(hook_http_call);
+    g_first = g_token;
+    in_root(hook_http_call);
+    g_second = g_token;
+    on("on_http_call_response", hook_nested_response);
+    PW_CHECK_EQ_INT(pw_plugin_http_response(F.plugin, g_first, &h,
+                                            PW_STR("outer"), NULL), PW_OK);
+    PW_CHECK_EQ_INT(g_st[1], 1);
+    PW_CHECK_EQ_INT(g_st[0], 1);
+    fx_down();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -3645,5 +3725,6 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(alloc_trap_fails_vm),
         PW_TEST_ENTRY(malloc_preferred_allocator),
         PW_TEST_ENTRY(encoder_matches_wat2wasm),
+        PW_TEST_ENTRY(nested_delivery_keeps_outer_answer),
         { 0 } });
 }
