@@ -1248,9 +1248,9 @@ hook_spin_hostcalls(fake_inst_t *fi, const uint32_t *a, size_t n)
 }
 
 static uint32_t
-hook_sleep10(fake_inst_t *fi, const uint32_t *a, size_t n)
+hook_sleep2(fake_inst_t *fi, const uint32_t *a, size_t n)
 {
-    struct timespec ts = { 0, 10 * 1000000 };
+    struct timespec ts = { 0, 2 * 1000000 };
 
     nanosleep(&ts, NULL);
     return 0;
@@ -1275,8 +1275,8 @@ PW_TEST(watchdog_interrupts_runaway_call)
     fx_up(NULL);
 
     /* calls below the limit are never interrupted, nor the ones after */
-    on("on_tick", hook_sleep10);
-    for (i = 0; i < 12; i++) {
+    on("on_tick", hook_sleep2);
+    for (i = 0; i < 40; i++) {
         PW_CHECK_EQ_INT(pw_plugin_tick(F.plugin), PW_OK);
     }
     PW_CHECK_EQ_INT(fake_stats.interrupts, 0);
