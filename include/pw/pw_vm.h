@@ -151,6 +151,10 @@ int pw_stream_new(pw_plugin_t *p, pw_stream_kind_t kind, void *host_data,
  * End the stream: proxy_on_done, proxy_on_log, proxy_on_delete, exactly
  * once each (none if the context was never created or the VM failed), then
  * free it. Callouts it made are forgotten (their answers are dropped).
+ * Never call it (nor pw_plugin_free) from inside a host interface callback
+ * of the same VM: the plugin may still be running on that context. A host
+ * that finishes a request from such a callback (a local response) defers
+ * the free to its event loop.
  */
 void pw_stream_free(pw_stream_t *s);
 uint32_t pw_stream_id(const pw_stream_t *s);
