@@ -71,9 +71,26 @@ typedef struct {
     const char *module;   /* "env", "wasi_snapshot_preview1", ... */
     const char *name;
     const char *sig;      /* as declared by the module (checked by the core) */
-    pw_host_fn_t fn;
+    pw_host_fn_t fn;      /* NULL with fn_data set: see pw_import_link_t */
     void *fn_data;
 } pw_import_t;
+
+/*
+ * Linking an import to an export of another instance, wasm to wasm with no
+ * host code in between: give the import fn = NULL and fn_data pointing to
+ * a pw_import_link_t (read during instantiate only). Any kind of import
+ * may be linked so: a function (its signature must equal the export's),
+ * a table, a memory, a global. `from` must come from the same engine and
+ * outlive the importing instance.
+ *
+ * Optional: an engine without it refuses such an import with PW_ELINK
+ * (as any import without fn), so callers can fall back to host functions.
+ * The V8 backend supports it.
+ */
+typedef struct {
+    pw_einstance_t *from;
+    const char *name;     /* an export of `from` */
+} pw_import_link_t;
 
 typedef struct {
     /* V8: size of V8's worker thread pool (0 = 1). */
@@ -102,7 +119,8 @@ typedef struct pw_engine_vt_s {
     /*
      * Instantiate with the given imports. The caller passes exactly the
      * imports the module declares (matched by module and name); the
-     * engine may refuse with PW_ELINK naming the one missing. A trap in
+     * engine may refuse with PW_ELINK naming the one missing (or one it
+     * cannot link, e.g. a pw_import_link_t it does not support). A trap in
      * the wasm start section fails with PW_ETRAP and the message in err.
      */
     int (*instantiate)(pw_emodule_t *mod, const pw_import_t *imports,

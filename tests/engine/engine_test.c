@@ -1080,6 +1080,178 @@ PW_TEST(call_costs)
     teardown(&f);
 }
 
+/* ---- imports linked to another instance (pw_import_link_t) ------------- */
+
+typedef struct {
+    pw_engine_t *e;
+    pw_emodule_t *sm, *dm;
+    pw_einstance_t *src, *dst;
+    pw_import_link_t links[6];
+    pw_import_t imports[6];
+} link_fixture_t;
+
+static const char *link_names[6] = {
+    "add1", "boom", "twice", "memory", "g", "table"
+};
+
+static void
+link_setup(link_fixture_t *f)
+{
+    pw_import_t twice = { "env", "twice", "i:i", h_twice, NULL };
+    char err[256] = "";
+    size_t i;
+    int rc;
+
+    memset(f, 0, sizeof(*f));
+    memset(&hs, 0, sizeof(hs));
+    f->e = engine_new();
+    f->sm = compile_file(f->e, "link_src.wasm");
+    f->dm = compile_file(f->e, "link_dst.wasm");
+    PW_CHECK_EQ_INT(vt->instantiate(f->sm, &twice, 1, &f->src, err,
+                                    sizeof(err)), PW_OK);
+    for (i = 0; i < 6; i++) {
+        f->links[i].from = f->src;
+        f->links[i].name = link_names[i];
+        f->imports[i].module = "src";
+        f->imports[i].name = link_names[i];
+        f->imports[i].sig = i < 3 ? "i:i" : NULL;
+        f->imports[i].fn = NULL;
+        f->imports[i].fn_data = &f->links[i];
+    }
+    rc = vt->instantiate(f->dm, f->imports, 6, &f->dst, err, sizeof(err));
+    if (rc != PW_OK) {
+        fprintf(stderr, "  instantiate: %s\n", err);
+    }
+    PW_CHECK_EQ_INT(rc, PW_OK);
+}
+
+static void
+link_teardown(link_fixture_t *f)
+{
+    vt->instance_free(f->dst);
+    vt->instance_free(f->src);
+    vt->module_free(f->dm);
+    vt->module_free(f->sm);
+    vt->destroy(f->e);
+    leak_check();
+}
+
+PW_TEST(link_function_global_table)
+{
+    link_fixture_t f;
+    pw_val_t a = v_i32(41), b = v_i32(14);
+
+    link_setup(&f);
+    /* a wasm function of the other instance, and a host function it
+       re-exports */
+    PW_CHECK_EQ_INT(call_i32(f.dst, "run", &a, 1), 42);
+    PW_CHECK_EQ_INT(call_i32(f.dst, "run_twice", &a, 1), 82);
+    PW_CHECK_EQ_INT(call_i32(f.dst, "get_g", NULL, 0), 7);
+    /* dst's element segment filled src's table: src calls dst's code */
+    PW_CHECK_EQ_INT(call_i32(f.src, "call_slot", &b, 1), 42);
+    link_teardown(&f);
+}
+
+PW_TEST(link_memory_shared_and_grown)
+{
+    link_fixture_t f;
+    uint8_t *base;
+    size_t size;
+    pw_val_t a = v_i32(64);
+
+    link_setup(&f);
+    PW_CHECK_EQ_INT(vt->memory(f.src, &base, &size), PW_OK);
+    PW_CHECK_EQ_INT(size, 65536);
+    memcpy(base + 64, "\x2a\0\0\0", 4);
+    PW_CHECK_EQ_INT(call_i32(f.dst, "load", &a, 1), 42);
+    /* grown by the other instance's code: src's view must follow */
+    PW_CHECK_EQ_INT(call_i32(f.dst, "grow", NULL, 0), 1);
+    PW_CHECK_EQ_INT(vt->memory(f.src, &base, &size), PW_OK);
+    PW_CHECK_EQ_INT(size, 2 * 65536);
+    PW_CHECK_EQ_INT(memcmp(base + 64, "\x2a\0\0\0", 4), 0);
+    link_teardown(&f);
+}
+
+PW_TEST(link_trap_crosses_instances)
+{
+    link_fixture_t f;
+    pw_val_t a = v_i32(1);
+    pw_trap_t t;
+
+    link_setup(&f);
+    PW_CHECK_EQ_INT(call_trap(f.dst, "run_boom", &a, 1, 1, &t), PW_ETRAP);
+    PW_CHECK(strstr(t.message, "unreachable") != NULL);
+    /* both instances stay usable */
+    PW_CHECK_EQ_INT(call_i32(f.dst, "run", &a, 1), 2);
+    PW_CHECK_EQ_INT(call_i32(f.src, "add1", &a, 1), 2);
+    link_teardown(&f);
+}
+
+PW_TEST(link_errors)
+{
+    link_fixture_t f;
+    pw_import_t imports[6];
+    pw_import_link_t bad;
+    pw_einstance_t *inst = NULL;
+    char err[256];
+
+    link_setup(&f);
+    memcpy(imports, f.imports, sizeof(imports));
+
+    /* no such export */
+    bad = (pw_import_link_t){ f.src, "nope" };
+    imports[0].fn_data = &bad;
+    PW_CHECK_EQ_INT(vt->instantiate(f.dm, imports, 6, &inst, err,
+                                    sizeof(err)), PW_ELINK);
+    PW_CHECK(strstr(err, "nope") != NULL);
+    /* an export of another kind */
+    bad = (pw_import_link_t){ f.src, "g" };
+    PW_CHECK_EQ_INT(vt->instantiate(f.dm, imports, 6, &inst, err,
+                                    sizeof(err)), PW_ELINK);
+    /* no instance */
+    bad = (pw_import_link_t){ NULL, "add1" };
+    PW_CHECK_EQ_INT(vt->instantiate(f.dm, imports, 6, &inst, err,
+                                    sizeof(err)), PW_ELINK);
+    /* a table import given a host function */
+    memcpy(imports, f.imports, sizeof(imports));
+    imports[5].fn = h_twice;
+    PW_CHECK_EQ_INT(vt->instantiate(f.dm, imports, 6, &inst, err,
+                                    sizeof(err)), PW_ELINK);
+    PW_CHECK(inst == NULL);
+    link_teardown(&f);
+}
+
+PW_TEST(link_signature_mismatch)
+{
+    link_fixture_t f;
+    pw_emodule_t *m;
+    pw_einstance_t *inst = NULL;
+    pw_import_link_t l;
+    pw_import_t imp = { "env", "nop", ":", NULL, &l };
+    char err[256];
+
+    link_setup(&f);
+    /* basic.wasm imports env.nop as () -> (); add1 is (i32) -> i32 */
+    m = compile_file(f.e, "basic.wasm");
+    l = (pw_import_link_t){ f.src, "add1" };
+    {
+        pw_import_t imports[NBASIC];
+        size_t i;
+
+        memcpy(imports, basic_imports, sizeof(imports));
+        for (i = 0; i < NBASIC; i++) {
+            if (strcmp(imports[i].name, "nop") == 0) {
+                imports[i] = imp;
+            }
+        }
+        PW_CHECK_EQ_INT(vt->instantiate(m, imports, NBASIC, &inst, err,
+                                        sizeof(err)), PW_ELINK);
+        PW_CHECK(strstr(err, "signature") != NULL);
+    }
+    vt->module_free(m);
+    link_teardown(&f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1111,5 +1283,10 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(stale_interrupt_does_not_kill_next_call),
         PW_TEST_ENTRY(interrupt_race),
         PW_TEST_ENTRY(call_costs),
+        PW_TEST_ENTRY(link_function_global_table),
+        PW_TEST_ENTRY(link_memory_shared_and_grown),
+        PW_TEST_ENTRY(link_trap_crosses_instances),
+        PW_TEST_ENTRY(link_errors),
+        PW_TEST_ENTRY(link_signature_mismatch),
         { 0 } });
 }

@@ -61,6 +61,12 @@ struct pw_engine_s {
     const char *host_trap;          /* raised by a host function ... */
     int host_trap_depth;            /* ... under the call at this depth */
     unsigned calls;
+    /*
+     * Bumped whenever guest code may have run (a host function entered, a
+     * call returned): cached memory views older than this are stale. One
+     * counter for all instances, as linked instances run each other's code.
+     */
+    uint64_t epoch;
 };
 
 struct pw_emodule_s {
@@ -86,7 +92,7 @@ struct pw_einstance_s {
     v8::Global<v8::WasmMemoryObject> memory;
     uint8_t *mem_base;
     size_t mem_size;
-    int mem_valid;                  /* cleared whenever guest code ran */
+    uint64_t mem_epoch;             /* engine epoch of mem_base/mem_size */
     pw__v8_import_t *imports;
     size_t nimports;
     pw_efunc_t *funcs;
@@ -361,6 +367,7 @@ pw__v8_init(const pw_engine_conf_t *conf, pw_engine_t **out, char *err,
         snprintf(err, errlen, "out of memory");
         return PW_ENOMEM;
     }
+    engine->epoch = 1;
     engine->allocator = v8::ArrayBuffer::Allocator::NewDefaultAllocator();
     if (engine->allocator == NULL) {
         delete engine;
@@ -543,7 +550,7 @@ pw__v8_host_call(const v8::FunctionCallbackInfo<v8::Value> &info)
     inst = imp->inst;
     engine = inst->engine;
     isolate = info.GetIsolate();
-    inst->mem_valid = 0;
+    engine->epoch++;
 
     for (i = 0; i < imp->nparams; i++) {
         if (pw__v8_from_js(info[i], imp->kinds[i], &args[i]) != PW_OK) {
@@ -627,6 +634,91 @@ pw__v8_find_import(const pw_import_t *imports, size_t nimports,
 
 static void pw__v8_instance_free(pw_einstance_t *inst);
 
+/* The namespace object of decl's module in the imports object, made once. */
+static int
+pw__v8_import_ns(v8::Isolate *isolate, v8::Local<v8::Context> ctx,
+    v8::Local<v8::Object> obj, const pw_wasm_import_t *decl,
+    v8::Local<v8::Object> *ns, v8::Local<v8::String> *fname)
+{
+    v8::Local<v8::String> mname;
+    v8::Local<v8::Value> v;
+
+    if (!v8::String::NewFromUtf8(isolate, decl->module).ToLocal(&mname)
+        || !v8::String::NewFromUtf8(isolate, decl->name).ToLocal(fname)
+        || !obj->Get(ctx, mname).ToLocal(&v))
+    {
+        return PW_EENGINE;
+    }
+    if (!v->IsObject()) {
+        v = v8::Object::New(isolate);
+        if (obj->Set(ctx, mname, v).IsNothing()) {
+            return PW_EENGINE;
+        }
+    }
+    *ns = v.As<v8::Object>();
+    return PW_OK;
+}
+
+/*
+ * An import linked to another instance's export: the export object itself
+ * goes into the imports object, and V8 links wasm to wasm (functions) or
+ * shares the table, memory or global.
+ */
+static int
+pw__v8_link_export(pw_einstance_t *inst, const pw_wasm_import_t *decl,
+    const pw_import_link_t *link, v8::Local<v8::Value> *out, char *err,
+    size_t errlen)
+{
+    const pw_wasm_export_t *exp;
+    const pw_wasm_info_t *info;
+    v8::Isolate *isolate;
+    v8::Local<v8::Context> ctx;
+    v8::Local<v8::String> key;
+    size_t i;
+
+    if (link->from == NULL || link->name == NULL
+        || link->from->engine != inst->engine)
+    {
+        snprintf(err, errlen, "import %s.%s: bad link to another instance",
+                 decl->module, decl->name);
+        return PW_ELINK;
+    }
+    /* pw_wasm_find_export finds functions only */
+    info = link->from->mod->info;
+    exp = NULL;
+    for (i = 0; i < info->nexports; i++) {
+        if (info->exports[i].kind == decl->kind
+            && strcmp(info->exports[i].name, link->name) == 0)
+        {
+            exp = &info->exports[i];
+            break;
+        }
+    }
+    if (exp == NULL) {
+        snprintf(err, errlen, "import %s.%s: the other instance has no "
+                 "export %s of that kind", decl->module, decl->name,
+                 link->name);
+        return PW_ELINK;
+    }
+    if (decl->kind == PW_EXTERN_FUNC && strcmp(exp->sig, decl->sig) != 0) {
+        snprintf(err, errlen, "import %s.%s: export %s has signature "
+                 "\"%s\", module declares \"%s\"", decl->module, decl->name,
+                 link->name, exp->sig, decl->sig);
+        return PW_ELINK;
+    }
+    isolate = inst->engine->isolate;
+    ctx = inst->engine->context.Get(isolate);
+    if (!v8::String::NewFromUtf8(isolate, link->name).ToLocal(&key)
+        || !link->from->exports.Get(isolate)->Get(ctx, key).ToLocal(out)
+        || (*out)->IsUndefined())
+    {
+        snprintf(err, errlen, "import %s.%s: cannot read export %s",
+                 decl->module, decl->name, link->name);
+        return PW_ELINK;
+    }
+    return PW_OK;
+}
+
 /* Binds each declared import; fills the JS imports object. */
 static int
 pw__v8_link(pw_einstance_t *inst, const pw_import_t *imports,
@@ -638,10 +730,12 @@ pw__v8_link(pw_einstance_t *inst, const pw_import_t *imports,
     const pw_import_t *imp;
     pw__v8_import_t *b;
     v8::Isolate *isolate;
-    v8::Local<v8::String> mname, fname;
-    v8::Local<v8::Value> ns;
+    v8::Local<v8::String> fname;
+    v8::Local<v8::Object> ns;
+    v8::Local<v8::Value> v;
     v8::Local<v8::Function> f;
     size_t i;
+    int rc;
 
     info = inst->mod->info;
     isolate = inst->engine->isolate;
@@ -656,12 +750,27 @@ pw__v8_link(pw_einstance_t *inst, const pw_import_t *imports,
     for (i = 0; i < info->nimports; i++) {
         decl = &info->imports[i];
 
+        imp = pw__v8_find_import(imports, nimports, decl);
+        if (imp != NULL && imp->fn == NULL && imp->fn_data != NULL) {
+            rc = pw__v8_link_export(inst, decl,
+                     (const pw_import_link_t *) imp->fn_data, &v, err,
+                     errlen);
+            if (rc != PW_OK) {
+                return rc;
+            }
+            if (pw__v8_import_ns(isolate, ctx, obj, decl, &ns, &fname)
+                != PW_OK
+                || ns->Set(ctx, fname, v).IsNothing())
+            {
+                goto failed;
+            }
+            continue;
+        }
         if (decl->kind != PW_EXTERN_FUNC) {
             snprintf(err, errlen, "import %s.%s: only function imports are "
                      "supported", decl->module, decl->name);
             return PW_ELINK;
         }
-        imp = pw__v8_find_import(imports, nimports, decl);
         if (imp == NULL || imp->fn == NULL) {
             snprintf(err, errlen, "missing import %s.%s", decl->module,
                      decl->name);
@@ -686,22 +795,11 @@ pw__v8_link(pw_einstance_t *inst, const pw_import_t *imports,
             return PW_ELINK;
         }
 
-        if (!v8::String::NewFromUtf8(isolate, decl->module).ToLocal(&mname)
-            || !v8::String::NewFromUtf8(isolate, decl->name).ToLocal(&fname)
-            || !obj->Get(ctx, mname).ToLocal(&ns))
-        {
-            goto failed;
-        }
-        if (!ns->IsObject()) {
-            ns = v8::Object::New(isolate);
-            if (obj->Set(ctx, mname, ns).IsNothing()) {
-                goto failed;
-            }
-        }
-        if (!v8::Function::New(ctx, pw__v8_host_call,
-                 v8::External::New(isolate, b), b->nparams,
-                 v8::ConstructorBehavior::kThrow).ToLocal(&f)
-            || ns.As<v8::Object>()->Set(ctx, fname, f).IsNothing())
+        if (pw__v8_import_ns(isolate, ctx, obj, decl, &ns, &fname) != PW_OK
+            || !v8::Function::New(ctx, pw__v8_host_call,
+                   v8::External::New(isolate, b), b->nparams,
+                   v8::ConstructorBehavior::kThrow).ToLocal(&f)
+            || ns->Set(ctx, fname, f).IsNothing())
         {
             goto failed;
         }
@@ -775,6 +873,7 @@ pw__v8_instantiate(pw_emodule_t *mod, const pw_import_t *imports,
             }
         }
         engine->depth--;
+        engine->epoch++;
         if (rc == PW_EINTERRUPTED && engine->depth == 0) {
             isolate->CancelTerminateExecution();
         }
@@ -953,7 +1052,7 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     }
     engine->depth--;
     inst->depth--;
-    inst->mem_valid = 0;
+    engine->epoch++;
 
     claimed = 0;
     if (outer) {
@@ -1035,7 +1134,7 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
 static int
 pw__v8_memory(pw_einstance_t *inst, uint8_t **base, size_t *size)
 {
-    if (!inst->mem_valid) {
+    if (inst->mem_epoch != inst->engine->epoch) {
         if (inst->memory.IsEmpty()) {
             return PW_ENOTFOUND;
         }
@@ -1046,7 +1145,7 @@ pw__v8_memory(pw_einstance_t *inst, uint8_t **base, size_t *size)
         ab = inst->memory.Get(inst->engine->isolate)->Buffer();
         inst->mem_base = (uint8_t *) ab->Data();
         inst->mem_size = ab->ByteLength();
-        inst->mem_valid = 1;
+        inst->mem_epoch = inst->engine->epoch;
     }
     *base = inst->mem_base;
     *size = inst->mem_size;

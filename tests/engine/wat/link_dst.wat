@@ -1,0 +1,21 @@
+;; Links to link_src: a function, its memory, a global and its table
+;; (whose slot 0 this module's element segment fills).
+(module
+  (import "src" "add1" (func $add1 (param i32) (result i32)))
+  (import "src" "boom" (func $boom (param i32) (result i32)))
+  (import "src" "twice" (func $twice (param i32) (result i32)))
+  (import "src" "memory" (memory 1 4))
+  (import "src" "g" (global $g i32))
+  (import "src" "table" (table 1 1 funcref))
+  (func $triple (param i32) (result i32)
+    (i32.mul (local.get 0) (i32.const 3)))
+  (elem (i32.const 0) $triple)
+  (func (export "run") (param i32) (result i32) (call $add1 (local.get 0)))
+  (func (export "run_boom") (param i32) (result i32)
+    (call $boom (local.get 0)))
+  (func (export "run_twice") (param i32) (result i32)
+    (call $twice (local.get 0)))
+  (func (export "load") (param i32) (result i32) (i32.load (local.get 0)))
+  (func (export "get_g") (result i32) (global.get $g))
+  (func (export "grow") (result i32) (memory.grow (i32.const 1)))
+)
