@@ -111,7 +111,32 @@ typedef struct {
 typedef struct pw__binding_s {
     pw_vm_t *vm;
     const void *entry;            /* pw__hostcall_t */
+    uint8_t nres;                 /* results of the hostcall (0 or 1) */
+    uint8_t shim;                 /* phase 1, called by the shim */
 } pw__binding_t;
+
+/*
+ * The shim: a wasm module made per VM and instantiated before the plugin.
+ * The plugin's imports of the hostcalls that return bytes are linked to
+ * its exports. Each one calls the hostcall (phase 1); where the host would
+ * call the plugin's allocator, it stashes the bytes here and answers
+ * -size; the shim calls the allocator itself, wasm to wasm through its
+ * table, then "pw.done" (phase 2) copies the bytes and writes the outs.
+ * That saves the nested host->wasm call of the plain path.
+ */
+typedef struct {
+    uint8_t *buf;                 /* stash for copied bytes, reused */
+    size_t cap;
+    const uint8_t *data;          /* buf, or the host's own stable bytes */
+    uint32_t len;
+    uint32_t ptr_out;
+    uint32_t size_out;
+    uint32_t post_ptr;            /* one more u32 out (cas), when has_post */
+    uint32_t post_val;
+    int depth;                    /* vm->depth when stashed */
+    unsigned active:1;
+    unsigned has_post:1;
+} pw__pending_t;
 
 struct pw_vm_s {
     pw_module_t *mod;
@@ -134,7 +159,17 @@ struct pw_vm_s {
 
     pw_efunc_t *cb[PW__CB_MAX];
     uint8_t cb_nparams[PW__CB_MAX];
+    uint8_t cb_nres[PW__CB_MAX];
     pw_efunc_t *alloc;
+    pw__cb_t alloc_cb;
+
+    /* the shim (see pw__pending_t); all NULL/0 on the plain path */
+    pw_emodule_t *shim_mod;
+    pw_einstance_t *shim_inst;
+    pw__binding_t *shim_bindings;
+    pw__binding_t shim_done;
+    unsigned shim_armed:1;        /* its table holds the allocator */
+    pw__pending_t pending;
 
     pw__binding_t *bindings;
     size_t nbindings;
@@ -214,6 +249,8 @@ pw__callout_t *pw__callout_find(pw_vm_t *vm, uint32_t token);
 void pw__callout_remove(pw_vm_t *vm, pw__callout_t *co);
 /* Allocate len bytes in guest memory (nested call). 0 on failure. */
 int pw__guest_alloc(pw_vm_t *vm, uint32_t len, uint32_t *ptr);
+/* Free the shim and its stash (pw_vm_free, or a failed set-up). */
+void pw__shim_free(pw_vm_t *vm);
 
 /* ---- hostcalls.c ---- */
 typedef struct pw__hostcall_s pw__hostcall_t;
@@ -224,6 +261,20 @@ const char *pw__hostcall_sig(const pw__hostcall_t *h);
 unsigned pw__hostcall_abi(const pw__hostcall_t *h);
 int pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
     const pw_val_t *args, pw_val_t *results, const char **trap_msg);
+/* Whether the hostcall returns bytes through the allocator (shimmed). */
+int pw__hostcall_shimmed(const pw__hostcall_t *h);
+/*
+ * Build the shim for the n hostcalls h[] (bytes in *out, malloc'd); see
+ * pw__pending_t. Its imports: "pw" <name> per hostcall, "pw" "pw.done";
+ * its exports: <name> per hostcall and the table "table".
+ */
+int pw__shim_build(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
+    size_t *len);
+/* A module that puts its import "p" "alloc" in slot 0 of "s" "table". */
+int pw__shim_binder(uint8_t **out, size_t *len);
+/* Phase 2 of a shimmed hostcall: fn_data is vm->shim_done. */
+int pw__shim_done(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
+    pw_val_t *results, const char **trap_msg);
 
 /* ---- watchdog.c ---- */
 int pw__watchdog_start(pw_vm_t *vm);

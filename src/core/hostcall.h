@@ -13,8 +13,12 @@
 
 #include "core/core.h"
 
-/* A handler's return: a status (>= 0) for the guest, or PW__HC_TRAP. */
+/*
+ * A handler's return: a status (>= 0) for the guest, PW__HC_TRAP, or
+ * PW__HC_DEFER when the bytes to return wait in vm->pending for the shim.
+ */
 #define PW__HC_TRAP (-1)
+#define PW__HC_DEFER (-2)
 
 typedef struct {
     pw_vm_t *vm;
@@ -24,6 +28,10 @@ typedef struct {
     const char *trap;             /* reason when returning PW__HC_TRAP */
     pw_hctx_t c;
     unsigned index;               /* of the hostcall in the table */
+    unsigned defer:1;             /* bytes may wait in vm->pending */
+    unsigned post:1;              /* write post_val at post_ptr last */
+    uint32_t post_ptr;
+    uint32_t post_val;
 } pw__hc_t;
 
 typedef int (*pw__hc_fn_t)(pw__hc_t *hc, const pw_val_t *a);
@@ -35,6 +43,7 @@ struct pw__hostcall_s {
     unsigned abi;
     pw__hc_fn_t fn;
     const char *note;
+    unsigned shim;                /* returns bytes through the allocator */
 };
 
 int pw__hc_mem(pw__hc_t *hc);

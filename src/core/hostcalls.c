@@ -20,7 +20,10 @@
 int
 pw__hc_mem(pw__hc_t *hc)
 {
-    if (hc->vm->vt->memory(hc->inst, &hc->base, &hc->size) != PW_OK) {
+    /* no instance yet: a shimmed call from the plugin's start section */
+    if (hc->inst == NULL
+        || hc->vm->vt->memory(hc->inst, &hc->base, &hc->size) != PW_OK)
+    {
         hc->base = NULL;
         hc->size = 0;
         return PW_ENOTFOUND;
@@ -107,17 +110,70 @@ pw__status(int rc)
     }
 }
 
+#define PW__STACK_COPY 256
+#define PW__STASH_KEEP (64 * 1024)   /* larger stashes are freed after use */
+
+/* Write the (ptr, size) outs, then the post out (cas) if any. */
+static int
+pw__hc_outs(pw__hc_t *hc, uint32_t ptr_out, uint32_t gptr, uint32_t size_out,
+    uint32_t len, int post, uint32_t post_ptr, uint32_t post_val)
+{
+    if (pw__hc_put_u32(hc, ptr_out, gptr) != PW_OK
+        || pw__hc_put_u32(hc, size_out, len) != PW_OK
+        || (post && pw__hc_put_u32(hc, post_ptr, post_val) != PW_OK))
+    {
+        return PW_STATUS_INVALID_MEMORY_ACCESS;
+    }
+    return PW_STATUS_OK;
+}
+
+/* Stash len bytes for phase 2 of a shimmed call (see pw__pending_t). */
+static int
+pw__hc_defer(pw__hc_t *hc, const void *data, size_t len, uint32_t ptr_out,
+    uint32_t size_out, int stable)
+{
+    pw__pending_t *pd = &hc->vm->pending;
+    uint8_t *nb;
+
+    if (!stable) {
+        if (pd->cap < len) {
+            nb = realloc(pd->buf, len);
+            if (nb == NULL) {
+                return PW_STATUS_INTERNAL_FAILURE;
+            }
+            pd->buf = nb;
+            pd->cap = len;
+        }
+        memcpy(pd->buf, data, len);
+        data = pd->buf;
+    }
+    pd->data = data;
+    pd->len = (uint32_t) len;
+    pd->ptr_out = ptr_out;
+    pd->size_out = size_out;
+    pd->has_post = hc->post;
+    pd->post_ptr = hc->post_ptr;
+    pd->post_val = hc->post_val;
+    pd->depth = hc->vm->depth;
+    pd->active = 1;
+    return PW__HC_DEFER;
+}
+
 /*
- * Copy host bytes into fresh guest memory and write (ptr, size) out.
- * data must not point into guest memory: the allocation may move it.
+ * Give len host bytes to the plugin in memory from its allocator and write
+ * (ptr, size) out, then the post out if hc->post. stable: data stays valid
+ * and unchanged until the hostcall returns (configurations, the host's
+ * buffers), so it need not be copied; else it is copied before the plugin
+ * runs (its allocator may change what data points to). data must not
+ * point into guest memory.
  */
 static int
-pw__hc_return(pw__hc_t *hc, const void *data, size_t len, uint32_t ptr_out,
-    uint32_t size_out)
+pw__hc_give(pw__hc_t *hc, const void *data, size_t len, uint32_t ptr_out,
+    uint32_t size_out, int stable)
 {
+    uint8_t stack[PW__STACK_COPY], *copy = NULL, *p;
     uint32_t gptr = 0;
-    uint8_t *p;
-    int rc;
+    int rc, st;
 
     if (len > UINT32_MAX) {
         return PW_STATUS_BAD_ARGUMENT;
@@ -128,26 +184,57 @@ pw__hc_return(pw__hc_t *hc, const void *data, size_t len, uint32_t ptr_out,
     {
         return PW_STATUS_INVALID_MEMORY_ACCESS;
     }
-    if (len) {
-        rc = pw__guest_alloc(hc->vm, (uint32_t) len, &gptr);
-        if (rc == PW_EFAILED) {
-            hc->trap = "plugin failed while allocating memory";
-            return PW__HC_TRAP;
-        }
-        pw__hc_mem(hc);
-        if (rc != PW_OK
-            || pw__hc_span(hc, gptr, (uint32_t) len, &p) != PW_OK)
-        {
-            return PW_STATUS_INVALID_MEMORY_ACCESS;
-        }
-        memcpy(p, data, len);
+    if (len == 0) {
+        return pw__hc_outs(hc, ptr_out, 0, size_out, 0, hc->post,
+                           hc->post_ptr, hc->post_val);
     }
-    if (pw__hc_put_u32(hc, ptr_out, gptr) != PW_OK
-        || pw__hc_put_u32(hc, size_out, (uint32_t) len) != PW_OK)
-    {
-        return PW_STATUS_INVALID_MEMORY_ACCESS;
+    /* the shim passes sizes as negative i32 */
+    if (hc->defer && len <= INT32_MAX) {
+        return pw__hc_defer(hc, data, len, ptr_out, size_out, stable);
     }
-    return PW_STATUS_OK;
+    if (!stable) {
+        copy = len <= sizeof(stack) ? stack : malloc(len);
+        if (copy == NULL) {
+            return PW_STATUS_INTERNAL_FAILURE;
+        }
+        memcpy(copy, data, len);
+        data = copy;
+    }
+    rc = pw__guest_alloc(hc->vm, (uint32_t) len, &gptr);
+    if (rc == PW_EFAILED) {
+        hc->trap = "plugin failed while allocating memory";
+        st = PW__HC_TRAP;
+        goto done;
+    }
+    pw__hc_mem(hc);
+    if (rc != PW_OK || pw__hc_span(hc, gptr, (uint32_t) len, &p) != PW_OK) {
+        st = PW_STATUS_INVALID_MEMORY_ACCESS;
+        goto done;
+    }
+    memcpy(p, data, len);
+    st = pw__hc_outs(hc, ptr_out, gptr, size_out, (uint32_t) len, hc->post,
+                     hc->post_ptr, hc->post_val);
+done:
+    if (copy != stack) {
+        free(copy);
+    }
+    return st;
+}
+
+static void
+pw__free_copy(uint8_t *p, uint8_t *stack)
+{
+    if (p != stack) {
+        free(p);
+    }
+}
+
+/* Copy host bytes into fresh guest memory and write (ptr, size) out. */
+static int
+pw__hc_return(pw__hc_t *hc, const void *data, size_t len, uint32_t ptr_out,
+    uint32_t size_out)
+{
+    return pw__hc_give(hc, data, len, ptr_out, size_out, 0);
 }
 
 static int
@@ -155,7 +242,7 @@ pw__hc_return_pairs(pw__hc_t *hc, const pw_pairs_t *pairs, uint32_t ptr_out,
     uint32_t size_out)
 {
     pw_pairs_t none = { NULL, 0 };
-    uint8_t *buf;
+    uint8_t stack[PW__STACK_COPY], *buf;
     size_t size;
     int st;
 
@@ -165,13 +252,15 @@ pw__hc_return_pairs(pw__hc_t *hc, const pw_pairs_t *pairs, uint32_t ptr_out,
     if (pw_pairs_size(pairs, &size) != PW_OK) {
         return PW_STATUS_BAD_ARGUMENT;
     }
-    buf = malloc(size);
+    buf = size <= sizeof(stack) ? stack : malloc(size);
     if (buf == NULL) {
         return PW_STATUS_INTERNAL_FAILURE;
     }
     pw_pairs_serialize(pairs, buf);
     st = pw__hc_return(hc, buf, size, ptr_out, size_out);
-    free(buf);
+    if (buf != stack) {
+        free(buf);
+    }
     return st;
 }
 
@@ -275,11 +364,11 @@ pw__hc_get_configuration(pw__hc_t *hc, const pw_val_t *a)
 
     /* 0.1.0: the VM configuration during on_vm_start, else the plugin's */
     if (vm->in_vm_start || p == NULL) {
-        return pw__hc_return(hc, vm->vm_config, vm->vm_config_len,
-                             PW__U32(a[0]), PW__U32(a[1]));
+        return pw__hc_give(hc, vm->vm_config, vm->vm_config_len,
+                           PW__U32(a[0]), PW__U32(a[1]), 1);
     }
-    return pw__hc_return(hc, p->config, p->config_len, PW__U32(a[0]),
-                         PW__U32(a[1]));
+    return pw__hc_give(hc, p->config, p->config_len, PW__U32(a[0]),
+                       PW__U32(a[1]), 1);
 }
 
 static int
@@ -380,7 +469,9 @@ pw__hc_get_buffer_bytes(pw__hc_t *hc, const pw_val_t *a)
     if (n > PW_MAX_BUFFER_BYTES) {
         return PW_STATUS_BAD_ARGUMENT;
     }
-    return pw__hc_return(hc, b.data + start, n, PW__U32(a[3]), PW__U32(a[4]));
+    /* the host's buffer, or one the core holds, lives through the call */
+    return pw__hc_give(hc, b.data + start, n, PW__U32(a[3]), PW__U32(a[4]),
+                       1);
 }
 
 static int
@@ -576,8 +667,7 @@ pw__hc_get_header_map_value(pw__hc_t *hc, const pw_val_t *a)
     uint32_t t = PW__U32(a[0]);
     const pw_pairs_t *d;
     pw_str_t key, val;
-    char *copy;
-    int rc, st;
+    int rc;
 
     if (t > PW_MAP_MAX) {
         return PW_STATUS_BAD_ARGUMENT;
@@ -608,17 +698,9 @@ pw__hc_get_header_map_value(pw__hc_t *hc, const pw_val_t *a)
     if (rc != PW_OK) {
         return pw__status(rc);
     }
-    /* the host's value may live anywhere; copy before allocating */
-    copy = malloc(val.len ? val.len : 1);
-    if (copy == NULL) {
-        return PW_STATUS_INTERNAL_FAILURE;
-    }
-    if (val.len) {
-        memcpy(copy, val.data, val.len);
-    }
-    st = pw__hc_return(hc, copy, val.len, PW__U32(a[3]), PW__U32(a[4]));
-    free(copy);
-    return st;
+    /* the host's value may live anywhere: pw__hc_return copies it */
+    return pw__hc_return(hc, val.data, val.len, PW__U32(a[3]),
+                         PW__U32(a[4]));
 }
 
 /* Common checks of the map-changing calls; key (and value) decoded. */
@@ -860,24 +942,13 @@ static int
 pw__hc_get_status(pw__hc_t *hc, const pw_val_t *a)
 {
     pw_vm_t *vm = hc->vm;
-    char *copy;
-    int st;
 
     if (pw__hc_put_u32(hc, PW__U32(a[0]), vm->status_code) != PW_OK) {
         return PW_STATUS_INVALID_MEMORY_ACCESS;
     }
-    /* the message may be replaced by a nested delivery; copy it */
-    copy = malloc(vm->status_msg_len + 1);
-    if (copy == NULL) {
-        return PW_STATUS_INTERNAL_FAILURE;
-    }
-    if (vm->status_msg_len) {
-        memcpy(copy, vm->status_msg, vm->status_msg_len);
-    }
-    st = pw__hc_return(hc, copy, vm->status_msg_len, PW__U32(a[1]),
-                       PW__U32(a[2]));
-    free(copy);
-    return st;
+    /* copied: a nested delivery may replace the message */
+    return pw__hc_return(hc, vm->status_msg, vm->status_msg_len,
+                         PW__U32(a[1]), PW__U32(a[2]));
 }
 
 /* ---- callouts ---- */
@@ -1102,13 +1173,12 @@ pw__hc_get_shared_data(pw__hc_t *hc, const pw_val_t *a)
     if (rc != PW_OK) {
         return pw__status(rc);
     }
+    /* cas is written last, once the value is out */
+    hc->post = 1;
+    hc->post_ptr = PW__U32(a[4]);
+    hc->post_val = cas;
     st = pw__hc_return(hc, val, vlen, PW__U32(a[2]), PW__U32(a[3]));
     free(val);
-    if (st == PW_STATUS_OK
-        && pw__hc_put_u32(hc, PW__U32(a[4]), cas) != PW_OK)
-    {
-        st = PW_STATUS_INVALID_MEMORY_ACCESS;
-    }
     return st;
 }
 
@@ -1314,8 +1384,7 @@ pw__hc_get_property(pw__hc_t *hc, const pw_val_t *a)
 {
     pw_str_t path, seg[PW__MAX_PATH_SEGMENTS], val;
     pw_plugin_t *p = hc->c.plugin;
-    uint8_t *pathcopy;
-    char *copy;
+    uint8_t stack[PW__STACK_COPY], *pathcopy;
     size_t n;
     int rc, st;
 
@@ -1326,7 +1395,7 @@ pw__hc_get_property(pw__hc_t *hc, const pw_val_t *a)
         return PW_STATUS_BAD_ARGUMENT;
     }
     /* the path lives in guest memory; copy it before anything else */
-    pathcopy = malloc(path.len ? path.len : 1);
+    pathcopy = path.len <= sizeof(stack) ? stack : malloc(path.len);
     if (pathcopy == NULL) {
         return PW_STATUS_INTERNAL_FAILURE;
     }
@@ -1335,7 +1404,7 @@ pw__hc_get_property(pw__hc_t *hc, const pw_val_t *a)
 
     rc = pw__split_path(path, seg, &n);
     if (rc != PW_OK) {
-        free(pathcopy);
+        pw__free_copy(pathcopy, stack);
         return rc == PW_ELIMIT ? PW_STATUS_BAD_ARGUMENT
                                : PW_STATUS_NOT_FOUND;
     }
@@ -1346,7 +1415,7 @@ pw__hc_get_property(pw__hc_t *hc, const pw_val_t *a)
     } else if (n == 1 && pw__seg_is(seg[0], "plugin_vm_id")) {
         val = (pw_str_t){ hc->vm->vm_id, hc->vm->vm_id_len };
     } else if (PW__HOST(hc, get_property) == NULL) {
-        free(pathcopy);
+        pw__free_copy(pathcopy, stack);
         return PW_STATUS_NOT_FOUND;
     } else {
         rc = hc->vm->host->get_property(&hc->c, seg, n, &val);
@@ -1354,22 +1423,13 @@ pw__hc_get_property(pw__hc_t *hc, const pw_val_t *a)
             rc = PW_ELIMIT;
         }
         if (rc != PW_OK) {
-            free(pathcopy);
+            pw__free_copy(pathcopy, stack);
             return rc == PW_ELIMIT ? PW_STATUS_SERIALIZATION_FAILURE
                                    : pw__status(rc);
         }
     }
-    copy = malloc(val.len ? val.len : 1);
-    if (copy == NULL) {
-        free(pathcopy);
-        return PW_STATUS_INTERNAL_FAILURE;
-    }
-    if (val.len) {
-        memcpy(copy, val.data, val.len);
-    }
-    free(pathcopy);
-    st = pw__hc_return(hc, copy, val.len, PW__U32(a[2]), PW__U32(a[3]));
-    free(copy);
+    st = pw__hc_return(hc, val.data, val.len, PW__U32(a[2]), PW__U32(a[3]));
+    pw__free_copy(pathcopy, stack);
     return st;
 }
 
@@ -1455,8 +1515,10 @@ pw__hc_pthread_equal(pw__hc_t *hc, const pw_val_t *a)
 
 /* ---- the table ---- */
 
-#define ENV(name, sig, abi, fn, note) { "env", name, sig, abi, fn, note }
-#define WASI(name, sig, fn, note) { "wasi", name, sig, VALL, fn, note }
+#define ENV(name, sig, abi, fn, note) { "env", name, sig, abi, fn, note, 0 }
+/* returns bytes through the plugin's allocator: linked through the shim */
+#define ENVB(name, sig, abi, fn, note) { "env", name, sig, abi, fn, note, 1 }
+#define WASI(name, sig, fn, note) { "wasi", name, sig, VALL, fn, note, 0 }
 
 static const pw__hostcall_t pw__hostcall_table[] = {
     ENV("proxy_log", "iii:i", VALL, pw__hc_log,
@@ -1468,14 +1530,14 @@ static const pw__hostcall_t pw__hostcall_table[] = {
         pw__hc_get_current_time, "wall clock"),
     ENV("proxy_set_tick_period_milliseconds", "i:i", VALL,
         pw__hc_set_tick_period, "per root context; 0 disables"),
-    ENV("proxy_get_configuration", "ii:i", V01, pw__hc_get_configuration,
+    ENVB("proxy_get_configuration", "ii:i", V01, pw__hc_get_configuration,
         "VM configuration in on_vm_start, else the plugin configuration"),
     ENV("proxy_done", ":i", VALL, pw__hc_done,
         "NOT_FOUND unless the root context's on_done returned false"),
     ENV("proxy_set_effective_context", "i:i", VALL,
         pw__hc_set_effective_context, "BAD_ARGUMENT for an unknown id; "
         "lasts until the current callback returns"),
-    ENV("proxy_get_buffer_bytes", "iiiii:i", VALL, pw__hc_get_buffer_bytes,
+    ENVB("proxy_get_buffer_bytes", "iiiii:i", VALL, pw__hc_get_buffer_bytes,
         "all buffer types 0-8; start beyond the end: BAD_ARGUMENT"),
     ENV("proxy_set_buffer_bytes", "iiiii:i", VALL, pw__hc_set_buffer_bytes,
         "bodies and TCP data; start=0,size=0 prepends, start>=length "
@@ -1484,11 +1546,11 @@ static const pw__hostcall_t pw__hostcall_table[] = {
         "flags are always 0, as in Envoy"),
     ENV("proxy_get_header_map_size", "ii:i", VALL,
         pw__hc_get_header_map_size, "serialized size in bytes"),
-    ENV("proxy_get_header_map_pairs", "iii:i", VALL,
+    ENVB("proxy_get_header_map_pairs", "iii:i", VALL,
         pw__hc_get_header_map_pairs, "all map types 0-7"),
     ENV("proxy_set_header_map_pairs", "iii:i", VALL,
         pw__hc_set_header_map_pairs, "stream maps 0-3"),
-    ENV("proxy_get_header_map_value", "iiiii:i", VALL,
+    ENVB("proxy_get_header_map_value", "iiiii:i", VALL,
         pw__hc_get_header_map_value,
         "missing key: OK and empty under 0.1.0, NOT_FOUND from 0.2.0"),
     ENV("proxy_add_header_map_value", "iiiii:i", VALL,
@@ -1507,7 +1569,7 @@ static const pw__hostcall_t pw__hostcall_table[] = {
         "stream types 0-3"),
     ENV("proxy_close_stream", "i:i", V02, pw__hc_close_stream,
         "stream types 0-3"),
-    ENV("proxy_get_status", "iii:i", VALL, pw__hc_get_status,
+    ENVB("proxy_get_status", "iii:i", VALL, pw__hc_get_status,
         "HTTP status of a call answer, or gRPC status and message"),
     ENV("proxy_send_local_response", "iiiiiiii:i", VALL,
         pw__hc_send_local_response, "grpc_status -1 means none"),
@@ -1523,7 +1585,7 @@ static const pw__hostcall_t pw__hostcall_table[] = {
     ENV("proxy_grpc_cancel", "i:i", VALL, pw__hc_grpc_cancel,
         "no callbacks follow"),
     ENV("proxy_grpc_close", "i:i", VALL, pw__hc_grpc_close, "half-close"),
-    ENV("proxy_get_shared_data", "iiiii:i", VALL, pw__hc_get_shared_data,
+    ENVB("proxy_get_shared_data", "iiiii:i", VALL, pw__hc_get_shared_data,
         "NOT_FOUND when absent"),
     ENV("proxy_set_shared_data", "iiiii:i", VALL, pw__hc_set_shared_data,
         "cas 0: unconditional; CAS_MISMATCH; empty value deletes"),
@@ -1533,7 +1595,7 @@ static const pw__hostcall_t pw__hostcall_table[] = {
         pw__hc_resolve_shared_queue, "by vm id and name"),
     ENV("proxy_enqueue_shared_queue", "iii:i", VALL,
         pw__hc_enqueue_shared_queue, "wakes the registering root context"),
-    ENV("proxy_dequeue_shared_queue", "iii:i", VALL,
+    ENVB("proxy_dequeue_shared_queue", "iii:i", VALL,
         pw__hc_dequeue_shared_queue, "EMPTY when empty"),
     ENV("proxy_define_metric", "iiii:i", VALL, pw__hc_define_metric,
         "counter, gauge, histogram"),
@@ -1543,12 +1605,12 @@ static const pw__hostcall_t pw__hostcall_table[] = {
         "BAD_ARGUMENT for a negative counter delta"),
     ENV("proxy_get_metric", "ii:i", VALL, pw__hc_get_metric,
         "histogram: the number of observations"),
-    ENV("proxy_get_property", "iiii:i", VALL, pw__hc_get_property,
+    ENVB("proxy_get_property", "iiii:i", VALL, pw__hc_get_property,
         "plugin_name, plugin_root_id, plugin_vm_id from the core; the rest "
         "from the host"),
     ENV("proxy_set_property", "iiii:i", VALL, pw__hc_set_property,
         "passed to the host"),
-    ENV("proxy_call_foreign_function", "iiiiii:i", VALL,
+    ENVB("proxy_call_foreign_function", "iiiiii:i", VALL,
         pw__hc_call_foreign_function, "NOT_FOUND if not registered"),
     ENV("emscripten_notify_memory_growth", "i:", VALL,
         pw__hc_emscripten_notify_memory_growth,
@@ -1682,6 +1744,12 @@ pw__hostcall_abi(const pw__hostcall_t *h)
 }
 
 int
+pw__hostcall_shimmed(const pw__hostcall_t *h)
+{
+    return h->shim;
+}
+
+int
 pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
     const pw_val_t *args, pw_val_t *results, const char **trap_msg)
 {
@@ -1691,9 +1759,13 @@ pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
     int st;
 
     hc.vm = b->vm;
-    hc.inst = inst;
+    /* the shim calls phase 1; the memory is the plugin's */
+    hc.inst = b->shim ? hc.vm->inst : inst;
     hc.trap = NULL;
     hc.index = (unsigned) (h - pw__hostcall_table);
+    /* one stash: an allocator calling a shimmed hostcall goes plain */
+    hc.defer = b->shim && hc.vm->shim_armed && !hc.vm->pending.active;
+    hc.post = 0;
     pw__hctx(hc.vm, hc.vm->effective, &hc.c);
     pw__hc_mem(&hc);
 
@@ -1702,9 +1774,321 @@ pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
         *trap_msg = hc.trap ? hc.trap : "hostcall failed";
         return PW_ETRAP;
     }
-    if (strchr(h->sig, ':')[1] == 'i') {
+    if (st == PW__HC_DEFER) {
+        /* the shim allocates -st bytes, then calls pw.done */
+        st = -(int32_t) hc.vm->pending.len;
+    }
+    if (b->nres) {
         results[0].kind = PW_I32;
         results[0].of.i32 = st;
     }
+    return PW_OK;
+}
+
+/* ---- the shim (see pw__pending_t in core.h) ---- */
+
+int
+pw__shim_done(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
+    pw_val_t *results, const char **trap_msg)
+{
+    pw__binding_t *b = fn_data;
+    pw__pending_t *pd = &b->vm->pending;
+    uint32_t gptr = PW__U32(args[0]);
+    pw__hc_t hc;
+    uint8_t *p;
+    int st;
+
+    if (!pd->active) {
+        *trap_msg = "shim called out of order";
+        return PW_ETRAP;
+    }
+    pd->active = 0;
+    hc.vm = b->vm;
+    hc.inst = b->vm->inst;
+    pw__hc_mem(&hc);
+
+    /* as the plain path: 0 from the allocator is a failure */
+    if (gptr == 0 || pw__hc_span(&hc, gptr, pd->len, &p) != PW_OK) {
+        st = PW_STATUS_INVALID_MEMORY_ACCESS;
+    } else {
+        memcpy(p, pd->data, pd->len);
+        st = pw__hc_outs(&hc, pd->ptr_out, gptr, pd->size_out, pd->len,
+                         pd->has_post, pd->post_ptr, pd->post_val);
+    }
+    pd->data = NULL;
+    if (pd->cap > PW__STASH_KEEP) {
+        free(pd->buf);
+        pd->buf = NULL;
+        pd->cap = 0;
+    }
+    results[0].kind = PW_I32;
+    results[0].of.i32 = st;
+    return PW_OK;
+}
+
+/* A growing byte buffer for writing wasm binaries. */
+typedef struct {
+    uint8_t *p;
+    size_t len;
+    size_t cap;
+    int oom;
+} pw__wbuf_t;
+
+static void
+pw__wb_bytes(pw__wbuf_t *w, const void *b, size_t n)
+{
+    uint8_t *np;
+    size_t cap;
+
+    if (w->oom) {
+        return;
+    }
+    if (w->len + n > w->cap) {
+        cap = w->cap ? w->cap * 2 : 256;
+        while (cap < w->len + n) {
+            cap *= 2;
+        }
+        np = realloc(w->p, cap);
+        if (np == NULL) {
+            w->oom = 1;
+            return;
+        }
+        w->p = np;
+        w->cap = cap;
+    }
+    memcpy(w->p + w->len, b, n);
+    w->len += n;
+}
+
+static void
+pw__wb_byte(pw__wbuf_t *w, uint8_t b)
+{
+    pw__wb_bytes(w, &b, 1);
+}
+
+static void
+pw__wb_u32(pw__wbuf_t *w, uint32_t v)
+{
+    do {
+        pw__wb_byte(w, (uint8_t) ((v & 0x7f) | (v > 0x7f ? 0x80 : 0)));
+        v >>= 7;
+    } while (v);
+}
+
+static void
+pw__wb_name(pw__wbuf_t *w, const char *s)
+{
+    pw__wb_u32(w, (uint32_t) strlen(s));
+    pw__wb_bytes(w, s, strlen(s));
+}
+
+/* Append section id with the contents of sec, then empty sec. */
+static void
+pw__wb_section(pw__wbuf_t *w, uint8_t id, pw__wbuf_t *sec)
+{
+    w->oom |= sec->oom;
+    pw__wb_byte(w, id);
+    pw__wb_u32(w, (uint32_t) sec->len);
+    pw__wb_bytes(w, sec->p, sec->len);
+    sec->len = 0;
+}
+
+static int
+pw__wb_valtype(char k, uint8_t *t)
+{
+    switch (k) {
+    case PW_I32: *t = 0x7f; return PW_OK;
+    case PW_I64: *t = 0x7e; return PW_OK;
+    case PW_F32: *t = 0x7d; return PW_OK;
+    case PW_F64: *t = 0x7c; return PW_OK;
+    default: return PW_EINVAL;
+    }
+}
+
+/* A function type from a signature string; only "...:i" here. */
+static int
+pw__wb_functype(pw__wbuf_t *w, const char *sig, uint32_t *nparams)
+{
+    const char *colon = strchr(sig, ':');
+    uint8_t t;
+    size_t i;
+
+    if (colon == NULL || strcmp(colon, ":i") != 0) {
+        return PW_EINVAL;
+    }
+    pw__wb_byte(w, 0x60);
+    pw__wb_u32(w, (uint32_t) (colon - sig));
+    for (i = 0; sig + i < colon; i++) {
+        if (pw__wb_valtype(sig[i], &t) != PW_OK) {
+            return PW_EINVAL;
+        }
+        pw__wb_byte(w, t);
+    }
+    pw__wb_byte(w, 1);
+    pw__wb_byte(w, 0x7f);
+    *nparams = (uint32_t) (colon - sig);
+    return PW_OK;
+}
+
+static const uint8_t pw__wasm_head[8] = {
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00
+};
+
+static int
+pw__wb_done(pw__wbuf_t *w, pw__wbuf_t *sec, uint8_t **out, size_t *len)
+{
+    free(sec->p);
+    if (w->oom || sec->oom) {
+        free(w->p);
+        return PW_ENOMEM;
+    }
+    *out = w->p;
+    *len = w->len;
+    return PW_OK;
+}
+
+/*
+ * Function k (of n) of the shim, in wasm text:
+ *
+ *   (func (param ...) (result i32) (local $r i32)
+ *     (local.tee $r (call $phase1_k (local.get 0) ...))
+ *     (if (i32.ge_s (i32.const 0)) (then (return (local.get $r))))
+ *     (call $done (call_indirect (type $alloc)
+ *                   (i32.sub (i32.const 0) (local.get $r)) (i32.const 0))))
+ *
+ * Types 0..n-1 are the hostcalls', type n is (i32) -> i32; functions
+ * 0..n-1 import phase 1, n imports pw.done.
+ */
+static void
+pw__shim_body(pw__wbuf_t *sec, pw__wbuf_t *body, uint32_t k, uint32_t n,
+    uint32_t nparams)
+{
+    uint32_t i;
+
+    body->len = 0;
+    pw__wb_byte(body, 1);                       /* one local group */
+    pw__wb_byte(body, 1);
+    pw__wb_byte(body, 0x7f);
+    for (i = 0; i < nparams; i++) {
+        pw__wb_byte(body, 0x20);                /* local.get i */
+        pw__wb_u32(body, i);
+    }
+    pw__wb_byte(body, 0x10);                    /* call phase1_k */
+    pw__wb_u32(body, k);
+    pw__wb_byte(body, 0x22);                    /* local.tee $r */
+    pw__wb_u32(body, nparams);
+    pw__wb_bytes(body, "\x41\x00\x4e\x04\x40", 5); /* 0 ge_s if */
+    pw__wb_byte(body, 0x20);
+    pw__wb_u32(body, nparams);
+    pw__wb_bytes(body, "\x0f\x0b\x41\x00", 4);   /* return end 0 */
+    pw__wb_byte(body, 0x20);
+    pw__wb_u32(body, nparams);
+    pw__wb_bytes(body, "\x6b\x41\x00\x11", 4);   /* sub 0 call_ind */
+    pw__wb_u32(body, n);
+    pw__wb_byte(body, 0x00);                    /* table 0 */
+    pw__wb_byte(body, 0x10);                    /* call pw.done */
+    pw__wb_u32(body, n);
+    pw__wb_byte(body, 0x0b);
+    sec->oom |= body->oom;
+    pw__wb_u32(sec, (uint32_t) body->len);
+    pw__wb_bytes(sec, body->p, body->len);
+}
+
+int
+pw__shim_build(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
+    size_t *len)
+{
+    pw__wbuf_t w = { 0 }, sec = { 0 }, body = { 0 };
+    uint32_t k, *nparams;
+    int rc = PW_OK;
+
+    nparams = calloc(n ? n : 1, sizeof(uint32_t));
+    if (nparams == NULL) {
+        return PW_ENOMEM;
+    }
+    pw__wb_bytes(&w, pw__wasm_head, sizeof(pw__wasm_head));
+
+    pw__wb_u32(&sec, (uint32_t) n + 1);         /* types */
+    for (k = 0; k < n && rc == PW_OK; k++) {
+        rc = pw__wb_functype(&sec, h[k]->sig, &nparams[k]);
+    }
+    pw__wb_bytes(&sec, "\x60\x01\x7f\x01\x7f", 5);
+    pw__wb_section(&w, 1, &sec);
+
+    pw__wb_u32(&sec, (uint32_t) n + 1);         /* imports */
+    for (k = 0; k < n; k++) {
+        pw__wb_name(&sec, "pw");
+        pw__wb_name(&sec, h[k]->name);
+        pw__wb_byte(&sec, 0x00);
+        pw__wb_u32(&sec, k);
+    }
+    pw__wb_name(&sec, "pw");
+    pw__wb_name(&sec, "pw.done");
+    pw__wb_byte(&sec, 0x00);
+    pw__wb_u32(&sec, (uint32_t) n);
+    pw__wb_section(&w, 2, &sec);
+
+    pw__wb_u32(&sec, (uint32_t) n);             /* functions */
+    for (k = 0; k < n; k++) {
+        pw__wb_u32(&sec, k);
+    }
+    pw__wb_section(&w, 3, &sec);
+
+    /* one funcref table of exactly one slot */
+    pw__wb_bytes(&sec, "\x01\x70\x01\x01\x01", 5);
+    pw__wb_section(&w, 4, &sec);
+
+    pw__wb_u32(&sec, (uint32_t) n + 1);         /* exports */
+    for (k = 0; k < n; k++) {
+        pw__wb_name(&sec, h[k]->name);
+        pw__wb_byte(&sec, 0x00);
+        pw__wb_u32(&sec, (uint32_t) n + 1 + k);
+    }
+    pw__wb_name(&sec, "table");
+    pw__wb_byte(&sec, 0x01);
+    pw__wb_byte(&sec, 0x00);
+    pw__wb_section(&w, 7, &sec);
+
+    pw__wb_u32(&sec, (uint32_t) n);             /* code */
+    for (k = 0; k < n; k++) {
+        pw__shim_body(&sec, &body, k, (uint32_t) n, nparams[k]);
+    }
+    pw__wb_section(&w, 10, &sec);
+
+    free(body.p);
+    free(nparams);
+    if (rc != PW_OK) {
+        free(sec.p);
+        free(w.p);
+        return rc;
+    }
+    return pw__wb_done(&w, &sec, out, len);
+}
+
+int
+pw__shim_binder(uint8_t **out, size_t *len)
+{
+    /*
+     * (module
+     *   (import "s" "table" (table 1 1 funcref))
+     *   (import "p" "alloc" (func (param i32) (result i32)))
+     *   (elem (i32.const 0) 0))
+     */
+    static const uint8_t b[] = {
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+        0x01, 0x06, 0x01, 0x60, 0x01, 0x7f, 0x01, 0x7f,
+        0x02, 0x18, 0x02,
+        0x01, 's', 0x05, 't', 'a', 'b', 'l', 'e', 0x01, 0x70, 0x01, 0x01,
+        0x01,
+        0x01, 'p', 0x05, 'a', 'l', 'l', 'o', 'c', 0x00, 0x00,
+        0x09, 0x07, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x01, 0x00
+    };
+
+    *out = malloc(sizeof(b));
+    if (*out == NULL) {
+        return PW_ENOMEM;
+    }
+    memcpy(*out, b, sizeof(b));
+    *len = sizeof(b);
     return PW_OK;
 }

@@ -230,7 +230,7 @@ pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
     pw_val_t a[5], r[1];
     pw__ctx_t *saved;
     size_t i, n;
-    int rc, nres;
+    int rc, nres, in_alloc;
 
     if (vm->failed) {
         return PW_EFAILED;
@@ -243,7 +243,7 @@ pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
         a[i].kind = PW_I32;
         a[i].of.i32 = (int32_t) args[i];
     }
-    nres = strchr(pw__cbs[cb].sigs[0], ':')[1] != '\0';
+    nres = vm->cb_nres[cb];
     /* the export may have no result where we accept one (main) */
     if (vm->cb[cb] && nres) {
         r[0].kind = PW_I32;
@@ -264,6 +264,13 @@ pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
     }
     vm->effective = saved;
 
+    /* bytes still pending: the call ended inside the shim's allocation */
+    in_alloc = vm->pending.active && vm->pending.depth > vm->depth;
+    if (in_alloc) {
+        vm->pending.active = 0;
+        vm->pending.data = NULL;
+    }
+
     if (rc == PW_OK) {
         if (res) {
             *res = nres ? (uint32_t) r[0].of.i32 : 0;
@@ -281,10 +288,16 @@ pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
             }
             return PW_OK;
         }
+        /* as the plain path reports a failed allocator */
         pw__vm_fail(vm, "%s in %s: %s",
                     rc == PW_ETRAP ? "trap" : "interrupted (took longer "
-                    "than the call time limit)", pw__cbs[cb].name,
+                    "than the call time limit)",
+                    pw__cbs[in_alloc ? vm->alloc_cb : cb].name,
                     vm->trap.message);
+        if (in_alloc && rc == PW_ETRAP) {
+            snprintf(vm->trap.message, sizeof(vm->trap.message),
+                     "plugin failed while allocating memory");
+        }
     } else {
         pw__vm_fail(vm, "calling %s: %s", pw__cbs[cb].name,
                     pw_strerror(rc));
@@ -296,13 +309,11 @@ int
 pw__guest_alloc(pw_vm_t *vm, uint32_t len, uint32_t *ptr)
 {
     uint32_t p;
-    pw__cb_t cb;
 
-    cb = vm->cb[PW__CB_MALLOC] ? PW__CB_MALLOC : PW__CB_ON_MEMORY_ALLOCATE;
-    if (vm->cb[cb] == NULL) {
+    if (vm->alloc == NULL) {
         return PW_ENOMEM;
     }
-    if (pw__call(vm, vm->effective, cb, &len, 1, &p) != PW_OK) {
+    if (pw__call(vm, vm->effective, vm->alloc_cb, &len, 1, &p) != PW_OK) {
         return PW_EFAILED;
     }
     if (p == 0) {
@@ -314,20 +325,164 @@ pw__guest_alloc(pw_vm_t *vm, uint32_t len, uint32_t *ptr)
 
 /* ---- VMs ---- */
 
+void
+pw__shim_free(pw_vm_t *vm)
+{
+    if (vm->shim_inst) {
+        vm->vt->instance_free(vm->shim_inst);
+    }
+    if (vm->shim_mod) {
+        vm->vt->module_free(vm->shim_mod);
+    }
+    free(vm->shim_bindings);
+    free(vm->pending.buf);
+    vm->shim_inst = NULL;
+    vm->shim_mod = NULL;
+    vm->shim_bindings = NULL;
+    vm->shim_armed = 0;
+    memset(&vm->pending, 0, sizeof(vm->pending));
+}
+
+/*
+ * Make and instantiate the shim for the plugin's shimmed imports, and
+ * point those imports at it (links[], one per import). Any failure leaves
+ * the plain imports and the plain path.
+ */
+static int
+pw__shim_setup(pw_vm_t *vm, pw_import_t *imports, pw_import_link_t *links)
+{
+    const pw_wasm_info_t *info = vm->mod->info;
+    const pw__hostcall_t **hs, *h;
+    pw_import_t *si;
+    char err[PW__ERR_MAX];
+    uint8_t *bytes = NULL;
+    size_t i, n, len;
+    int rc;
+
+    hs = calloc(info->nimports ? info->nimports : 1, sizeof(*hs));
+    si = calloc(info->nimports + 1, sizeof(*si));
+    vm->shim_bindings = calloc(info->nimports ? info->nimports : 1,
+                               sizeof(pw__binding_t));
+    if (hs == NULL || si == NULL || vm->shim_bindings == NULL) {
+        rc = PW_ENOMEM;
+        goto done;
+    }
+    n = 0;
+    for (i = 0; i < info->nimports; i++) {
+        h = vm->bindings[i].entry;
+        if (!pw__hostcall_shimmed(h) || strcmp(pw__hostcall_sig(h),
+                                               info->imports[i].sig) != 0)
+        {
+            continue;
+        }
+        hs[n] = h;
+        vm->shim_bindings[n] = vm->bindings[i];
+        vm->shim_bindings[n].shim = 1;
+        si[n] = imports[i];
+        si[n].module = "pw";
+        si[n].fn_data = &vm->shim_bindings[n];
+        n++;
+    }
+    if (n == 0) {
+        rc = PW_ENOTFOUND;
+        goto done;
+    }
+    vm->shim_done.vm = vm;
+    vm->shim_done.nres = 1;
+    si[n] = (pw_import_t){ "pw", "pw.done", "i:i", pw__shim_done,
+                           &vm->shim_done };
+
+    rc = pw__shim_build(hs, n, &bytes, &len);
+    if (rc == PW_OK) {
+        rc = vm->vt->compile(vm->mod->engine, bytes, len, &vm->shim_mod, err,
+                             sizeof(err));
+    }
+    if (rc == PW_OK) {
+        rc = vm->vt->instantiate(vm->shim_mod, si, n + 1, &vm->shim_inst,
+                                 err, sizeof(err));
+    }
+    if (rc != PW_OK) {
+        goto done;
+    }
+    for (i = 0; i < info->nimports; i++) {
+        h = vm->bindings[i].entry;
+        if (!pw__hostcall_shimmed(h) || strcmp(pw__hostcall_sig(h),
+                                               info->imports[i].sig) != 0)
+        {
+            continue;
+        }
+        links[i].from = vm->shim_inst;
+        links[i].name = info->imports[i].name;
+        imports[i].fn = NULL;
+        imports[i].fn_data = &links[i];
+    }
+
+done:
+    if (rc != PW_OK) {
+        pw__shim_free(vm);
+    }
+    free(bytes);
+    free(si);
+    free(hs);
+    return rc;
+}
+
+/* Put the plugin's allocator in the shim's table, through a binder. */
+static void
+pw__shim_arm(pw_vm_t *vm)
+{
+    pw_import_link_t links[2];
+    pw_import_t imports[2];
+    pw_einstance_t *inst = NULL;
+    pw_emodule_t *mod = NULL;
+    char err[PW__ERR_MAX];
+    uint8_t *bytes;
+    size_t len;
+    int rc;
+
+    if (vm->shim_inst == NULL || vm->alloc == NULL) {
+        return;
+    }
+    links[0] = (pw_import_link_t){ vm->shim_inst, "table" };
+    links[1] = (pw_import_link_t){ vm->inst, pw__cbs[vm->alloc_cb].name };
+    imports[0] = (pw_import_t){ "s", "table", NULL, NULL, &links[0] };
+    imports[1] = (pw_import_t){ "p", "alloc", "i:i", NULL, &links[1] };
+    if (pw__shim_binder(&bytes, &len) != PW_OK) {
+        return;
+    }
+    rc = vm->vt->compile(vm->mod->engine, bytes, len, &mod, err,
+                         sizeof(err));
+    free(bytes);
+    if (rc == PW_OK) {
+        rc = vm->vt->instantiate(mod, imports, 2, &inst, err, sizeof(err));
+    }
+    /* the table keeps the function; the binder is not needed any more */
+    if (inst) {
+        vm->vt->instance_free(inst);
+    }
+    if (mod) {
+        vm->vt->module_free(mod);
+    }
+    vm->shim_armed = rc == PW_OK;
+}
+
 static int
 pw__vm_link(pw_vm_t *vm, char *err, size_t errlen)
 {
     const pw_wasm_info_t *info = vm->mod->info;
     const pw__hostcall_t *h;
+    pw_import_link_t *links;
     pw_import_t *imports;
-    size_t i;
+    size_t i, n;
     int rc;
 
-    imports = calloc(info->nimports ? info->nimports : 1, sizeof(*imports));
-    vm->bindings = calloc(info->nimports ? info->nimports : 1,
-                          sizeof(pw__binding_t));
-    if (imports == NULL || vm->bindings == NULL) {
+    n = info->nimports ? info->nimports : 1;
+    imports = calloc(n, sizeof(*imports));
+    links = calloc(n, sizeof(*links));
+    vm->bindings = calloc(n, sizeof(pw__binding_t));
+    if (imports == NULL || links == NULL || vm->bindings == NULL) {
         free(imports);
+        free(links);
         snprintf(err, errlen, "out of memory");
         return PW_ENOMEM;
     }
@@ -337,15 +492,31 @@ pw__vm_link(pw_vm_t *vm, char *err, size_t errlen)
         h = pw__hostcall_find(info->imports[i].module, info->imports[i].name);
         vm->bindings[i].vm = vm;
         vm->bindings[i].entry = h;
+        vm->bindings[i].nres = strchr(pw__hostcall_sig(h), ':')[1] != '\0';
         imports[i].module = info->imports[i].module;
         imports[i].name = info->imports[i].name;
         imports[i].sig = info->imports[i].sig;
         imports[i].fn = pw__hostcall_trampoline;
         imports[i].fn_data = &vm->bindings[i];
     }
+    if (pw__shim_setup(vm, imports, links) == PW_OK) {
+        rc = vm->vt->instantiate(vm->mod->emod, imports, info->nimports,
+                                 &vm->inst, err, errlen);
+        if (rc != PW_ELINK) {
+            goto done;
+        }
+        /* the engine cannot link to the shim: the plain path */
+        pw__shim_free(vm);
+        for (i = 0; i < info->nimports; i++) {
+            imports[i].fn = pw__hostcall_trampoline;
+            imports[i].fn_data = &vm->bindings[i];
+        }
+    }
     rc = vm->vt->instantiate(vm->mod->emod, imports, info->nimports,
                              &vm->inst, err, errlen);
+done:
     free(imports);
+    free(links);
     return rc;
 }
 
@@ -369,8 +540,13 @@ pw__vm_lookup(pw_vm_t *vm, char *err, size_t errlen)
         colon = strchr(sig, ':');
         vm->cb_nparams[k] = colon ? (uint8_t) (colon - sig) : 0;
     }
-    vm->alloc = vm->cb[PW__CB_MALLOC] ? vm->cb[PW__CB_MALLOC]
-                                      : vm->cb[PW__CB_ON_MEMORY_ALLOCATE];
+    for (k = 0; k < PW__CB_MAX; k++) {
+        vm->cb_nres[k] = strchr(pw__cbs[k].sigs[0], ':')[1] != '\0';
+    }
+    /* Envoy's order: malloc first */
+    vm->alloc_cb = vm->cb[PW__CB_MALLOC] ? PW__CB_MALLOC
+                                         : PW__CB_ON_MEMORY_ALLOCATE;
+    vm->alloc = vm->cb[vm->alloc_cb];
     return PW_OK;
 }
 
@@ -444,6 +620,9 @@ pw_vm_new(pw_module_t *mod, const pw_vm_conf_t *conf, pw_vm_t **out,
     if (rc == PW_OK) {
         rc = pw__vm_lookup(vm, err, errlen);
     }
+    if (rc == PW_OK) {
+        pw__shim_arm(vm);
+    }
     if (rc == PW_OK && vm->max_call_ms) {
         rc = pw__watchdog_start(vm);
         if (rc != PW_OK) {
@@ -487,6 +666,7 @@ pw_vm_free(pw_vm_t *vm)
     if (vm->inst) {
         vm->vt->instance_free(vm->inst);
     }
+    pw__shim_free(vm);
     if (vm->own_store) {
         pw_store_free(vm->own_store);
     }

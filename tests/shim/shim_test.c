@@ -1,0 +1,378 @@
+/*
+ * The shim (see pw__pending_t in src/core/core.h) against the plain path:
+ * one plugin calls every hostcall that returns bytes, once in a VM whose
+ * imports go through the shim and once in a VM whose engine refuses
+ * linked imports (so the core falls back on the plain path); what the
+ * plugin got must be the same, byte for byte, and right.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "../pwtest.h"
+
+#define NREC 21
+
+static pw_map_t *hdrs;
+static char big[1000];
+
+static int
+t_map_get(const pw_hctx_t *c, pw_map_type_t t, pw_str_t k, pw_str_t *v)
+{
+    return pw_map_get(hdrs, k, v);
+}
+
+static int
+t_map_pairs(const pw_hctx_t *c, pw_map_type_t t, pw_pairs_t *out)
+{
+    pw_map_pairs(hdrs, out);
+    return PW_OK;
+}
+
+static int
+t_echo(void *data, const pw_hctx_t *c, pw_str_t args, uint8_t **res,
+    size_t *rlen)
+{
+    *res = malloc(args.len + 1);
+    if (*res == NULL) {
+        return PW_ENOMEM;
+    }
+    memcpy(*res, args.data, args.len);
+    (*res)[args.len] = '!';
+    *rlen = args.len + 1;
+    return PW_OK;
+}
+
+/* An engine like V8 but refusing imports linked to other instances. */
+static pw_engine_vt_t plain_vt;
+
+static int
+refuse_links(pw_emodule_t *m, const pw_import_t *im, size_t n,
+    pw_einstance_t **out, char *err, size_t errlen)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (im[i].fn == NULL) {
+            snprintf(err, errlen, "links refused");
+            return PW_ELINK;
+        }
+    }
+    return pw_engine_v8.instantiate(m, im, n, out, err, errlen);
+}
+
+typedef struct {
+    pw_engine_t *e;
+    pw_module_t *mod;
+    pw_vm_t *vm;
+    pw_plugin_t *p;
+    pw_stream_t *s;
+    pw_store_t *store;
+} run_t;
+
+static uint8_t *
+slurp_wasm(const char *name, size_t *len)
+{
+    char path[1024], *slash;
+    ssize_t n;
+    FILE *f;
+    uint8_t *b;
+    long sz;
+
+    n = readlink("/proc/self/exe", path, sizeof(path) - 64);
+    PW_CHECK(n > 0);
+    path[n] = '\0';
+    slash = strrchr(path, '/');
+    PW_CHECK(slash != NULL);
+    strcpy(slash + 1, name);
+    f = fopen(path, "rb");
+    PW_CHECK(f != NULL);
+    fseek(f, 0, SEEK_END);
+    sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    b = malloc((size_t) sz);
+    PW_CHECK(b != NULL && fread(b, 1, (size_t) sz, f) == (size_t) sz);
+    fclose(f);
+    *len = (size_t) sz;
+    return b;
+}
+
+static pw_host_t host = { .map_get = t_map_get, .map_pairs = t_map_pairs };
+
+/* One engine per process (V8): both VMs share it. */
+static void
+start(run_t *r, pw_engine_t *e, const pw_engine_vt_t *vt)
+{
+    pw_vm_conf_t vc = { .host = &host, .vm_id = PW_STR("shimtest") };
+    pw_plugin_conf_t pc = { .name = PW_STR("shimtest"),
+                            .config = PW_STR("cfg!") };
+    char err[256] = "";
+    uint8_t *bytes;
+    size_t len;
+
+    memset(r, 0, sizeof(*r));
+    r->e = e;
+    /* each VM its own store: the shared data and queue start empty */
+    PW_CHECK_EQ_INT(pw_store_new(1024 * 1024, NULL, &r->store), PW_OK);
+    vc.store = r->store;
+    bytes = slurp_wasm("bytes.wasm", &len);
+    PW_CHECK_EQ_INT(pw_module_load(vt, e, bytes, len, &r->mod, err,
+                                   sizeof(err)), PW_OK);
+    free(bytes);
+    if (pw_vm_new(r->mod, &vc, &r->vm, err, sizeof(err)) != PW_OK) {
+        fprintf(stderr, "  vm: %s\n", err);
+        PW_CHECK(0);
+    }
+    PW_CHECK_EQ_INT(pw_vm_register_foreign(r->vm, PW_STR("echo"), t_echo,
+                                           NULL), PW_OK);
+    PW_CHECK_EQ_INT(pw_plugin_new(r->vm, &pc, &r->p, err, sizeof(err)),
+                    PW_OK);
+    PW_CHECK_EQ_INT(pw_stream_new(r->p, PW_STREAM_HTTP, NULL, &r->s),
+                    PW_OK);
+}
+
+static void
+stop(run_t *r)
+{
+    pw_stream_free(r->s);
+    pw_plugin_free(r->p);
+    pw_vm_free(r->vm);
+    pw_module_free(r->mod);
+    pw_store_free(r->store);
+}
+
+static uint32_t
+rd32(run_t *r, uint32_t ptr)
+{
+    uint8_t b[4];
+
+    PW_CHECK_EQ_INT(pw_engine_read(r->vm->vt, r->vm->inst, ptr, 4, b),
+                    PW_OK);
+    return (uint32_t) b[0] | (uint32_t) b[1] << 8 | (uint32_t) b[2] << 16
+           | (uint32_t) b[3] << 24;
+}
+
+/* Record k: status, ptr, size, cas; *data the bytes when there are some. */
+static void
+rec(run_t *r, int k, uint32_t f[4], uint8_t **data)
+{
+    uint32_t base = 1024 + 16 * (uint32_t) k;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        f[i] = rd32(r, base + 4 * (uint32_t) i);
+    }
+    *data = NULL;
+    if (f[0] == PW_STATUS_OK && f[2] != 0xAAAAAAAA && f[2] > 0) {
+        *data = malloc(f[2]);
+        PW_CHECK(*data != NULL);
+        PW_CHECK_EQ_INT(pw_engine_read(r->vm->vt, r->vm->inst, f[1], f[2],
+                                       *data), PW_OK);
+    }
+}
+
+static void
+check_bytes(run_t *r, int k, int status, const char *want, size_t wlen)
+{
+    uint32_t f[4];
+    uint8_t *d;
+
+    rec(r, k, f, &d);
+    if ((int) f[0] != status) {
+        fprintf(stderr, "  record %d: status %u, expected %d\n", k, f[0],
+                status);
+        PW_CHECK(0);
+    }
+    if (want == NULL) {
+        /* failed: the outs stay untouched */
+        PW_CHECK_EQ_INT(f[1], 0xAAAAAAAA);
+        PW_CHECK_EQ_INT(f[2], 0xAAAAAAAA);
+    } else {
+        PW_CHECK_EQ_INT(f[2], wlen);
+        PW_CHECK(wlen == 0 ? f[1] == 0 : f[1] != 0);
+        PW_CHECK(wlen == 0 || memcmp(d, want, wlen) == 0);
+    }
+    free(d);
+}
+
+static void
+setup_host(void)
+{
+    memset(big, 'B', sizeof(big));
+    PW_CHECK_EQ_INT(pw_map_new(&hdrs), PW_OK);
+    PW_CHECK_EQ_INT(pw_map_add(hdrs, PW_STR(":path"), PW_STR("/")), PW_OK);
+    PW_CHECK_EQ_INT(pw_map_add(hdrs, PW_STR("x-small"), PW_STR("abc")),
+                    PW_OK);
+    PW_CHECK_EQ_INT(pw_map_add(hdrs, PW_STR("x-big"),
+                               ((pw_str_t){ big, sizeof(big) })), PW_OK);
+    plain_vt = pw_engine_v8;
+    plain_vt.instantiate = refuse_links;
+}
+
+static pw_engine_t *
+engine(void)
+{
+    pw_engine_t *e;
+    char err[256];
+
+    PW_CHECK_EQ_INT(pw_engine_v8.init(&(pw_engine_conf_t){ 0 }, &e, err,
+                                      sizeof(err)), PW_OK);
+    return e;
+}
+
+PW_TEST(shim_used_and_right)
+{
+    pw_engine_t *e;
+    pw_action_t act;
+    run_t r;
+    uint32_t f[4];
+    uint8_t *d;
+
+    setup_host();
+    e = engine();
+    start(&r, e, &pw_engine_v8);
+    PW_CHECK(r.vm->shim_inst != NULL);
+    PW_CHECK(r.vm->shim_armed);
+    PW_CHECK_EQ_INT(pw_http_request_headers(r.s, 0, 1, &act), PW_OK);
+    PW_CHECK(!pw_vm_failed(r.vm));
+
+    check_bytes(&r, 0, PW_STATUS_OK, "abc", 3);
+    check_bytes(&r, 1, PW_STATUS_NOT_FOUND, NULL, 0);
+    check_bytes(&r, 3, PW_STATUS_OK, "cfg!", 4);
+    check_bytes(&r, 4, PW_STATUS_OK, "shimtest", 8);
+    check_bytes(&r, 5, PW_STATUS_OK, "v1", 2);
+    check_bytes(&r, 6, PW_STATUS_OK, "item", 4);
+    check_bytes(&r, 7, PW_STATUS_EMPTY, NULL, 0);
+    check_bytes(&r, 8, PW_STATUS_OK, "", 0);
+    check_bytes(&r, 9, PW_STATUS_OK, "xyz!", 4);
+    check_bytes(&r, 10, PW_STATUS_INVALID_MEMORY_ACCESS, NULL, 0);
+    check_bytes(&r, 11, PW_STATUS_OK, "", 0);
+    check_bytes(&r, 12, PW_STATUS_OK, big, sizeof(big));
+    check_bytes(&r, 13, PW_STATUS_INVALID_MEMORY_ACCESS, NULL, 0);
+    check_bytes(&r, 14, PW_STATUS_OK, big, sizeof(big));
+    check_bytes(&r, 20, PW_STATUS_OK, "abc", 3);
+    /* cas written with the value, not when the allocation failed */
+    rec(&r, 5, f, &d);
+    PW_CHECK(f[3] != 0xAAAAAAAA && f[3] != 0);
+    free(d);
+    check_bytes(&r, 15, PW_STATUS_INVALID_MEMORY_ACCESS, NULL, 0);
+    rec(&r, 15, f, &d);
+    PW_CHECK_EQ_INT(f[3], 0xAAAAAAAA);
+    /* the status code out of get_status */
+    rec(&r, 8, f, &d);
+    PW_CHECK_EQ_INT(f[3], 0);
+    /* the stash is released when the call leaves */
+    PW_CHECK(!r.vm->pending.active);
+    stop(&r);
+    pw_engine_v8.destroy(e);
+    pw_map_free(hdrs);
+}
+
+PW_TEST(shim_and_plain_identical)
+{
+    pw_engine_t *e;
+    pw_action_t act;
+    run_t a, b;
+    uint32_t fa[4], fb[4];
+    uint8_t *da, *db;
+    int k;
+
+    setup_host();
+    e = engine();
+    start(&a, e, &pw_engine_v8);
+    start(&b, e, &plain_vt);
+    PW_CHECK(a.vm->shim_armed);
+    PW_CHECK(b.vm->shim_inst == NULL && !b.vm->shim_armed);
+    PW_CHECK_EQ_INT(pw_http_request_headers(a.s, 0, 1, &act), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_request_headers(b.s, 0, 1, &act), PW_OK);
+    for (k = 0; k < NREC; k++) {
+        rec(&a, k, fa, &da);
+        rec(&b, k, fb, &db);
+        if (memcmp(fa, fb, sizeof(fa)) != 0) {
+            fprintf(stderr, "  record %d: shim %u %u %u %u, plain %u %u %u "
+                    "%u\n", k, fa[0], fa[1], fa[2], fa[3], fb[0], fb[1],
+                    fb[2], fb[3]);
+            PW_CHECK(0);
+        }
+        PW_CHECK((da == NULL) == (db == NULL));
+        PW_CHECK(da == NULL || memcmp(da, db, fa[2]) == 0);
+        free(da);
+        free(db);
+    }
+    /* the allocators saw the same sizes in the same order */
+    stop(&a);
+    stop(&b);
+    pw_engine_v8.destroy(e);
+    pw_map_free(hdrs);
+}
+
+PW_TEST(allocator_trap_fails_vm_alike)
+{
+    pw_engine_t *e;
+    pw_action_t act;
+    run_t a, b;
+
+    setup_host();
+    e = engine();
+    start(&a, e, &pw_engine_v8);
+    start(&b, e, &plain_vt);
+    PW_CHECK_EQ_INT(pw_http_request_headers(a.s, 1, 1, &act), PW_EFAILED);
+    PW_CHECK_EQ_INT(pw_http_request_headers(b.s, 1, 1, &act), PW_EFAILED);
+    PW_CHECK(pw_vm_failed(a.vm) && pw_vm_failed(b.vm));
+    PW_CHECK_EQ_STR(pw_vm_fail_reason(a.vm), pw_vm_fail_reason(b.vm));
+    PW_CHECK(strstr(pw_vm_fail_reason(a.vm),
+                    "trap in proxy_on_memory_allocate: ") != NULL);
+    PW_CHECK(strstr(pw_vm_fail_reason(a.vm), "unreachable") != NULL);
+    PW_CHECK_EQ_STR(pw_vm_last_trap(a.vm)->message,
+                    pw_vm_last_trap(b.vm)->message);
+    PW_CHECK_EQ_STR(pw_vm_last_trap(a.vm)->message,
+                    "plugin failed while allocating memory");
+    PW_CHECK(!a.vm->pending.active);
+    stop(&a);
+    stop(&b);
+    pw_engine_v8.destroy(e);
+    pw_map_free(hdrs);
+}
+
+PW_TEST(shim_bytes_validate)
+{
+    const char *names[] = { "proxy_get_header_map_value",
+                            "proxy_get_status", "proxy_get_shared_data" };
+    const pw__hostcall_t *h[3];
+    pw_wasm_info_t *info;
+    char err[256];
+    uint8_t *b;
+    size_t len;
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        h[i] = pw__hostcall_find("env", names[i]);
+        PW_CHECK(h[i] != NULL && pw__hostcall_shimmed(h[i]));
+    }
+    PW_CHECK(!pw__hostcall_shimmed(pw__hostcall_find("env", "proxy_log")));
+    PW_CHECK_EQ_INT(pw__shim_build(h, 3, &b, &len), PW_OK);
+    /* the reader sees the imports and exports the core links */
+    PW_CHECK_EQ_INT(pw_wasm_parse(b, len, &info, err, sizeof(err)), PW_OK);
+    PW_CHECK_EQ_INT(info->nimports, 4);
+    PW_CHECK_EQ_STR(info->imports[3].name, "pw.done");
+    PW_CHECK_EQ_STR(info->imports[3].sig, "i:i");
+    PW_CHECK_EQ_STR(info->imports[1].sig, "iii:i");
+    PW_CHECK(pw_wasm_find_export(info, "proxy_get_status") != NULL);
+    PW_CHECK_EQ_STR(pw_wasm_find_export(info, "proxy_get_shared_data")->sig,
+                    "iiiii:i");
+    pw_wasm_info_free(info);
+    free(b);
+}
+
+int
+main(int argc, char **argv)
+{
+    return pw_test_main(argc, argv, (pw_test_t[]){
+        PW_TEST_ENTRY(shim_used_and_right),
+        PW_TEST_ENTRY(shim_and_plain_identical),
+        PW_TEST_ENTRY(allocator_trap_fails_vm_alike),
+        PW_TEST_ENTRY(shim_bytes_validate),
+        { 0 } });
+}
