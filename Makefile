@@ -11,11 +11,11 @@
 
 SAN ?=
 ifeq ($(SAN),1)
-BUILD ?= build/san
+BUILD := build/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
 else
-BUILD ?= build/rel
+BUILD := build/rel
 SANFLAGS :=
 endif
 WASM_OUT := build/wasm
