@@ -193,14 +193,9 @@ pw__wasi_fd_close(pw__hc_t *hc, const pw_val_t *a)
     return pw__is_stdio(PW__U32(a[0])) ? PW__ESUCCESS : PW__EBADF;
 }
 
+/* fd_seek and fd_tell: stdio cannot seek */
 int
-pw__wasi_fd_seek(pw__hc_t *hc, const pw_val_t *a)
-{
-    return pw__is_stdio(PW__U32(a[0])) ? PW__ESPIPE : PW__EBADF;
-}
-
-int
-pw__wasi_fd_tell(pw__hc_t *hc, const pw_val_t *a)
+pw__wasi_fd_noseek(pw__hc_t *hc, const pw_val_t *a)
 {
     return pw__is_stdio(PW__U32(a[0])) ? PW__ESPIPE : PW__EBADF;
 }
