@@ -288,6 +288,11 @@ pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
             }
             return PW_OK;
         }
+        if (vm->exited) {
+            /* the trap message is static; the code lives in the VM */
+            snprintf(vm->trap.message, sizeof(vm->trap.message),
+                     "proc_exit(%d)", vm->exit_code);
+        }
         /* as the plain path reports a failed allocator */
         pw__vm_fail(vm, "%s in %s: %s",
                     rc == PW_ETRAP ? "trap" : "interrupted (took longer "
