@@ -60,10 +60,9 @@ int pw__hc_unimplemented(pw__hc_t *hc);
 /* WASI handlers (wasi.c); the table in hostcalls.c names them. */
 #define PW__WASI_HANDLERS(X)                                                \
     X(args_get) X(args_sizes_get) X(environ_get) X(environ_sizes_get)       \
-    X(clock_res_get) X(clock_time_get) X(fd_write) X(fd_read)               \
-    X(fd_close) X(fd_noseek) X(fd_fdstat_get) X(fd_prestat_get)    \
-    X(fd_prestat_dir_name) X(fd_badf) X(nosys) X(notcapable) X(path_open)   \
-    X(poll_oneoff) X(proc_exit) X(sched_yield) X(random_get)
+    X(clock_res_get) X(clock_time_get) X(fd_write) X(fd_close)              \
+    X(fd_noseek) X(fd_fdstat_get) X(fd_badf) X(nosys) X(notcapable)         \
+    X(path_open) X(poll_oneoff) X(proc_exit) X(sched_yield) X(random_get)
 
 #define PW__WASI_DECL(n) int pw__wasi_##n(pw__hc_t *hc, const pw_val_t *a);
 PW__WASI_HANDLERS(PW__WASI_DECL)

@@ -124,7 +124,7 @@ pw__wasi_fd_write(pw__hc_t *hc, const pw_val_t *a)
     uint32_t i, ptr, len;
     uint8_t *p, *iov;
     char *buf;
-    size_t total = 0, cap;
+    size_t total = 0, cap, want;
 
     if (fd != 1 && fd != 2) {
         return PW__EBADF;
@@ -135,11 +135,12 @@ pw__wasi_fd_write(pw__hc_t *hc, const pw_val_t *a)
         return PW__EFAULT;
     }
     /* gather first: the log callback gets one contiguous message */
-    cap = 0;
+    want = 0;
     for (i = 0; i < n; i++) {
         memcpy(&len, iov + i * 8 + 4, 4);
-        cap += len;
+        want += len;
     }
+    cap = want;
     if (cap > PW_MAX_LOG_BYTES) {
         cap = PW_MAX_LOG_BYTES;
     }
@@ -161,12 +162,7 @@ pw__wasi_fd_write(pw__hc_t *hc, const pw_val_t *a)
         }
     }
     /* report all bytes as written, even past the log cap */
-    cap = 0;
-    for (i = 0; i < n; i++) {
-        memcpy(&len, iov + i * 8 + 4, 4);
-        cap += len;
-    }
-    if (pw__hc_put_u32(hc, PW__U32(a[3]), (uint32_t) cap) != PW_OK) {
+    if (pw__hc_put_u32(hc, PW__U32(a[3]), (uint32_t) want) != PW_OK) {
         free(buf);
         return PW__EFAULT;
     }
@@ -179,12 +175,6 @@ pw__wasi_fd_write(pw__hc_t *hc, const pw_val_t *a)
     }
     free(buf);
     return PW__ESUCCESS;
-}
-
-int
-pw__wasi_fd_read(pw__hc_t *hc, const pw_val_t *a)
-{
-    return PW__ENOSYS;
 }
 
 int
@@ -221,18 +211,6 @@ pw__wasi_fd_fdstat_get(pw__hc_t *hc, const pw_val_t *a)
     }
     memcpy(p, st, sizeof(st));
     return PW__ESUCCESS;
-}
-
-int
-pw__wasi_fd_prestat_get(pw__hc_t *hc, const pw_val_t *a)
-{
-    return PW__EBADF;
-}
-
-int
-pw__wasi_fd_prestat_dir_name(pw__hc_t *hc, const pw_val_t *a)
-{
-    return PW__EBADF;
 }
 
 int
