@@ -1,0 +1,222 @@
+/*
+ * ngxtest: a plugin for the nginx end-to-end tests, for what the script of
+ * testplugin cannot say. Its configuration is a list of words:
+ *
+ *   count          a counter in plugin memory (a C global) incremented on
+ *                  every request; each response gets "x-count: N", and
+ *                  "x-configured: M" (calls of on_configure in this VM)
+ *   pause=PHASE    pause the stream in PHASE (request_headers, request_body,
+ *                  response_headers, response_body), once per request, and
+ *                  resume it from the next tick; the tick adds
+ *                  "x-resumed: PHASE" to the request headers (request_headers)
+ *                  or the response headers (response_headers) before
+ *                  resuming
+ *   tick=MS        tick period (default 20 with pause=)
+ *
+ * Log lines (info): "ngxtest: paused PHASE ctx=N", "ngxtest: resumed PHASE
+ * ctx=N status=S".
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy_wasm.h"
+
+#define MAX_PENDING  64
+
+enum { PH_NONE, PH_REQ_HEADERS, PH_REQ_BODY, PH_RESP_HEADERS, PH_RESP_BODY };
+
+static const char *phase_names[] = {
+    "none", "request_headers", "request_body", "response_headers",
+    "response_body"
+};
+
+static unsigned requests;
+static unsigned configured;
+static int count_on;
+static int pause_phase;
+static uint32_t pending[MAX_PENDING];
+static int pending_phase[MAX_PENDING];
+static int npending;
+
+/* streams already paused once (so each pauses once per request) */
+static uint32_t done_ctx[MAX_PENDING];
+static int ndone;
+
+
+static bool
+on_configure(uint32_t root_id, uint32_t size)
+{
+    char *config, *w, *save;
+    size_t len;
+    unsigned tick = 0;
+    int i;
+
+    configured++;
+    if (px_get_configuration(&config, &len) != PX_OK) {
+        return true;
+    }
+
+    for (w = strtok_r(config, " \t\n", &save); w != NULL;
+         w = strtok_r(NULL, " \t\n", &save))
+    {
+        if (strcmp(w, "count") == 0) {
+            count_on = 1;
+        } else if (strncmp(w, "pause=", 6) == 0) {
+            for (i = 1; i <= PH_RESP_BODY; i++) {
+                if (strcmp(w + 6, phase_names[i]) == 0) {
+                    pause_phase = i;
+                }
+            }
+            if (pause_phase == PH_NONE) {
+                px_logf(PX_LOG_ERROR, "ngxtest: unknown phase %s", w + 6);
+                free(config);
+                return false;
+            }
+            if (tick == 0) {
+                tick = 20;
+            }
+        } else if (strncmp(w, "tick=", 5) == 0) {
+            tick = (unsigned) atoi(w + 5);
+        } else {
+            px_logf(PX_LOG_ERROR, "ngxtest: unknown word %s", w);
+            free(config);
+            return false;
+        }
+    }
+    free(config);
+
+    if (tick != 0) {
+        px_set_tick_period(tick);
+    }
+    px_logf(PX_LOG_INFO, "ngxtest: configured (%u)", configured);
+    return true;
+}
+
+
+static px_action_t
+maybe_pause(uint32_t ctx, int phase)
+{
+    int i;
+
+    if (pause_phase != phase) {
+        return PX_CONTINUE;
+    }
+    for (i = 0; i < ndone; i++) {
+        if (done_ctx[i] == ctx) {
+            return PX_CONTINUE;
+        }
+    }
+    if (npending == MAX_PENDING || ndone == MAX_PENDING) {
+        px_log(PX_LOG_ERROR, "ngxtest: too many paused streams");
+        return PX_CONTINUE;
+    }
+    done_ctx[ndone++] = ctx;
+    pending[npending] = ctx;
+    pending_phase[npending++] = phase;
+    px_logf(PX_LOG_INFO, "ngxtest: paused %s ctx=%u", phase_names[phase],
+            ctx);
+    return PX_PAUSE;
+}
+
+
+static void
+on_tick(uint32_t root_id)
+{
+    int i, phase;
+    uint32_t ctx;
+    px_status_t rc;
+
+    for (i = 0; i < npending; i++) {
+        ctx = pending[i];
+        phase = pending_phase[i];
+        rc = px_set_effective_context(ctx);
+        if (rc == PX_OK) {
+            if (phase == PH_REQ_HEADERS) {
+                px_add_header(PX_MAP_HTTP_REQUEST_HEADERS, "x-resumed",
+                              phase_names[phase]);
+            } else if (phase == PH_RESP_HEADERS) {
+                px_add_header(PX_MAP_HTTP_RESPONSE_HEADERS, "x-resumed",
+                              phase_names[phase]);
+            }
+            rc = px_continue_stream(phase <= PH_REQ_BODY
+                                    ? PX_STREAM_HTTP_REQUEST
+                                    : PX_STREAM_HTTP_RESPONSE);
+        }
+        px_logf(PX_LOG_INFO, "ngxtest: resumed %s ctx=%u status=%u",
+                phase_names[phase], ctx, (unsigned) rc);
+    }
+    npending = 0;
+}
+
+
+static px_action_t
+on_request_headers(uint32_t ctx, uint32_t n, bool eos)
+{
+    requests++;
+    return maybe_pause(ctx, PH_REQ_HEADERS);
+}
+
+
+static px_action_t
+on_request_body(uint32_t ctx, uint32_t size, bool eos)
+{
+    return maybe_pause(ctx, PH_REQ_BODY);
+}
+
+
+static px_action_t
+on_response_headers(uint32_t ctx, uint32_t n, bool eos)
+{
+    char buf[32];
+
+    if (count_on) {
+        snprintf(buf, sizeof(buf), "%u", requests);
+        px_add_header(PX_MAP_HTTP_RESPONSE_HEADERS, "x-count", buf);
+        snprintf(buf, sizeof(buf), "%u", configured);
+        px_add_header(PX_MAP_HTTP_RESPONSE_HEADERS, "x-configured", buf);
+    }
+    return maybe_pause(ctx, PH_RESP_HEADERS);
+}
+
+
+static px_action_t
+on_response_body(uint32_t ctx, uint32_t size, bool eos)
+{
+    return maybe_pause(ctx, PH_RESP_BODY);
+}
+
+
+static void
+on_delete(uint32_t ctx)
+{
+    int i;
+
+    for (i = 0; i < ndone; i++) {
+        if (done_ctx[i] == ctx) {
+            done_ctx[i] = done_ctx[--ndone];
+            break;
+        }
+    }
+    for (i = 0; i < npending; i++) {
+        if (pending[i] == ctx) {
+            pending[i] = pending[npending - 1];
+            pending_phase[i] = pending_phase[npending - 1];
+            npending--;
+            break;
+        }
+    }
+}
+
+
+static const px_plugin_t plugin = {
+    .on_configure = on_configure,
+    .on_tick = on_tick,
+    .on_request_headers = on_request_headers,
+    .on_request_body = on_request_body,
+    .on_response_headers = on_response_headers,
+    .on_response_body = on_response_body,
+    .on_delete = on_delete,
+};
+
+PX_PLUGIN(plugin);

@@ -1,0 +1,7 @@
+;; Imports from a module the host does not provide.
+(module
+  (import "not_env" "frobnicate" (func (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32)
+    (i32.const 1024)))
