@@ -117,6 +117,22 @@ def plugin(name):
                 % (name, WASM_DIR, NGX_WASM_DIR))
 
 
+def module(name, file, vm_config=None):
+    """A `module` line of the wasm block for plugin file `file`."""
+    return "module %s %s%s;" % (name, plugin(file),
+                                "" if vm_config is None
+                                else " " + q(vm_config))
+
+
+def pw(name, config=None, *options):
+    """A `proxy_wasm` directive; config None: no configuration argument."""
+    args = [name]
+    if config is not None or options:
+        args.append(q(config or ""))
+    args += options
+    return "proxy_wasm %s;" % " ".join(args)
+
+
 class Response:
     def __init__(self, status, reason, headers, body):
         self.status = status

@@ -8,7 +8,8 @@ NGX_TEST_WATS := $(wildcard tests/nginx/plugins/*.wat)
 NGX_TEST_CS := $(wildcard tests/nginx/plugins/*.c)
 NGX_TEST_WASMS := \
     $(NGX_TEST_WATS:tests/nginx/plugins/%.wat=$(NGX_TEST_WASM_DIR)/%.wasm) \
-    $(NGX_TEST_CS:tests/nginx/plugins/%.c=$(NGX_TEST_WASM_DIR)/%.wasm)
+    $(NGX_TEST_CS:tests/nginx/plugins/%.c=$(NGX_TEST_WASM_DIR)/%.wasm) \
+    $(NGX_TEST_WASM_DIR)/ngxtest_v010.wasm
 NGX_PYTEST := $(BUILD)/tests/nginx/pytest.sh
 
 WASMS += $(NGX_TEST_WASMS)
@@ -26,6 +27,13 @@ $(NGX_TEST_WASM_DIR)/%.wasm: tests/nginx/plugins/%.c $(SDK_C_DEPS)
 	@mkdir -p $(@D)
 	$(WASM_CC) $(WASM_CFLAGS) $(SDK_C_CFLAGS) -o $@ $< $(SDK_C_SRC)
 
+# ngxtest for ABI 0.1.0 (continue_request/_response, no log level)
+$(NGX_TEST_WASM_DIR)/ngxtest_v010.wasm: tests/nginx/plugins/ngxtest.c \
+                                        $(SDK_C_DEPS)
+	@mkdir -p $(@D)
+	$(WASM_CC) $(WASM_CFLAGS) $(SDK_C_CFLAGS) \
+	    -DPX_ABI_VERSION=PX_ABI_0_1_0 -o $@ $< $(SDK_C_SRC)
+
 # A one-word command for TESTS: pytest with the module and plugin paths.
 $(NGX_PYTEST): tests/nginx/module.mk
 	@mkdir -p $(@D)
@@ -41,3 +49,4 @@ nginx-test-plugins: $(NGX_TEST_WASMS)
 
 nginx-test: nginx-module $(NGX_PYTEST) $(NGX_TEST_WASMS) $(WASMS)
 	$(NGX_PYTEST)
+

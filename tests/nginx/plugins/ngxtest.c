@@ -12,6 +12,13 @@
  *                  or the response headers (response_headers) before
  *                  resuming
  *   tick=MS        tick period (default 20 with pause=)
+ *   loglevel       log "ngxtest: log level N" (proxy_get_log_level) at
+ *                  critical level in on_configure and on every request
+ *   req_body=OP:TEXT, resp_body=OP:TEXT
+ *                  buffer the body (pause until end of stream), log
+ *                  "ngxtest: request|response body size=N", then change it:
+ *                  OP set (replace it all), prepend or append; OP keep
+ *                  only buffers and logs
  *
  * Log lines (info): "ngxtest: paused PHASE ctx=N", "ngxtest: resumed PHASE
  * ctx=N status=S".
@@ -42,6 +49,71 @@ static int npending;
 /* streams already paused once (so each pauses once per request) */
 static uint32_t done_ctx[MAX_PENDING];
 static int ndone;
+
+typedef struct {
+    int on;
+    char op[16];
+    char text[256];
+} body_op_t;
+
+static body_op_t req_op, resp_op;
+static int loglevel_on;
+
+
+static void
+log_level(void)
+{
+#if PX_ABI_VERSION >= PX_ABI_0_2_1
+    px_log_level_t level;
+
+    if (loglevel_on && px_get_log_level(&level) == PX_OK) {
+        px_logf(PX_LOG_CRITICAL, "ngxtest: log level %d", (int) level);
+    }
+#endif
+}
+
+
+static bool
+parse_body_op(body_op_t *op, const char *arg)
+{
+    const char *colon;
+
+    colon = strchr(arg, ':');
+    if (colon == NULL) {
+        colon = arg + strlen(arg);
+    }
+    if ((size_t) (colon - arg) >= sizeof(op->op)) {
+        return false;
+    }
+    memcpy(op->op, arg, colon - arg);
+    op->op[colon - arg] = '\0';
+    snprintf(op->text, sizeof(op->text), "%s", *colon ? colon + 1 : "");
+    op->on = 1;
+    return strcmp(op->op, "set") == 0 || strcmp(op->op, "prepend") == 0
+           || strcmp(op->op, "append") == 0 || strcmp(op->op, "keep") == 0;
+}
+
+
+static px_action_t
+body(const body_op_t *op, px_buffer_type_t type, const char *what,
+    uint32_t size, bool eos)
+{
+    if (!op->on) {
+        return PX_CONTINUE;
+    }
+    if (!eos) {
+        return PX_PAUSE;
+    }
+    px_logf(PX_LOG_INFO, "ngxtest: %s body size=%u", what, size);
+    if (strcmp(op->op, "set") == 0) {
+        px_set_buffer(type, 0, size, op->text, strlen(op->text));
+    } else if (strcmp(op->op, "prepend") == 0) {
+        px_set_buffer(type, 0, 0, op->text, strlen(op->text));
+    } else if (strcmp(op->op, "append") == 0) {
+        px_set_buffer(type, size, 0, op->text, strlen(op->text));
+    }
+    return PX_CONTINUE;
+}
 
 
 static bool
@@ -76,6 +148,18 @@ on_configure(uint32_t root_id, uint32_t size)
             if (tick == 0) {
                 tick = 20;
             }
+        } else if (strcmp(w, "loglevel") == 0) {
+            loglevel_on = 1;
+        } else if (strncmp(w, "req_body=", 9) == 0
+                   || strncmp(w, "resp_body=", 10) == 0)
+        {
+            if (!parse_body_op(w[2] == 'q' ? &req_op : &resp_op,
+                               strchr(w, '=') + 1))
+            {
+                px_logf(PX_LOG_ERROR, "ngxtest: bad body operation %s", w);
+                free(config);
+                return false;
+            }
         } else if (strncmp(w, "tick=", 5) == 0) {
             tick = (unsigned) atoi(w + 5);
         } else {
@@ -90,6 +174,7 @@ on_configure(uint32_t root_id, uint32_t size)
         px_set_tick_period(tick);
     }
     px_logf(PX_LOG_INFO, "ngxtest: configured (%u)", configured);
+    log_level();
     return true;
 }
 
@@ -154,6 +239,7 @@ static px_action_t
 on_request_headers(uint32_t ctx, uint32_t n, bool eos)
 {
     requests++;
+    log_level();
     return maybe_pause(ctx, PH_REQ_HEADERS);
 }
 
@@ -161,6 +247,10 @@ on_request_headers(uint32_t ctx, uint32_t n, bool eos)
 static px_action_t
 on_request_body(uint32_t ctx, uint32_t size, bool eos)
 {
+    if (req_op.on) {
+        return body(&req_op, PX_BUFFER_HTTP_REQUEST_BODY, "request", size,
+                    eos);
+    }
     return maybe_pause(ctx, PH_REQ_BODY);
 }
 
@@ -183,6 +273,10 @@ on_response_headers(uint32_t ctx, uint32_t n, bool eos)
 static px_action_t
 on_response_body(uint32_t ctx, uint32_t size, bool eos)
 {
+    if (resp_op.on) {
+        return body(&resp_op, PX_BUFFER_HTTP_RESPONSE_BODY, "response", size,
+                    eos);
+    }
     return maybe_pause(ctx, PH_RESP_BODY);
 }
 
