@@ -64,7 +64,7 @@ all: $(LIB) bins wasms
 
 include $(wildcard src/*/module.mk src/engine/*/module.mk sdk/*/module.mk \
                    tools/*/module.mk tests/*/module.mk bench/module.mk \
-                   examples/module.mk)
+                   examples/module.mk nginx/module.mk)
 
 .PHONY: bins wasms
 bins: $(BINS)

@@ -10,7 +10,9 @@ mkdir -p "$deps"
 
 pkgs="clang lld wasi-libc libclang-rt-14-dev-wasm32 libclang-rt-14-dev wabt libnghttp2-dev
       python3-pytest libcmocka-dev libicu72 libc-ares2 libbrotli1 libuv1
-      libnghttp2-14 libssl3 make gcc g++ pkg-config"
+      libnghttp2-14 libssl3 make gcc g++ pkg-config
+      nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-js
+      wrk hyperfine curl python3-grpcio procps"
 missing=""
 for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -18,8 +20,17 @@ done
 if [ -n "$missing" ]; then
     echo "deps: installing$missing"
     export DEBIAN_FRONTEND=noninteractive
+    # installing nginx must not start the system service on port 80:
+    # our tests run their own nginx on loopback ports with their own prefix
+    policy=/usr/sbin/policy-rc.d
+    added_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"
+        added_policy=1
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends $missing
+    [ "$added_policy" = 1 ] && rm -f "$policy"
 fi
 
 # libnode: the system copy if libnode-dev is installed, else unpack the .debs

@@ -1,0 +1,232 @@
+/*
+ * proxy-wasm-c nginx module: shared declarations.
+ *
+ * ngx_pw_core_module    the wasm{} block: modules, per-worker engine,
+ *                       instances (a VM and its root contexts), ticks,
+ *                       failure back-off.
+ * ngx_http_pw_module    proxy_wasm: the HTTP filter chain.
+ */
+#ifndef NGX_PW_H
+#define NGX_PW_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <pw/pw.h>
+
+typedef struct ngx_pw_module_s      ngx_pw_module_t;
+typedef struct ngx_pw_plugin_conf_s ngx_pw_plugin_conf_t;
+typedef struct ngx_pw_instance_s    ngx_pw_instance_t;
+typedef struct ngx_pw_root_s        ngx_pw_root_t;
+
+/* A distinct (module, root id, configuration): one root context in every
+ * instance of its module. */
+struct ngx_pw_plugin_conf_s {
+    ngx_pw_module_t            *module;      /* NULL until resolved */
+    ngx_str_t                   module_name;
+    u_char                     *file;        /* where first used */
+    ngx_uint_t                  line;
+    ngx_str_t                   root_id;
+    ngx_str_t                   config;
+    ngx_uint_t                  index;       /* in module->plugins */
+};
+
+/* One `module NAME PATH [VM_CONFIG]`. */
+struct ngx_pw_module_s {
+    ngx_str_t                   name;
+    ngx_str_t                   path;
+    ngx_str_t                   vm_config;
+    u_char                     *bytes;       /* read by the master */
+    size_t                      len;
+    ngx_array_t                 plugins;     /* ngx_pw_plugin_conf_t * */
+
+    /* per worker */
+    pw_module_t                *compiled;
+    ngx_pw_instance_t          *current;     /* isolation none */
+    ngx_msec_t                  backoff;     /* 0, or the current delay */
+    ngx_msec_t                  next_start;  /* no start before this */
+    ngx_msec_t                  last_failure;
+    ngx_msec_t                  last_log;
+    ngx_uint_t                  unlogged;    /* failures not logged */
+    ngx_uint_t                  failures;    /* counters */
+    ngx_uint_t                  restarts;
+};
+
+/* A root context of an instance: what host callbacks get as plugin_data. */
+struct ngx_pw_root_s {
+    ngx_pw_instance_t          *inst;
+    ngx_pw_plugin_conf_t       *conf;
+    pw_plugin_t                *plugin;
+    ngx_event_t                 tick;
+    ngx_msec_t                  tick_period;
+};
+
+struct ngx_pw_instance_s {
+    ngx_pw_module_t            *module;
+    pw_vm_t                    *vm;
+    ngx_pw_root_t              *roots;       /* module->plugins.nelts */
+    ngx_uint_t                  nroots;
+    ngx_uint_t                  refs;
+    ngx_log_t                  *log;
+    unsigned                    failed:1;
+    unsigned                    per_request:1;
+};
+
+typedef struct {
+    ngx_array_t                 modules;     /* ngx_pw_module_t */
+    ngx_array_t                 plugins;     /* ngx_pw_plugin_conf_t * */
+    ngx_msec_t                  max_call_time;
+    ngx_uint_t                  enabled;
+
+    /* per worker */
+    pw_engine_t                *engine;
+    pw_store_t                 *store;
+    ngx_cycle_t                *cycle;
+} ngx_pw_core_conf_t;
+
+extern ngx_module_t  ngx_pw_core_module;
+extern ngx_module_t  ngx_http_pw_module;
+
+#define ngx_pw_core_conf(cycle)                                              \
+    ((ngx_pw_core_conf_t *) ngx_get_conf((cycle)->conf_ctx,                  \
+                                         ngx_pw_core_module))
+
+/* Configuration time: the plugin conf for (name, root id, config), created
+ * on first use, NULL on allocation failure. Module names resolve when the
+ * whole configuration has been read (a wasm{} block may follow http{}):
+ * until then the conf's module is NULL; an unknown name fails then. */
+ngx_pw_plugin_conf_t *ngx_pw_plugin_conf(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *root_id, ngx_str_t *config);
+
+/*
+ * Worker: an instance of pc's module in which pc's root context runs.
+ * per_request: a fresh instance (proxy_wasm_isolation stream), else the
+ * worker's shared one. The caller holds a reference: release it with
+ * ngx_pw_instance_release(). NULL when the module cannot start now (it
+ * failed and is backing off); the reason was logged.
+ */
+ngx_pw_instance_t *ngx_pw_instance_acquire(ngx_pw_module_t *m,
+    ngx_uint_t per_request, ngx_log_t *log);
+void ngx_pw_instance_release(ngx_pw_instance_t *inst);
+
+/*
+ * After any call into inst's VM: when the VM failed, retire the instance
+ * (the next acquire starts a new one), count and log the failure, rate
+ * limited, and arm the back-off. Returns 1 when the VM failed.
+ */
+ngx_uint_t ngx_pw_instance_check(ngx_pw_instance_t *inst, ngx_log_t *log);
+
+/* Log a plugin failure of module m, at most once per second. */
+void ngx_pw_failure_log(ngx_pw_module_t *m, ngx_log_t *log,
+    const char *what, const char *reason);
+
+
+/* ---- HTTP ---------------------------------------------------------------- ---- */
+
+/* One `proxy_wasm NAME [CONFIG] [options]`. */
+typedef struct {
+    ngx_pw_plugin_conf_t       *plugin;
+    ngx_uint_t                  fail_open;
+    ngx_uint_t                  error_status;
+} ngx_http_pw_filter_t;
+
+typedef struct {
+    ngx_array_t                *filters;     /* ngx_http_pw_filter_t */
+    ngx_uint_t                  isolation;
+} ngx_http_pw_loc_conf_t;
+
+#define NGX_HTTP_PW_ISOLATION_NONE    0
+#define NGX_HTTP_PW_ISOLATION_STREAM  1
+
+typedef struct ngx_http_pw_ctx_s  ngx_http_pw_ctx_t;
+
+/* A growable byte buffer (malloc'd). */
+typedef struct {
+    u_char                     *data;
+    size_t                      len;
+    size_t                      cap;
+} ngx_http_pw_buf_t;
+
+/* The state of one filter of the chain in one request. */
+typedef struct {
+    ngx_http_pw_ctx_t          *ctx;
+    ngx_http_pw_filter_t       *filter;
+    ngx_pw_instance_t          *inst;
+    ngx_pw_root_t              *root;
+    pw_stream_t                *stream;
+
+    /* the body the current body callback sees: view, or own copy */
+    u_char                     *body;
+    size_t                      body_len;
+    ngx_uint_t                  body_type;   /* pw_buffer_type_t, or -1 */
+    ngx_http_pw_buf_t           own;         /* when body points here */
+    ngx_http_pw_buf_t           acc;         /* held while paused */
+    unsigned                    body_modified:1;
+    unsigned                    dead:1;      /* failed open: skipped */
+} ngx_http_pw_fctx_t;
+
+/* Phases a request waits in for proxy_continue_stream. */
+#define NGX_HTTP_PW_WAIT_NONE          0
+#define NGX_HTTP_PW_WAIT_REQ_HEADERS   1
+#define NGX_HTTP_PW_WAIT_REQ_BODY      2
+#define NGX_HTTP_PW_WAIT_RESP_HEADERS  3
+#define NGX_HTTP_PW_WAIT_RESP_BODY     4
+
+struct ngx_http_pw_ctx_s {
+    ngx_http_request_t         *r;
+    ngx_http_pw_fctx_t         *f;
+    ngx_uint_t                  nf;
+
+    ngx_uint_t                  req_state;
+    ngx_uint_t                  next;        /* filter to run on resume */
+    ngx_uint_t                  waiting;     /* NGX_HTTP_PW_WAIT_* */
+    ngx_uint_t                  fail_status;
+    ngx_event_t                 resume;
+
+    /* local response asked by a plugin */
+    ngx_uint_t                  lr_status;
+    ngx_str_t                   lr_body;
+    ngx_str_t                   lr_details;
+    ngx_array_t                *lr_headers;  /* ngx_keyval_t */
+    ngx_int_t                   lr_grpc_status;
+    ngx_str_t                   code_details;
+
+    /* response side */
+    ngx_chain_t                *held;        /* body held, headers paused */
+    ngx_http_pw_buf_t           resp_body;   /* body held while paused */
+    ngx_uint_t                  resp_next;   /* body filter to resume at */
+
+    unsigned                    lr_pending:1;
+    unsigned                    lr_sent:1;
+    unsigned                    close_pending:1;
+    unsigned                    resume_pending:1;
+    unsigned                    body_read:1;
+    unsigned                    req_body_eos_held:1;
+    unsigned                    resp_started:1;
+    unsigned                    resp_headers_held:1;
+    unsigned                    resp_headers_done:1;
+    unsigned                    resp_eos_seen:1;
+    unsigned                    resp_done:1;
+    unsigned                    resp_discard:1;
+    unsigned                    in_call:1;
+    unsigned                    freed:1;
+};
+
+/* The filter state of a host callback's stream (NULL for roots). */
+#define ngx_http_pw_hctx_fctx(c)  ((ngx_http_pw_fctx_t *) (c)->stream_data)
+
+/* Schedule a resume/close of the request outside the current call. */
+void ngx_http_pw_post_resume(ngx_http_pw_ctx_t *ctx);
+
+/*
+ * Replace [start, start + size) of the body f's callback sees with value,
+ * making the body f's own copy first. NGX_OK, NGX_DECLINED over the body
+ * limit, NGX_ERROR.
+ */
+ngx_int_t ngx_http_pw_body_splice(ngx_http_pw_fctx_t *f, size_t start,
+    size_t size, const u_char *value, size_t vlen);
+
+/* The host table shared by the nginx module's VMs (ngx_http_pw_host.c). */
+extern const pw_host_t  ngx_http_pw_host;
+
+#endif /* NGX_PW_H */
