@@ -43,7 +43,7 @@ ngx_http_pw_rc(ngx_int_t rc)
 }
 
 
-/* ---- logging ------------------------------------------------------------ ---- */
+/* ---- logging ---- */
 
 
 static void
@@ -103,7 +103,7 @@ ngx_http_pw_log_level(const pw_hctx_t *c)
 }
 
 
-/* ---- header maps --------------------------------------------------------- ---- */
+/* ---- header maps ---- */
 
 
 /* The request of c and which map of it, or NULL. */
@@ -225,7 +225,7 @@ ngx_http_pw_map_remove(const pw_hctx_t *c, pw_map_type_t t, pw_str_t key)
 }
 
 
-/* ---- bodies --------------------------------------------------------------- ---- */
+/* ---- bodies ---- */
 
 
 static int
@@ -263,7 +263,7 @@ ngx_http_pw_buffer_set(const pw_hctx_t *c, pw_buffer_type_t t,
 }
 
 
-/* ---- stream control --------------------------------------------------- ---- */
+/* ---- stream control ---- */
 
 
 static ngx_str_t
@@ -407,7 +407,7 @@ ngx_http_pw_clear_route_cache(const pw_hctx_t *c)
 }
 
 
-/* ---- properties ----------------------------------------------------------- ---- */
+/* ---- properties ---- */
 
 
 static ngx_pool_t *
@@ -468,7 +468,7 @@ ngx_http_pw_set_property(const pw_hctx_t *c, const pw_str_t *path,
 }
 
 
-/* ---- timers -------------------------------------------------------------- ---- */
+/* ---- timers ---- */
 
 
 static int

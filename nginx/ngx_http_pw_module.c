@@ -108,7 +108,7 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 static ngx_http_request_body_filter_pt   ngx_http_next_request_body_filter;
 
 
-/* ---- configuration ------------------------------------------------------ ---- */
+/* ---- configuration ---- */
 
 
 static void *
@@ -225,7 +225,7 @@ ngx_http_pw_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* ---- buffers --------------------------------------------------------- ---- */
+/* ---- buffers ---- */
 
 
 static ngx_int_t
@@ -338,7 +338,7 @@ ngx_http_pw_body_splice(ngx_http_pw_fctx_t *f, size_t start, size_t size,
 }
 
 
-/* ---- request context --------------------------------------------------- ---- */
+/* ---- request context ---- */
 
 
 static void
@@ -592,7 +592,7 @@ ngx_http_pw_has_body(ngx_http_request_t *r)
 }
 
 
-/* ---- bodies --------------------------------------------------------------- ---- */
+/* ---- bodies ---- */
 
 
 static ngx_uint_t
@@ -866,7 +866,7 @@ ngx_http_pw_chain_copy(ngx_http_request_t *r, const u_char *data,
 }
 
 
-/* ---- request body --------------------------------------------------- ---- */
+/* ---- request body ---- */
 
 
 static ngx_int_t
@@ -1094,7 +1094,7 @@ ngx_http_pw_resume_request_body(ngx_http_request_t *r,
 }
 
 
-/* ---- the rewrite phase -------------------------------------------------- ---- */
+/* ---- the rewrite phase ---- */
 
 
 static ngx_int_t
@@ -1189,7 +1189,7 @@ ngx_http_pw_rewrite_handler(ngx_http_request_t *r)
 }
 
 
-/* ---- local responses ---------------------------------------------------- ---- */
+/* ---- local responses ---- */
 
 
 /* Make r's response the local one; headers not sent yet. */
@@ -1314,7 +1314,7 @@ ngx_http_pw_send_local(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
 }
 
 
-/* ---- response headers ---------------------------------------------------- ---- */
+/* ---- response headers ---- */
 
 
 /* Run the headers callbacks of the chain from step ctx->next: the request
@@ -1500,7 +1500,7 @@ ngx_http_pw_header_filter(ngx_http_request_t *r)
 }
 
 
-/* ---- response body --------------------------------------------------- ---- */
+/* ---- response body ---- */
 
 
 static ngx_int_t
@@ -1755,7 +1755,7 @@ done:
 }
 
 
-/* ---- resume ----------------------------------------------------------- ---- */
+/* ---- resume ---- */
 
 
 static void
@@ -1804,7 +1804,7 @@ ngx_http_pw_resume_handler(ngx_event_t *ev)
 }
 
 
-/* ---- log phase --------------------------------------------------------- ---- */
+/* ---- log phase ---- */
 
 
 static ngx_int_t

@@ -121,7 +121,7 @@ void ngx_pw_failure_log(ngx_pw_module_t *m, ngx_log_t *log,
     const char *what, const char *reason);
 
 
-/* ---- HTTP ---------------------------------------------------------------- ---- */
+/* ---- HTTP ---- */
 
 /* One `proxy_wasm NAME [CONFIG] [options]`. */
 typedef struct {

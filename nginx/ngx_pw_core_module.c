@@ -203,7 +203,7 @@ ngx_pw_plugin_conf(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *root_id,
 }
 
 
-/* ---- the wasm{} block ------------------------------------------------- ---- */
+/* ---- the wasm{} block ---- */
 
 
 static char *
@@ -391,7 +391,7 @@ ngx_pw_block_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
 }
 
 
-/* ---- workers ----------------------------------------------------------- ---- */
+/* ---- workers ---- */
 
 
 static ngx_int_t
@@ -511,7 +511,7 @@ ngx_pw_exit_process(ngx_cycle_t *cycle)
 }
 
 
-/* ---- instances --------------------------------------------------------- ---- */
+/* ---- instances ---- */
 
 
 void

@@ -1,0 +1,2 @@
+#include <ngx_config.h>
+#include <ngx_core.h>
