@@ -245,6 +245,7 @@ class Nginx:
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
                 self.proc = None
+                self.allow_alerts = True    # reported here already
                 pytest.fail("nginx exited with %d at start:\n%s\n%s"
                             % (rc, self.stderr_text()[-3000:],
                                self.error_log()[-3000:]))
