@@ -22,8 +22,9 @@ def test_testplugin_each_abi(ngx, wasm_file):
     assert r.json()["body"] == "abi-body"
     ngx.wait_log("value :path = /abi")
     ngx.wait_log("value buffer = abi-body")
-    assert ngx.log_lines("value config = on request_headers: add_header "
-                         "x-abi yes; get_header :path; get_config")
+    assert ("value config = on request_headers: add_header x-abi yes; "
+            "get_header :path; get_config\\x0aon response_headers"
+            in ngx.error_log())
 
 
 def test_v010_local_response(ngx):

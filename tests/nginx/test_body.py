@@ -183,8 +183,10 @@ def test_response_body_replaced_static(ngx):
 
 
 def test_response_body_prepend_append(ngx):
-    ngx.start(wasm=N, proxy=pw("n", "resp_body=prepend:<<"),
-              static=pw("n", "resp_body=append:>>"))
+    # two modules: ngxtest keeps its body operation in VM globals
+    ngx.start(wasm=N + module("n2", "ngxtest.wasm"),
+              proxy=pw("n", "resp_body=prepend:<<"),
+              static=pw("n2", "resp_body=append:>>"))
     r = ngx.get("/pa?body=middle")
     assert r.body == b"<<middle"
     assert content_length_ok(r, r.body)

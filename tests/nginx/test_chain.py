@@ -1,4 +1,5 @@
-"""Filter chains: order on the request and on the response, short-circuit
+"""Filter chains: in order on the request, in reverse order on the response
+(as Envoy: the last filter sees the response first), short-circuit
 by a local answer, inheritance across http/server/location."""
 import uuid
 
@@ -23,11 +24,11 @@ def test_chain_of_two_in_order(ngx):
     ngx.start(wasm=T, server=pw("t", tag("a")) + pw("t", tag("b")))
     r = ngx.get("/chain")
     assert r.echo_header_all("x-chain") == ["a", "b"]
-    assert r.header_all("x-chain-resp") == ["a", "b"]
-    ngx.wait_log("resp-b")
+    assert r.header_all("x-chain-resp") == ["b", "a"]
+    ngx.wait_log("resp-a")
     log = ngx.error_log()
     assert first_index(log, "rh-a") < first_index(log, "rh-b")
-    assert first_index(log, "resp-a") < first_index(log, "resp-b")
+    assert first_index(log, "resp-b") < first_index(log, "resp-a")
 
 
 def test_chain_of_two_modules(ngx):
@@ -41,10 +42,12 @@ def test_chain_of_two_modules(ngx):
     ngx.wait_log("value x-wasm-filter = http_headers")
 
 
-def test_chain_second_sees_first_change_on_static(ngx):
+def test_chain_response_order_on_static(ngx):
+    """The last filter runs first on the response; the first sees its
+    change."""
     ngx.start(wasm=T, server=pw(
-        "t", "on response_headers: add_header x-first 1") + pw(
-        "t", "on response_headers: get_header x-first"))
+        "t", "on response_headers: get_header x-first") + pw(
+        "t", "on response_headers: add_header x-first 1"))
     assert ngx.get("/static/hello.txt").header("x-first") == "1"
     ngx.wait_log("value x-first = 1")
 
@@ -62,13 +65,13 @@ def test_local_answer_stops_the_chain(ngx, upstream):
 
 
 def test_body_changes_compose(ngx):
-    n = module("n", "ngxtest.wasm")
-    ngx.start(wasm=n, server=pw("n", "resp_body=prepend:1") +
-              pw("n", "resp_body=prepend:2"))
+    # two modules: ngxtest keeps its body operation in VM globals
+    n = module("n1", "ngxtest.wasm") + module("n2", "ngxtest.wasm")
+    ngx.start(wasm=n, server=pw("n1", "resp_body=prepend:1") +
+              pw("n2", "resp_body=prepend:2"))
     r = ngx.get("/compose?body=x")
-    # each filter prepends to what it receives
-    assert r.body in (b"21x", b"12x")
-    assert len(r.body) == 3
+    # n2 (last) sees the response first, n1 prepends to its result
+    assert r.body == b"12x"
 
 
 def test_http_level_chain_inherited(ngx):
@@ -103,7 +106,7 @@ def test_server_chain_replaces_http_chain(ngx):
               server=pw("t", "on response_headers: add_header x-s 1") +
               pw("t", "on response_headers: add_header x-s 2"))
     r = ngx.get("/")
-    assert r.header_all("x-s") == ["1", "2"]
+    assert r.header_all("x-s") == ["2", "1"]     # reverse on the response
     assert r.header("x-h") is None
 
 

