@@ -4,7 +4,9 @@
 #   make           library, V8 backend, SDK, plugins, pwrun
 #   make test      every test (unit, engine, store, pwrun end-to-end)
 #   make test SAN=1  the same under AddressSanitizer + UBSan
-#   make demo      run the example plugins through pwrun
+#   make demo      nginx on 127.0.0.1:8080 with example plugins in front of
+#                  a real upstream (Ctrl-C stops it)
+#   make demo-pwrun  the example plugins through pwrun
 #   make bench     benchmarks (bench/)
 #
 # Each area owns a fragment (module.mk) that adds to the variables below.
@@ -59,7 +61,7 @@ WASMS :=
 TESTS :=          # commands run by `make test`, in order
 BENCHES :=
 
-.PHONY: all deps test check demo bench clean check-layering docs
+.PHONY: all deps test check demo demo-pwrun bench clean check-layering docs
 all: $(LIB) bins wasms
 
 include $(wildcard src/*/module.mk src/engine/*/module.mk sdk/*/module.mk \
@@ -105,6 +107,11 @@ check:
 	$(MAKE) SAN=1 test
 
 demo:
+	$(MAKE) deps
+	$(MAKE) -j2 all
+	examples/nginx/demo.sh
+
+demo-pwrun:
 	$(MAKE) deps
 	$(MAKE) -j2 all
 	examples/demo.sh

@@ -43,6 +43,15 @@ ngx_http_pw_rc(ngx_int_t rc)
 }
 
 
+/* Header writes refuse bad names and values (CR/LF, bad :path, ...) with
+ * NGX_ERROR: the plugin gets BAD_ARGUMENT. */
+static int
+ngx_http_pw_write_rc(ngx_int_t rc)
+{
+    return rc == NGX_ERROR ? PW_EINVAL : ngx_http_pw_rc(rc);
+}
+
+
 /* ---- logging ---- */
 
 
@@ -174,7 +183,7 @@ ngx_http_pw_map_set_pairs(const pw_hctx_t *c, pw_map_type_t t,
         return PW_ENOTFOUND;
     }
 
-    return ngx_http_pw_rc(ngx_http_pw_headers_set_pairs(r, resp, p));
+    return ngx_http_pw_write_rc(ngx_http_pw_headers_set_pairs(r, resp, p));
 }
 
 
@@ -190,7 +199,7 @@ ngx_http_pw_map_add(const pw_hctx_t *c, pw_map_type_t t, pw_str_t key,
         return PW_ENOTFOUND;
     }
 
-    return ngx_http_pw_rc(ngx_http_pw_headers_add(r, resp, key, value));
+    return ngx_http_pw_write_rc(ngx_http_pw_headers_add(r, resp, key, value));
 }
 
 
@@ -206,7 +215,7 @@ ngx_http_pw_map_replace(const pw_hctx_t *c, pw_map_type_t t, pw_str_t key,
         return PW_ENOTFOUND;
     }
 
-    return ngx_http_pw_rc(ngx_http_pw_headers_replace(r, resp, key, value));
+    return ngx_http_pw_write_rc(ngx_http_pw_headers_replace(r, resp, key, value));
 }
 
 
@@ -221,7 +230,7 @@ ngx_http_pw_map_remove(const pw_hctx_t *c, pw_map_type_t t, pw_str_t key)
         return PW_ENOTFOUND;
     }
 
-    return ngx_http_pw_rc(ngx_http_pw_headers_remove(r, resp, key));
+    return ngx_http_pw_write_rc(ngx_http_pw_headers_remove(r, resp, key));
 }
 
 
