@@ -155,8 +155,13 @@ class Response:
         return self.body.decode("latin-1")
 
     def json(self):
+        """The upstream's echo; fails the test if this is not one."""
         import json
-        return json.loads(self.body)
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            pytest.fail("not an upstream echo: %d %r" % (self.status,
+                                                         self.body[:300]))
 
     def echo_header(self, name):
         """A request header as the upstream echo saw it (first value)."""

@@ -20,6 +20,10 @@ def test_vm_start_and_configure_in_worker(ngx):
     assert pid_of(started[0]) in workers
     assert pid_of(configured[0]) in workers
     assert pid_of(started[0]) != ngx.proc.pid
+    # no V8 in the master: it stays single-threaded
+    with open("/proc/%d/status" % ngx.proc.pid) as f:
+        threads = [l for l in f if l.startswith("Threads:")][0]
+    assert threads.split()[1] == "1", threads
     ngx.settle(0.3)
     assert ngx.log_count("hello: vm started (vm configuration 6 bytes)") == 1
     assert ngx.log_count('hello: configured with "cfg-1"') == 1
