@@ -255,11 +255,15 @@ ngx_http_pw_property_get(ngx_http_pw_prop_ctx_t *pc, ngx_pool_t *pool,
     if (n == 3) {
         /* only the header maps have a third level: the header's name */
 
-        if (!ngx_http_pw_prop_is(seg[1], &ngx_http_pw_prop_headers)) {
+        if (!ngx_http_pw_prop_is(seg[1], &ngx_http_pw_prop_headers)
+            || (g->props != ngx_http_pw_prop_request
+                && g->props != ngx_http_pw_prop_response))
+        {
             return NGX_DECLINED;
         }
 
-        return ngx_http_pw_prop_header(r, g->props == ngx_http_pw_prop_response,
+        return ngx_http_pw_prop_header(r,
+                                       g->props == ngx_http_pw_prop_response,
                                        pool, seg[2], out);
     }
 
@@ -803,10 +807,10 @@ static ngx_int_t
 ngx_http_pw_prop_request_id(ngx_http_pw_prop_ctx_t *pc,
     ngx_http_request_t *r, ngx_pool_t *pool, pw_str_t *out)
 {
-    ngx_str_t           *id;
-    ngx_str_t            name = ngx_string("request_id");
-    ngx_uint_t           key;
-    ngx_pool_cleanup_t  *cln;
+    ngx_str_t                  *id;
+    ngx_str_t                   name = ngx_string("request_id");
+    ngx_uint_t                  key;
+    ngx_pool_cleanup_t         *cln;
     ngx_http_variable_value_t  *vv;
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {

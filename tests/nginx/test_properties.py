@@ -121,7 +121,9 @@ def test_request_properties(ngx):
              ["request", "referer"], ["request", "useragent"],
              ["request", "headers", "x-multi"],
              ["request", "headers", "X-Multi"],
-             ["request", "protocol"], ["request", "size"]]
+             ["request", "protocol"], ["request", "size"],
+             ["request", "headers", ":method"],
+             ["request", "headers", ":authority"]]
     r, res = run(ngx, probes("request_headers", paths),
                  path="/echo/a%20b?x=1&y=2",
                  headers=[("Host", "example.test:8080"),
@@ -141,19 +143,24 @@ def test_request_properties(ngx):
     assert res["request|headers|X-Multi"] == (OK, b"a,b")
     assert res["request|protocol"] == (OK, b"HTTP/1.1")
     assert i64(res["request|size"][1]) == 0
+    assert res["request|headers|:method"] == (OK, b"GET")
+    assert res["request|headers|:authority"] == (OK, b"example.test:8080")
 
 
 def test_request_absent_and_unknown(ngx):
     paths = [["request", "referer"], ["request", "headers", "x-none"],
              ["request", "nope"], ["request"], ["nope", "path"],
-             ["request", "path", "x", "y"], ["request", "query"]]
-    _, res = run(ngx, probes("request_headers", paths), path="/plain")
+             ["request", "path", "x", "y"], ["request", "query"],
+             ["source", "headers", "x-a"]]
+    _, res = run(ngx, probes("request_headers", paths), path="/plain",
+                 headers={"X-A": "1"})
     assert res["request|referer"][0] == NOT_FOUND
     assert res["request|headers|x-none"][0] == NOT_FOUND
     assert res["request|nope"][0] == NOT_FOUND
     assert res["request"][0] == NOT_FOUND
     assert res["nope|path"][0] == NOT_FOUND
     assert res["request|path|x|y"][0] == NOT_FOUND
+    assert res["source|headers|x-a"][0] == NOT_FOUND
     # no query string: present, empty (as Envoy)
     assert res["request|query"][0] == OK
     assert res["request|query"][1] in (None, b"")
@@ -205,6 +212,7 @@ def test_response_properties(ngx):
            ["response", "size"], ["response", "total_size"],
            ["response", "headers", "x-up"],
            ["response", "headers", "content-type"],
+           ["response", "headers", ":status"],
            ["upstream", "address"], ["upstream", "port"]]
     script = probes("request_headers", req) + "; " + probes("log", log)
     start(ngx, script)
@@ -229,7 +237,8 @@ def test_response_properties(ngx):
     total = i64(res["response|total_size"][1])
     assert total > len(b"hello world") + len("HTTP/1.1 201")
     assert res["response|headers|x-up"] == (OK, b"1")
-    assert res["response|headers|content-type"][0] == OK
+    assert res["response|headers|content-type"] == (OK, b"text/plain")
+    assert res["response|headers|:status"] == (OK, b"201")
     up = "127.0.0.1:%d" % ngx.upstream.port
     assert res["upstream|address"] == (OK, up.encode())
     assert i64(res["upstream|port"][1]) == ngx.upstream.port
