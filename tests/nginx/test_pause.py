@@ -27,11 +27,10 @@ def wait_resumed(ngx, phase, timeout=5):
 def test_pause_request_headers(ngx, upstream, wasm_file):
     ngx.start(wasm=module("n", wasm_file),
               server=pw("n", "pause=request_headers tick=100"))
-    t0 = time.time()
     r = ngx.get("/p-rh")
     assert r.status == 200
+    # added by the tick before it resumed the request
     assert r.echo_header("x-resumed") == "request_headers"
-    assert time.time() - t0 >= 0.05
     lines = wait_resumed(ngx, "request_headers")
     assert re.search(r"status=0\b", lines[0]), lines[0]
 

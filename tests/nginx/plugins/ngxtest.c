@@ -7,7 +7,8 @@
  *                  "x-configured: M" (calls of on_configure in this VM)
  *   pause=PHASE    pause the stream in PHASE (request_headers, request_body,
  *                  response_headers, response_body), once per request, and
- *                  resume it from the next tick; the tick adds
+ *                  resume it from the next tick (body callbacks until then
+ *                  keep answering pause, so the host buffers); the tick adds
  *                  "x-resumed: PHASE" to the request headers (request_headers)
  *                  or the response headers (response_headers) before
  *                  resuming
@@ -186,6 +187,12 @@ maybe_pause(uint32_t ctx, int phase)
 
     if (pause_phase != phase) {
         return PX_CONTINUE;
+    }
+    /* a body keeps coming while paused: stay paused until the tick */
+    for (i = 0; i < npending; i++) {
+        if (pending[i] == ctx) {
+            return PX_PAUSE;
+        }
     }
     for (i = 0; i < ndone; i++) {
         if (done_ctx[i] == ctx) {
