@@ -922,6 +922,9 @@ ngx_http_pw_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        /* nginx reuses its read buffer once these are consumed */
+        ngx_http_pw_consume(in);
+
         return ngx_http_next_request_body_filter(r, cl);
     }
 
@@ -933,6 +936,8 @@ ngx_http_pw_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
 swallow:
+
+    ngx_http_pw_consume(in);
 
     /* nginx's reading completes on the last buffer: pass an empty one */
     if (!eos) {
@@ -1079,11 +1084,16 @@ ngx_http_pw_resume_request_body(ngx_http_request_t *r,
             }
         }
 
-        /* the body nginx saved lacks the held part: append it */
-        for (ll = &r->request_body->bufs; *ll; ll = &(*ll)->next) {
-            if ((*ll)->buf->last_buf) {
-                (*ll)->buf->last_buf = 0;
+        /* the body nginx saved lacks the held part: append it, dropping
+         * the empty last buffer that ended nginx's reading */
+        ll = &r->request_body->bufs;
+        while (*ll) {
+            if (ngx_buf_size((*ll)->buf) == 0) {
+                *ll = (*ll)->next;
+                continue;
             }
+            (*ll)->buf->last_buf = 0;
+            ll = &(*ll)->next;
         }
         cl->buf->last_buf = 1;
         *ll = cl;

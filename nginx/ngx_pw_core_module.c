@@ -233,7 +233,7 @@ ngx_pw_read_module(ngx_conf_t *cf, ngx_pw_module_t *m)
     ngx_file_info_t  fi;
     int              rc;
 
-    if (ngx_conf_full_name(cf->cycle, &m->path, 1) != NGX_OK) {
+    if (ngx_conf_full_name(cf->cycle, &m->path, 0) != NGX_OK) {
         return NGX_ERROR;
     }
 
