@@ -236,3 +236,27 @@ def test_body_redact_leaves_other_bodies(ngx):
     r = ngx.get("/static/big.txt")
     assert r.body == big_body(300000)
 
+
+
+def test_request_body_unbuffered_proxying(ngx):
+    """proxy_request_buffering off: the body streams to the upstream while
+    the plugin sees it chunk by chunk."""
+    ngx.start(wasm=T, server=pw("t", "trace"),
+              proxy="proxy_request_buffering off;")
+    parts = [b"a" * 3000, b"b" * 3000, b"c" * 3000]
+    r = ngx.request("POST", "/unbuf", body=parts, chunked=True)
+    assert r.status == 200
+    assert r.json()["body"] == "a" * 3000 + "b" * 3000 + "c" * 3000
+    ngx.settle()
+    calls = body_calls(ngx, "request_body")
+    assert calls[-1][1] is True
+    assert sum(s for s, _ in calls) == 9000
+
+
+def test_request_body_replaced_unbuffered_proxying(ngx):
+    ngx.start(wasm=N, server=pw("n", "req_body=set:SMALL"),
+              proxy="proxy_request_buffering off;")
+    r = ngx.request("POST", "/unbuf-set", body=[b"x" * 5000, b"y" * 5000],
+                    chunked=True)
+    assert r.json()["body"] == "SMALL"
+    assert echo_length_ok(r)

@@ -246,3 +246,20 @@ def test_max_call_time_in_configure(ngx):
               server=pw("t", "on configure: loop"))
     assert ngx.get("/", timeout=20).status == 500
 
+
+
+def test_failure_log_counts_those_not_logged(ngx):
+    ngx.start(wasm=tmod("failmod"),
+              server=pw("failmod", "on request_headers: unreachable"))
+    for _ in range(10):
+        assert ngx.get("/burst").status == 500
+    time.sleep(1.2)
+    m = ngx.mark()
+    assert ngx.get("/after").status == 500
+    ngx.settle()
+    text = ngx.error_log()[m:]
+    assert "failmod" in text
+    # a failure message may span lines (a backtrace): search the text
+    found = re.search(r"\b([1-9]\d*)\b[^\n]*not logged", text)
+    assert found, text
+    assert int(found.group(1)) >= 5       # most of the burst was not logged

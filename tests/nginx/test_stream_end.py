@@ -165,3 +165,24 @@ def test_done_and_delete_of_root_on_quit(ngx):
     assert_once(end_callbacks(ngx, ctx))
     assert ngx.quit() == 0
     assert ngx.log_count("callback delete ctx=%s" % ctx) == 1
+
+
+def test_keepalive_requests_get_their_own_contexts(ngx):
+    import http.client
+    ngx.start(wasm=T, server=pw("t", "trace\non request_headers: "
+                                "get_header :path; add_header x-k 1"))
+    c = http.client.HTTPConnection("127.0.0.1", ngx.port, timeout=10)
+    try:
+        for i in range(3):
+            c.request("GET", "/ka-%d" % i)
+            r = c.getresponse()
+            body = r.read()
+            assert r.status == 200 and b'"x-k", "1"' in body.lower()
+    finally:
+        c.close()
+    for i in range(3):
+        ngx.wait_log("value :path = /ka-%d" % i)
+    ctxs = stream_ctxs(ngx)
+    assert len(set(ctxs)) == 3
+    for ctx in ctxs:
+        assert_once(end_callbacks(ngx, ctx))
