@@ -4,9 +4,22 @@ HOSTCALL_BENCH := $(BUILD)/bench/hostcall_bench
 BINS += $(HOSTCALL_BENCH) $(BENCH_WASMS)
 BENCHES += bench/run_hostcall_bench.sh
 
+# nginx: one response header added natively, by a plugin, by Lua, by njs.
+BENCH_PLUGINS := add_header
+BENCH_PLUGIN_WASMS := $(BENCH_PLUGINS:%=$(WASM_OUT)/bench_%.wasm)
+WASMS += $(BENCH_PLUGIN_WASMS)
+ifneq ($(SAN),1)
+BENCHES += bench/nginx_bench.sh
+endif
+
 $(BUILD)/bench/%.wasm: bench/%.wat
 	@mkdir -p $(@D)
 	$(WAT2WASM) $< -o $@
+
+$(BENCH_PLUGIN_WASMS): $(WASM_OUT)/bench_%.wasm: bench/plugins/%.c \
+                       $(SDK_C_DEPS) bench/module.mk
+	@mkdir -p $(@D)
+	$(WASM_CC) $(WASM_CFLAGS) $(SDK_C_CFLAGS) -o $@ $< $(SDK_C_SRC)
 
 $(HOSTCALL_BENCH): $(BUILD)/bench/hostcall_bench.o $(LIB)
 	$(CC) -o $@ $^ $(LDFLAGS) $(LDLIBS)
