@@ -368,11 +368,16 @@ class Nginx:
     def log_count(self, text, since=0):
         return len(self.log_lines(text, since))
 
-    def wait_log(self, text, count=1, since=0, timeout=5):
-        """Wait until `text` is logged `count` times; returns the lines."""
+    def wait_log(self, text, count=1, since=0, timeout=5, exact=True):
+        """Wait until `text` is logged `count` times (as a whole message,
+        or anywhere in a line with exact=False); returns the lines."""
         deadline = time.time() + timeout
         while True:
-            lines = self.log_lines(text, since)
+            if exact:
+                lines = self.log_lines(text, since)
+            else:
+                lines = [l for l in self.error_log()[since:].splitlines()
+                         if text in l]
             if len(lines) >= count:
                 return lines
             if time.time() > deadline:

@@ -263,3 +263,22 @@ def test_failure_log_counts_those_not_logged(ngx):
     found = re.search(r"\b([1-9]\d*)\b[^\n]*not logged", text)
     assert found, text
     assert int(found.group(1)) >= 5       # most of the burst was not logged
+
+
+def test_each_filter_has_its_own_policy(ngx):
+    ngx.start(wasm=tmod("a") + tmod("b"),
+              server=pw("a", "on request_headers: unreachable",
+                        "on_error=open") +
+              pw("b", "on request_headers: unreachable",
+                 "error_status=503"))
+    assert ngx.get("/two-policies").status == 503
+
+
+def test_trap_under_stream_isolation(ngx):
+    ngx.start(wasm=tmod(), server="proxy_wasm_isolation stream;",
+              proxy=pw("t", "on request_headers: add_header x-ok 1"),
+              locations="location /trap { %s proxy_pass http://backend; }"
+              % pw("t", "on request_headers: unreachable"))
+    assert ngx.get("/trap").status == 500
+    r = ngx.get("/")
+    assert r.status == 200 and r.echo_header("x-ok") == "1"

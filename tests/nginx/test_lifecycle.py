@@ -257,3 +257,54 @@ def test_module_without_proxy_wasm_is_harmless(ngx):
     ngx.start(wasm=module("t", "testplugin.wasm"))
     assert ngx.get("/").status == 200
     assert ngx.get("/static/hello.txt").status == 200
+
+
+def _in_thread(fn):
+    import threading
+    out = {}
+
+    def run():
+        try:
+            out["r"] = fn()
+        except Exception as e:          # reported by the caller
+            out["e"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_reload_while_a_request_is_paused(ngx):
+    """The old worker finishes its in-flight (paused) request after the
+    reload; new requests see the new configuration."""
+    wasm = module("n", "ngxtest.wasm")
+    ngx.start(wasm=wasm, server=pw("n", "pause=request_headers tick=20 "
+                                   "hold=500"))
+    t, out = _in_thread(lambda: ngx.get("/in-flight", timeout=15))
+    ngx.wait_log("ngxtest: paused request_headers", exact=False)
+    ngx.proc.send_signal(__import__("signal").SIGHUP)
+    t.join(15)
+    assert "e" not in out, out
+    r = out["r"]
+    assert r.status == 200
+    assert r.echo_header("x-resumed") == "request_headers"
+
+
+def test_quit_while_a_request_is_paused(ngx):
+    ngx.start(wasm=module("n", "ngxtest.wasm"),
+              server=pw("n", "pause=request_headers tick=20 hold=500"))
+    t, out = _in_thread(lambda: ngx.get("/in-flight-quit", timeout=15))
+    ngx.wait_log("ngxtest: paused request_headers", exact=False)
+    assert ngx.quit() == 0
+    t.join(15)
+    assert "e" not in out, out
+    assert out["r"].status == 200
+
+
+def test_reload_changes_isolation(ngx):
+    wasm = module("n", "ngxtest.wasm")
+    ngx.start(wasm=wasm, server=pw("n", "count"))
+    assert [ngx.get("/").header("x-count") for _ in range(2)] == ["1", "2"]
+    assert ngx.reload(wasm=wasm, server="proxy_wasm_isolation stream;" +
+                      pw("n", "count"))
+    assert [ngx.get("/").header("x-count") for _ in range(2)] == ["1", "1"]

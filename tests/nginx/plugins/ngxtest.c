@@ -13,6 +13,8 @@
  *                  or the response headers (response_headers) before
  *                  resuming
  *   tick=MS        tick period (default 20 with pause=)
+ *   hold=MS        the tick resumes a stream only once it has been paused
+ *                  that long (default 0)
  *   loglevel       log "ngxtest: log level N" (proxy_get_log_level) at
  *                  critical level in on_configure and on every request
  *   req_body=OP:TEXT, resp_body=OP:TEXT
@@ -45,7 +47,9 @@ static int count_on;
 static int pause_phase;
 static uint32_t pending[MAX_PENDING];
 static int pending_phase[MAX_PENDING];
+static uint64_t pending_since[MAX_PENDING];
 static int npending;
+static uint64_t hold_ns;
 
 /* streams already paused once (so each pauses once per request) */
 static uint32_t done_ctx[MAX_PENDING];
@@ -161,6 +165,8 @@ on_configure(uint32_t root_id, uint32_t size)
                 free(config);
                 return false;
             }
+        } else if (strncmp(w, "hold=", 5) == 0) {
+            hold_ns = (uint64_t) atoi(w + 5) * 1000000;
         } else if (strncmp(w, "tick=", 5) == 0) {
             tick = (unsigned) atoi(w + 5);
         } else {
@@ -204,6 +210,8 @@ maybe_pause(uint32_t ctx, int phase)
         return PX_CONTINUE;
     }
     done_ctx[ndone++] = ctx;
+    pending_since[npending] = 0;
+    px_get_current_time_ns(&pending_since[npending]);
     pending[npending] = ctx;
     pending_phase[npending++] = phase;
     px_logf(PX_LOG_INFO, "ngxtest: paused %s ctx=%u", phase_names[phase],
@@ -215,13 +223,22 @@ maybe_pause(uint32_t ctx, int phase)
 static void
 on_tick(uint32_t root_id)
 {
-    int i, phase;
+    int i, n, phase;
     uint32_t ctx;
+    uint64_t now = 0;
     px_status_t rc;
 
-    for (i = 0; i < npending; i++) {
+    px_get_current_time_ns(&now);
+
+    for (i = 0, n = 0; i < npending; i++) {
         ctx = pending[i];
         phase = pending_phase[i];
+        if (now - pending_since[i] < hold_ns) {
+            pending[n] = ctx;
+            pending_phase[n] = phase;
+            pending_since[n++] = pending_since[i];
+            continue;
+        }
         rc = px_set_effective_context(ctx);
         if (rc == PX_OK) {
             if (phase == PH_REQ_HEADERS) {
@@ -238,7 +255,7 @@ on_tick(uint32_t root_id)
         px_logf(PX_LOG_INFO, "ngxtest: resumed %s ctx=%u status=%u",
                 phase_names[phase], ctx, (unsigned) rc);
     }
-    npending = 0;
+    npending = n;
 }
 
 
@@ -303,6 +320,7 @@ on_delete(uint32_t ctx)
         if (pending[i] == ctx) {
             pending[i] = pending[npending - 1];
             pending_phase[i] = pending_phase[npending - 1];
+            pending_since[i] = pending_since[npending - 1];
             npending--;
             break;
         }
