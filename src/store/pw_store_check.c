@@ -90,6 +90,16 @@ pw__store_check(pw_store_t *st, pw__store_stats_t *stats, char *err,
         goto done;
     }
 
+    if ((h->kv_evict != PW_STORE_EVICT_NONE
+         && h->kv_evict != PW_STORE_EVICT_LRU)
+        || (h->q_evict != PW_STORE_EVICT_NONE
+            && h->q_evict != PW_STORE_EVICT_OLDEST)
+        || h->kv_strict_cas > 1)
+    {
+        rc = pw__chk_fail(&c, "bad options");
+        goto done;
+    }
+
     s.heap_bytes = h->heap_end - h->heap_start;
 
     rc = pw__chk_heap(&c, &s);
@@ -283,11 +293,13 @@ pw__chk_kv(pw__chk_t *c)
     int rc;
     pw__hdr_t *h;
     pw__kv_t *e, *o;
-    uint64_t i, off, o2, *buckets, n, steps;
+    pw__blk_t *b;
+    uint64_t i, off, o2, *buckets, n, steps, bytes, prev;
 
     h = PW__HDR(c->st);
     buckets = PW__AT(c->st, h->kv_buckets);
     n = 0;
+    bytes = 0;
 
     for (i = 0; i < h->kv_nbuckets; i++) {
         steps = 0;
@@ -312,6 +324,7 @@ pw__chk_kv(pw__chk_t *c)
             }
 
             /* counted once already: check the size without a second ref */
+            bytes += pw__chk_block(c, off - 8)->size;
             if (pw__chk_block(c, off - 8)->size - 8
                 < sizeof(pw__kv_t) + e->klen + e->vlen)
             {
@@ -351,6 +364,51 @@ pw__chk_kv(pw__chk_t *c)
                             (unsigned long long) h->kv_count);
     }
 
+    if (bytes != h->kv_bytes) {
+        return pw__chk_fail(c, "kv bytes %llu, header says %llu",
+                            (unsigned long long) bytes,
+                            (unsigned long long) h->kv_bytes);
+    }
+
+    /*
+     * The recency list: n entries, each on its hash chain, back links
+     * matching (which also rules out visiting one entry twice).
+     */
+    prev = 0;
+    steps = 0;
+    for (off = h->lru_head; off != 0; off = e->lru_next) {
+        b = off >= 8 ? pw__chk_block(c, off - 8) : NULL;
+        if (b == NULL || !b->used || ++steps > n) {
+            return pw__chk_fail(c, "lru list: bad entry %llu",
+                                (unsigned long long) off);
+        }
+
+        e = PW__AT(c->st, off);
+        if (e->lru_prev != prev) {
+            return pw__chk_fail(c, "lru list: %llu has a wrong back link",
+                                (unsigned long long) off);
+        }
+
+        for (o2 = buckets[e->hash & (h->kv_nbuckets - 1)];
+             o2 != 0 && o2 != off; o2 = o->next)
+        {
+            o = PW__AT(c->st, o2);
+        }
+        if (o2 != off) {
+            return pw__chk_fail(c, "lru list: %llu is not a kv entry",
+                                (unsigned long long) off);
+        }
+
+        prev = off;
+    }
+
+    if (steps != n || prev != h->lru_tail) {
+        return pw__chk_fail(c, "lru list: %llu entries of %llu, tail %s",
+                            (unsigned long long) steps,
+                            (unsigned long long) n,
+                            prev == h->lru_tail ? "ok" : "wrong");
+    }
+
     return PW_OK;
 }
 
@@ -384,7 +442,7 @@ pw__chk_queues(pw__chk_t *c, pw__store_stats_t *s)
     pw__hdr_t *h;
     pw__queue_t *q, *o;
     pw__item_t *it;
-    uint64_t i, j, *tab, off, last, n;
+    uint64_t i, j, *tab, off, last, n, bytes;
 
     h = PW__HDR(c->st);
 
@@ -423,6 +481,7 @@ pw__chk_queues(pw__chk_t *c, pw__store_stats_t *s)
         }
 
         n = 0;
+        bytes = 0;
         last = 0;
         for (off = q->head; off != 0; off = it->next) {
             if (n > c->nblks) {
@@ -445,7 +504,19 @@ pw__chk_queues(pw__chk_t *c, pw__store_stats_t *s)
             }
 
             last = off;
+            bytes += it->len;
             n++;
+        }
+
+        if (bytes != q->bytes
+            || (h->q_max_items != 0 && n > h->q_max_items)
+            || (h->q_max_bytes != 0 && bytes > h->q_max_bytes))
+        {
+            return pw__chk_fail(c, "queue %llu: %llu bytes, header says "
+                                "%llu, or over a bound",
+                                (unsigned long long) i + 1,
+                                (unsigned long long) bytes,
+                                (unsigned long long) q->bytes);
         }
 
         if (n != q->count || last != q->tail) {
@@ -457,6 +528,7 @@ pw__chk_queues(pw__chk_t *c, pw__store_stats_t *s)
         }
 
         s->queue_items += n;
+        s->queue_bytes += bytes;
     }
 
     return PW_OK;

@@ -26,6 +26,14 @@
  * again. Hence the rule: inside one operation every pw__alloc() comes
  * before every pw__free() (a freed block reused in the same operation
  * would be written without an undo record).
+ *
+ * Eviction frees before the write that needs the room can allocate, so
+ * each eviction is an operation of its own (committed), and the write is
+ * the next one, all under the same hold of the lock: a crash can leave
+ * some evictions done without the write, never half an eviction.
+ *
+ * KV recency: every entry is on one doubly linked list, most recently
+ * used first (lru_head); eviction takes from lru_tail.
  */
 #ifndef PW_STORE_INTERNAL_H
 #define PW_STORE_INTERNAL_H
@@ -34,7 +42,7 @@
 #include <pw/pw_store.h>
 
 #define PW__STORE_MAGIC    0x3130657274537750ULL  /* "PwStre01" */
-#define PW__STORE_VERSION  1
+#define PW__STORE_VERSION  2
 #define PW__JOURNAL_MAX    64
 #define PW__USED           1ULL
 #define PW__BLOCK_MIN      16
@@ -74,12 +82,29 @@ typedef struct {
     uint64_t m_cap;
     uint64_t m_count;
 
+    /* options fixed at format time (pw_store_opts_t) */
+    uint64_t kv_evict;
+    uint64_t q_evict;
+    uint64_t q_max_items;
+    uint64_t q_max_bytes;
+    uint64_t kv_strict_cas;
+
+    /* kv recency list and accounting */
+    uint64_t lru_head;        /* most recently used entry */
+    uint64_t lru_tail;
+    uint64_t kv_bytes;        /* sum of kv entries' block sizes */
+
+    uint64_t kv_evictions;
+    uint64_t q_dropped;
+
     uint64_t jn;              /* undo records in use; 0 = consistent */
     pw__undo_t journal[PW__JOURNAL_MAX];
 } pw__hdr_t;
 
 typedef struct {
     uint64_t next;            /* next entry in the bucket chain */
+    uint64_t lru_prev;        /* more recently used; 0: the head */
+    uint64_t lru_next;        /* less recently used; 0: the tail */
     uint64_t hash;
     uint64_t cas;
     uint64_t klen;
@@ -93,6 +118,8 @@ typedef struct {
     uint64_t head;            /* oldest item */
     uint64_t tail;
     uint64_t count;
+    uint64_t bytes;           /* sum of the items' len */
+    uint64_t dropped;         /* items dropped by eviction */
     uint64_t vm_len;
     uint64_t name_len;
     /* vm_id bytes, name bytes */
@@ -130,9 +157,15 @@ struct pw_store_s {
 #define PW__AT(st, off)   ((void *) ((st)->base + (off)))
 #define PW__OFF(st, p)    ((uint64_t) ((uint8_t *) (p) - (st)->base))
 #define PW__ALIGN8(n)     (((n) + 7) & ~(uint64_t) 7)
+/* size of the heap block holding the payload at off */
+#define PW__BSIZE(st, off)                                                  \
+    (*(uint64_t *) PW__AT(st, (off) - 8) & ~PW__USED)
 
 /* kv.c */
 uint64_t pw__hash(const void *data, size_t len);
+/* Evict the least recently used entry other than the one at keep (0:
+ * none) as one committed operation; 0 when there is nothing to evict. */
+int pw__kv_evict_one_locked(pw_store_t *st, uint64_t keep);
 
 /* region.c */
 int pw__lock(pw_store_t *st);
@@ -141,6 +174,8 @@ void pw__set(pw_store_t *st, uint64_t *word, uint64_t val);
 void pw__commit(pw_store_t *st);
 void pw__rollback(pw_store_t *st);
 int pw__alloc(pw_store_t *st, uint64_t n, uint64_t *off);
+/* The block size pw__alloc(n) takes at least. */
+uint64_t pw__block_need(uint64_t n);
 void pw__free(pw_store_t *st, uint64_t off);
 int pw__table_add(pw_store_t *st, uint64_t *tab, uint64_t *cap,
     uint64_t *count, uint64_t rec);
@@ -154,6 +189,7 @@ typedef struct {
     uint64_t used_blocks;
     uint64_t kv_count;
     uint64_t queue_items;
+    uint64_t queue_bytes;
 } pw__store_stats_t;
 
 /*

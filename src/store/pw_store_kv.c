@@ -57,15 +57,115 @@ pw__kv_find_locked(pw_store_t *st, const char *key, size_t klen,
 }
 
 
-/*
- * The eviction hook point: called when an entry of need bytes does not fit.
- * An LRU policy would unlink and free old entries here (all pw__set writes,
- * so still crash safe) and return how many it evicted; the caller retries.
- */
-static uint64_t
-pw__kv_evict_locked(pw_store_t *st, uint64_t need)
+static void
+pw__kv_lru_unlink_locked(pw_store_t *st, pw__kv_t *e)
 {
-    return 0;
+    pw__hdr_t *h;
+
+    h = PW__HDR(st);
+
+    if (e->lru_prev != 0) {
+        pw__set(st, &((pw__kv_t *) PW__AT(st, e->lru_prev))->lru_next,
+                e->lru_next);
+    } else {
+        pw__set(st, &h->lru_head, e->lru_next);
+    }
+
+    if (e->lru_next != 0) {
+        pw__set(st, &((pw__kv_t *) PW__AT(st, e->lru_next))->lru_prev,
+                e->lru_prev);
+    } else {
+        pw__set(st, &h->lru_tail, e->lru_prev);
+    }
+}
+
+
+/* e's own links are already set (fresh entry) or journaled by the caller */
+static void
+pw__kv_lru_link_head_locked(pw_store_t *st, uint64_t off)
+{
+    pw__hdr_t *h;
+
+    h = PW__HDR(st);
+
+    if (h->lru_head != 0) {
+        pw__set(st, &((pw__kv_t *) PW__AT(st, h->lru_head))->lru_prev, off);
+    } else {
+        pw__set(st, &h->lru_tail, off);
+    }
+    pw__set(st, &h->lru_head, off);
+}
+
+
+static void
+pw__kv_touch_locked(pw_store_t *st, pw__kv_t *e)
+{
+    pw__hdr_t *h;
+    uint64_t off;
+
+    h = PW__HDR(st);
+    off = PW__OFF(st, e);
+
+    if (h->lru_head == off) {
+        return;
+    }
+
+    pw__kv_lru_unlink_locked(st, e);
+    pw__set(st, &e->lru_prev, 0);
+    pw__set(st, &e->lru_next, h->lru_head);
+    pw__kv_lru_link_head_locked(st, off);
+}
+
+
+/* Unlink e (reached through *link) everywhere and free it. */
+static void
+pw__kv_remove_locked(pw_store_t *st, pw__kv_t *e, uint64_t *link)
+{
+    pw__hdr_t *h;
+    uint64_t off;
+
+    h = PW__HDR(st);
+    off = PW__OFF(st, e);
+
+    pw__set(st, link, e->next);
+    pw__kv_lru_unlink_locked(st, e);
+    pw__set(st, &h->kv_count, h->kv_count - 1);
+    pw__set(st, &h->kv_bytes, h->kv_bytes - PW__BSIZE(st, off));
+    pw__free(st, off);
+}
+
+
+int
+pw__kv_evict_one_locked(pw_store_t *st, uint64_t keep)
+{
+    pw__hdr_t *h;
+    pw__kv_t *v;
+    uint64_t off, *link;
+
+    h = PW__HDR(st);
+    off = h->lru_tail;
+    if (off != 0 && off == keep) {
+        off = ((pw__kv_t *) PW__AT(st, keep))->lru_prev;
+    }
+    if (off == 0) {
+        return 0;
+    }
+
+    v = PW__AT(st, off);
+    link = &((uint64_t *) PW__AT(st, h->kv_buckets))[v->hash
+                                                     & (h->kv_nbuckets - 1)];
+    while (*link != off) {
+        if (*link == 0) {
+            /* not on its chain: never the case in a consistent region */
+            return 0;
+        }
+        link = &((pw__kv_t *) PW__AT(st, *link))->next;
+    }
+
+    pw__kv_remove_locked(st, v, link);
+    pw__set(st, &h->kv_evictions, h->kv_evictions + 1);
+    pw__commit(st);
+    return 1;
 }
 
 
@@ -111,6 +211,11 @@ pw_kv_get(pw_store_t *st, const char *key, size_t klen, uint8_t **val,
         *cas = (uint32_t) e->cas;
     }
 
+    if (PW__HDR(st)->kv_evict == PW_STORE_EVICT_LRU) {
+        pw__kv_touch_locked(st, e);
+        pw__commit(st);
+    }
+
     pw__unlock(st);
 
     if (val != NULL) {
@@ -125,10 +230,10 @@ int
 pw_kv_set(pw_store_t *st, const char *key, size_t klen, const void *val,
     size_t vlen, uint32_t cas)
 {
-    int rc;
+    int rc, lru, evicted;
     pw__hdr_t *h;
     pw__kv_t *e, *n;
-    uint64_t hash, *link, need, noff, token;
+    uint64_t hash, *link, need, noff, token, keep, room;
 
     if (st == NULL || (key == NULL && klen > 0)
         || (val == NULL && vlen > 0))
@@ -154,27 +259,42 @@ pw_kv_set(pw_store_t *st, const char *key, size_t klen, const void *val,
 
     e = pw__kv_find_locked(st, key, klen, hash, &link);
 
-    if (e != NULL && cas != 0 && e->cas != cas) {
+    if (cas != 0
+        && ((e != NULL && e->cas != cas) || (e == NULL && h->kv_strict_cas)))
+    {
         pw__unlock(st);
         return PW_ECAS;
     }
 
     if (vlen == 0) {
         if (e != NULL) {
-            pw__set(st, link, e->next);
-            pw__set(st, &h->kv_count, h->kv_count - 1);
-            pw__free(st, PW__OFF(st, e));
+            pw__kv_remove_locked(st, e, link);
             pw__commit(st);
         }
         pw__unlock(st);
         return PW_OK;
     }
 
+    lru = h->kv_evict == PW_STORE_EVICT_LRU;
+    keep = e ? PW__OFF(st, e) : 0;
+    evicted = 0;
+
+    if (lru) {
+        /* evict nothing when evicting everything else could not do */
+        room = h->free_bytes + h->kv_bytes - (e ? PW__BSIZE(st, keep) : 0);
+        if (pw__block_need(need) > room) {
+            pw__unlock(st);
+            return PW_EFULL;
+        }
+    }
+
     for ( ;; ) {
+        /* a failed pw__alloc writes nothing */
         rc = pw__alloc(st, need, &noff);
-        if (rc != PW_EFULL || pw__kv_evict_locked(st, need) == 0) {
+        if (rc != PW_EFULL || !lru || !pw__kv_evict_one_locked(st, keep)) {
             break;
         }
+        evicted = 1;
     }
 
     if (rc != PW_OK) {
@@ -183,15 +303,26 @@ pw_kv_set(pw_store_t *st, const char *key, size_t klen, const void *val,
         return rc;
     }
 
+    if (evicted) {
+        /* an evicted entry may have held the word that linked to ours */
+        e = pw__kv_find_locked(st, key, klen, hash, &link);
+    }
+
     token = (uint32_t) (h->cas_last + 1);
     if (token == 0) {
         token = 1;
     }
     pw__set(st, &h->cas_last, token);
 
-    /* the new entry is fresh memory: fill it, then publish with one word */
+    if (e != NULL) {
+        pw__kv_lru_unlink_locked(st, e);
+    }
+
+    /* the new entry is fresh memory: fill it, then publish it */
     n = PW__AT(st, noff);
     n->next = e ? e->next : 0;
+    n->lru_prev = 0;
+    n->lru_next = h->lru_head;
     n->hash = hash;
     n->cas = token;
     n->klen = klen;
@@ -201,13 +332,17 @@ pw_kv_set(pw_store_t *st, const char *key, size_t klen, const void *val,
     }
     memcpy((uint8_t *) (n + 1) + klen, val, vlen);
 
+    pw__set(st, link, noff);
+    pw__kv_lru_link_head_locked(st, noff);
+
     if (e != NULL) {
-        pw__set(st, link, noff);
-        pw__free(st, PW__OFF(st, e));
+        pw__set(st, &h->kv_bytes,
+                h->kv_bytes + PW__BSIZE(st, noff) - PW__BSIZE(st, keep));
+        pw__free(st, keep);
 
     } else {
-        pw__set(st, link, noff);
         pw__set(st, &h->kv_count, h->kv_count + 1);
+        pw__set(st, &h->kv_bytes, h->kv_bytes + PW__BSIZE(st, noff));
     }
 
     pw__commit(st);

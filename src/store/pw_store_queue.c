@@ -118,6 +118,8 @@ pw_queue_register(pw_store_t *st, pw_str_t vm_id, pw_str_t name,
         q->head = 0;
         q->tail = 0;
         q->count = 0;
+        q->bytes = 0;
+        q->dropped = 0;
         q->vm_len = vm_id.len;
         q->name_len = name.len;
         s = (uint8_t *) (q + 1);
@@ -174,11 +176,66 @@ pw_queue_resolve(pw_store_t *st, pw_str_t vm_id, pw_str_t name,
 }
 
 
+/* Unlink the oldest item of q (not empty) and free it; no commit. */
+static void
+pw__queue_pop_locked(pw_store_t *st, pw__queue_t *q)
+{
+    pw__item_t *it;
+
+    it = PW__AT(st, q->head);
+
+    pw__set(st, &q->head, it->next);
+    if (it->next == 0) {
+        pw__set(st, &q->tail, 0);
+    }
+    pw__set(st, &q->count, q->count - 1);
+    pw__set(st, &q->bytes, q->bytes - it->len);
+    pw__free(st, PW__OFF(st, it));
+}
+
+
+/* Drop the oldest item of q as one committed operation; 0 if empty. */
+static int
+pw__queue_drop_oldest_locked(pw_store_t *st, pw__queue_t *q)
+{
+    pw__hdr_t *h;
+
+    if (q->head == 0) {
+        return 0;
+    }
+
+    h = PW__HDR(st);
+    pw__queue_pop_locked(st, q);
+    pw__set(st, &q->dropped, q->dropped + 1);
+    pw__set(st, &h->q_dropped, h->q_dropped + 1);
+    pw__commit(st);
+    return 1;
+}
+
+
+/* Would emptying q leave room for a block of need bytes? */
+static int
+pw__queue_could_fit_locked(pw_store_t *st, pw__queue_t *q, uint64_t need)
+{
+    uint64_t room, off;
+
+    room = PW__HDR(st)->free_bytes;
+    for (off = q->head; off != 0 && room < need;
+         off = ((pw__item_t *) PW__AT(st, off))->next)
+    {
+        room += PW__BSIZE(st, off);
+    }
+
+    return room >= need;
+}
+
+
 int
 pw_queue_enqueue(pw_store_t *st, uint32_t qid, const void *data,
     size_t len)
 {
-    int rc;
+    int rc, oldest;
+    pw__hdr_t *h;
     pw__queue_t *q;
     pw__item_t *it;
     uint64_t off, owner;
@@ -195,13 +252,50 @@ pw_queue_enqueue(pw_store_t *st, uint32_t qid, const void *data,
         return rc;
     }
 
+    h = PW__HDR(st);
+
     q = pw__queue_by_id_locked(st, qid);
     if (q == NULL) {
         pw__unlock(st);
         return PW_ENOTFOUND;
     }
 
-    rc = pw__alloc(st, sizeof(pw__item_t) + len, &off);
+    if (h->q_max_bytes != 0 && len > h->q_max_bytes) {
+        pw__unlock(st);
+        return PW_ELIMIT;
+    }
+
+    oldest = h->q_evict == PW_STORE_EVICT_OLDEST;
+
+    /* the bounds first: they do not depend on how full the region is */
+    while ((h->q_max_items != 0 && q->count >= h->q_max_items)
+           || (h->q_max_bytes != 0 && q->bytes + len > h->q_max_bytes))
+    {
+        if (!oldest || !pw__queue_drop_oldest_locked(st, q)) {
+            pw__unlock(st);
+            return PW_EFULL;
+        }
+    }
+
+    if (oldest
+        && !pw__queue_could_fit_locked(st, q,
+                                       pw__block_need(sizeof(pw__item_t)
+                                                      + len)))
+    {
+        pw__unlock(st);
+        return PW_EFULL;
+    }
+
+    for ( ;; ) {
+        /* a failed pw__alloc writes nothing */
+        rc = pw__alloc(st, sizeof(pw__item_t) + len, &off);
+        if (rc != PW_EFULL || !oldest
+            || !pw__queue_drop_oldest_locked(st, q))
+        {
+            break;
+        }
+    }
+
     if (rc != PW_OK) {
         pw__rollback(st);
         pw__unlock(st);
@@ -222,6 +316,7 @@ pw_queue_enqueue(pw_store_t *st, uint32_t qid, const void *data,
     }
     pw__set(st, &q->tail, off);
     pw__set(st, &q->count, q->count + 1);
+    pw__set(st, &q->bytes, q->bytes + len);
 
     owner = q->owner;
     pw__commit(st);
@@ -277,16 +372,79 @@ pw_queue_dequeue(pw_store_t *st, uint32_t qid, uint8_t **data,
     }
     *len = it->len;
 
-    pw__set(st, &q->head, it->next);
-    if (it->next == 0) {
-        pw__set(st, &q->tail, 0);
-    }
-    pw__set(st, &q->count, q->count - 1);
-    pw__free(st, PW__OFF(st, it));
-
+    pw__queue_pop_locked(st, q);
     pw__commit(st);
     pw__unlock(st);
 
     *data = copy;
+    return PW_OK;
+}
+
+
+int
+pw_queue_set_owner(pw_store_t *st, uint32_t qid, uint64_t owner)
+{
+    int rc;
+    pw__queue_t *q;
+
+    if (st == NULL) {
+        return PW_EINVAL;
+    }
+
+    rc = pw__lock(st);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    q = pw__queue_by_id_locked(st, qid);
+    if (q != NULL && q->owner != owner) {
+        pw__set(st, &q->owner, owner);
+        pw__commit(st);
+    }
+
+    pw__unlock(st);
+    return q ? PW_OK : PW_ENOTFOUND;
+}
+
+
+int
+pw_queue_foreach(pw_store_t *st,
+    void (*fn)(void *arg, const pw_queue_info_t *q), void *arg)
+{
+    int rc;
+    pw__hdr_t *h;
+    pw__queue_t *q;
+    pw_queue_info_t info;
+    uint64_t i, *tab;
+
+    if (st == NULL || fn == NULL) {
+        return PW_EINVAL;
+    }
+
+    rc = pw__lock(st);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    h = PW__HDR(st);
+
+    for (i = 0; i < h->q_count; i++) {
+        tab = PW__AT(st, h->q_tab);
+        q = PW__AT(st, tab[i]);
+
+        info.qid = (uint32_t) q->qid;
+        info.owner = q->owner;
+        info.vm_id.data = (const char *) (q + 1);
+        info.vm_id.len = q->vm_len;
+        info.name.data = info.vm_id.data + q->vm_len;
+        info.name.len = q->name_len;
+        info.depth = q->count;
+        info.bytes = q->bytes;
+        info.dropped = q->dropped;
+
+        fn(arg, &info);
+    }
+
+    pw__unlock(st);
     return PW_OK;
 }

@@ -14,12 +14,33 @@ static void pw__undo(pw__hdr_t *h, uint8_t *base);
 int
 pw_store_format(void *region, size_t size)
 {
+    return pw_store_format_ex(region, size, NULL);
+}
+
+
+int
+pw_store_format_ex(void *region, size_t size, const pw_store_opts_t *opts)
+{
     pw__hdr_t *h;
     pthread_mutexattr_t attr;
+    pw_store_opts_t o;
     uint64_t nb, heap, first;
 
     if (region == NULL || ((uintptr_t) region & 7) != 0
         || size < PW_STORE_MIN_SIZE)
+    {
+        return PW_EINVAL;
+    }
+
+    memset(&o, 0, sizeof(o));
+    if (opts != NULL) {
+        o = *opts;
+    }
+
+    if ((o.kv_eviction != PW_STORE_EVICT_NONE
+         && o.kv_eviction != PW_STORE_EVICT_LRU)
+        || (o.queue_eviction != PW_STORE_EVICT_NONE
+            && o.queue_eviction != PW_STORE_EVICT_OLDEST))
     {
         return PW_EINVAL;
     }
@@ -50,6 +71,12 @@ pw_store_format(void *region, size_t size)
     *(uint64_t *) ((uint8_t *) region + first + 8) = 0;
     h->free_head = first;
     h->free_bytes = size - heap;
+
+    h->kv_evict = (uint64_t) o.kv_eviction;
+    h->q_evict = (uint64_t) o.queue_eviction;
+    h->q_max_items = o.queue_max_items;
+    h->q_max_bytes = o.queue_max_bytes;
+    h->kv_strict_cas = o.kv_strict_cas != 0;
 
     if (pthread_mutexattr_init(&attr) != 0) {
         return PW_EIO;
@@ -121,7 +148,80 @@ pw_store_detach(pw_store_t *st)
 
 
 int
+pw_store_get_opts(pw_store_t *st, pw_store_opts_t *opts)
+{
+    pw__hdr_t *h;
+
+    if (st == NULL || opts == NULL) {
+        return PW_EINVAL;
+    }
+
+    /* fixed since format: no lock needed */
+    h = PW__HDR(st);
+    memset(opts, 0, sizeof(*opts));
+    opts->kv_eviction = (int) h->kv_evict;
+    opts->queue_eviction = (int) h->q_evict;
+    opts->queue_max_items = h->q_max_items;
+    opts->queue_max_bytes = h->q_max_bytes;
+    opts->kv_strict_cas = (int) h->kv_strict_cas;
+    return PW_OK;
+}
+
+
+int
+pw_store_stats(pw_store_t *st, pw_store_stats_t *stats)
+{
+    int rc;
+    pw__hdr_t *h;
+    pw__queue_t *q;
+    pw_store_stats_t s;
+    uint64_t i, *tab;
+
+    if (st == NULL || stats == NULL) {
+        return PW_EINVAL;
+    }
+
+    rc = pw__lock(st);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    h = PW__HDR(st);
+    memset(&s, 0, sizeof(s));
+    s.region_size = h->size;
+    s.heap_bytes = h->heap_end - h->heap_start;
+    s.used_bytes = s.heap_bytes - h->free_bytes;
+    s.kv_entries = h->kv_count;
+    s.kv_bytes = h->kv_bytes;
+    s.kv_evictions = h->kv_evictions;
+    s.queues = h->q_count;
+    s.queue_dropped = h->q_dropped;
+    s.metrics = h->m_count;
+
+    for (i = 0; i < h->q_count; i++) {
+        tab = PW__AT(st, h->q_tab);
+        q = PW__AT(st, tab[i]);
+        s.queue_items += q->count;
+        s.queue_bytes += q->bytes;
+    }
+
+    pw__unlock(st);
+
+    *stats = s;
+    return PW_OK;
+}
+
+
+int
 pw_store_new(size_t size, const pw_store_conf_t *conf, pw_store_t **out)
+{
+    return pw_store_new_ex(size, NULL, conf, out);
+}
+
+
+int
+pw_store_new_ex(size_t size, const pw_store_opts_t *opts,
+    const pw_store_conf_t *conf, pw_store_t **out)
 {
     int rc;
     void *region;
@@ -135,7 +235,7 @@ pw_store_new(size_t size, const pw_store_conf_t *conf, pw_store_t **out)
         return PW_ENOMEM;
     }
 
-    rc = pw_store_format(region, size);
+    rc = pw_store_format_ex(region, size, opts);
     if (rc == PW_OK) {
         rc = pw_store_attach(region, size, conf, out);
     }
@@ -274,8 +374,9 @@ pw__set(pw_store_t *st, uint64_t *word, uint64_t val)
 void
 pw__commit(pw_store_t *st)
 {
+    /* steps keep counting across the operations of one lock hold
+     * (evictions, then the write), so a test can kill at each of them */
     __atomic_store_n(&PW__HDR(st)->jn, 0, __ATOMIC_RELEASE);
-    st->step = 0;
 }
 
 
@@ -314,6 +415,16 @@ pw__undo(pw__hdr_t *h, uint8_t *base)
 
 #define PW__BLK(st, off)  ((uint64_t *) PW__AT(st, off))
 
+uint64_t
+pw__block_need(uint64_t n)
+{
+    uint64_t need;
+
+    need = PW__ALIGN8(n + 8);
+    return need < PW__BLOCK_MIN ? PW__BLOCK_MIN : need;
+}
+
+
 int
 pw__alloc(pw_store_t *st, uint64_t n, uint64_t *off)
 {
@@ -326,10 +437,7 @@ pw__alloc(pw_store_t *st, uint64_t n, uint64_t *off)
         return PW_EFULL;
     }
 
-    need = PW__ALIGN8(n + 8);
-    if (need < PW__BLOCK_MIN) {
-        need = PW__BLOCK_MIN;
-    }
+    need = pw__block_need(n);
 
     if (need > h->free_bytes) {
         return PW_EFULL;
