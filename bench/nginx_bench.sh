@@ -15,10 +15,15 @@
 # spreads evenly. Per round we record wrk's req/s and the worker's CPU time
 # (utime+stime from /proc/PID/stat) per request.
 #
-#   ROUNDS=5 DURATION=3 WARMUP=2 CONNS=16 bench/nginx_bench.sh
+#   ROUNDS=8 DURATION=2 WARMUP=2 CONNS=16 bench/nginx_bench.sh
+#
+# More, shorter rounds beat fewer long ones here: other load on the machine
+# comes and goes within seconds, and what a round compares should run close
+# together in time.
 #
 # KEEP=1 keeps the temp prefix (configs, logs); SHOW_HEADERS=1 prints each
-# variant's response headers; NGX_CPU/WRK_CPU choose the cores.
+# variant's response headers; NGX_CPU/WRK_CPU choose the cores; MODULE and
+# PLUGIN replace the paths of ngx_http_pw_module.so and the plugin.
 #
 # Exits 0 whether or not the targets hold (a benchmark reports, it does not
 # fail); exits 1 only when it cannot measure (missing tools, nginx does not
@@ -27,14 +32,14 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-build/rel}
-rounds=${ROUNDS:-5}
-duration=${DURATION:-3}
+rounds=${ROUNDS:-8}
+duration=${DURATION:-2}
 warmup=${WARMUP:-2}
 conns=${CONNS:-16}
 ngx_cpu=${NGX_CPU:-0}
 wrk_cpu=${WRK_CPU:-1}
-module="$root/$build/nginx/ngx_http_pw_module.so"
-plugin="$root/${WASM_OUT:-build/wasm}/bench_add_header.wasm"
+module=${MODULE:-$root/$build/nginx/ngx_http_pw_module.so}
+plugin=${PLUGIN:-$root/${WASM_OUT:-build/wasm}/bench_add_header.wasm}
 mods=/usr/lib/nginx/modules
 variants="plain native wasm lua njs"
 
@@ -186,10 +191,20 @@ done
 
 # wait for each worker (the wasm one starts V8 and compiles the plugin)
 for v in $variants; do
+    up=0
     for _ in $(seq 1 50); do
-        curl -s -o /dev/null "http://127.0.0.1:${port[$v]}/file.txt" && break
+        if curl -s -m 2 -o /dev/null "http://127.0.0.1:${port[$v]}/file.txt"
+        then
+            up=1
+            break
+        fi
         sleep 0.1
     done
+    if [ $up = 0 ] || grep -q 'exited on signal' "$prefix/$v/logs/error.log"
+    then
+        tail -n 5 "$prefix/$v/logs/error.log" >&2
+        die "$v: the worker does not answer or crashed (log above)"
+    fi
     worker[$v]=$(worker_pid "$v")
     [ -n "${worker[$v]}" ] || die "$v: no worker process"
 done
@@ -197,7 +212,7 @@ done
 # The result is only real if every variant serves the file and adds the
 # header (and the baseline does not).
 for v in $variants; do
-    hdrs=$(curl -s -D - -o "$prefix/$v/body.out" \
+    hdrs=$(curl -s -m 5 -D - -o "$prefix/$v/body.out" \
            "http://127.0.0.1:${port[$v]}/file.txt") \
         || die "$v: curl failed"
     status=$(printf '%s' "$hdrs" | head -n1 | tr -d '\r')
@@ -299,14 +314,17 @@ ratio = {v: [(data[v][r][0] / data["native"][r][0],
          for v in variants}
 
 print()
-print("%-7s %10s %10s %11s %10s %10s" % ("variant", "req/s", "cpu us/req",
-      "vs plain", "rps/native", "cpu/native"))
+best = {v: min(data[v][r][1] for r in rounds) for v in variants}
+print("%-7s %10s %10s %9s %9s %10s %10s" % ("variant", "req/s",
+      "cpu us/req", "best cpu", "vs plain", "rps/native", "cpu/native"))
 for v in variants:
-    print("%-7s %10.0f %10.2f %11.3f %10.3f %10.3f" % (
-        v, med[v][0], med[v][1], med[v][1] / med["plain"][1],
+    print("%-7s %10.0f %10.2f %9.2f %9.3f %10.3f %10.3f" % (
+        v, med[v][0], med[v][1], best[v], med[v][1] / med["plain"][1],
         median(x[0] for x in ratio[v]), median(x[1] for x in ratio[v])))
-print("(medians over rounds; 'vs plain' = cpu per request / plain's;"
-      " ratios are medians of per-round ratios)")
+print("req/s, cpu us/req: medians over rounds; best cpu: the lowest round"
+      " (other load only\never adds to it); vs plain: median cpu/req over"
+      " plain's; rps/native,\ncpu/native: medians of the per-round ratios"
+      " to native add_header")
 
 print()
 print("per-round throughput ratio to native:")
