@@ -163,9 +163,20 @@ struct pw_store_s {
 
 /* kv.c */
 uint64_t pw__hash(const void *data, size_t len);
-/* Evict the least recently used entry other than the one at keep (0:
- * none) as one committed operation; 0 when there is nothing to evict. */
+/*
+ * Under PW_STORE_EVICT_LRU, evict the least recently used entry other than
+ * the one at keep (0: none) as one committed operation. 0 when the policy
+ * is not LRU or there is nothing to evict. With LRU, keys make room for
+ * any allocation (queues, items, metrics too).
+ */
 int pw__kv_evict_one_locked(pw_store_t *st, uint64_t keep);
+/* Free bytes, plus under LRU every key's but keep's (fragmentation aside:
+ * more than this can never be had). */
+uint64_t pw__kv_room_locked(pw_store_t *st, uint64_t keep);
+
+/* queue.c: drop the oldest item of queue qid as one committed operation
+ * (as an enqueue under PW_STORE_EVICT_OLDEST does); 0 if none. */
+int pw__queue_drop_qid_locked(pw_store_t *st, uint32_t qid);
 
 /* region.c */
 int pw__lock(pw_store_t *st);
@@ -179,6 +190,8 @@ uint64_t pw__block_need(uint64_t n);
 void pw__free(pw_store_t *st, uint64_t off);
 int pw__table_add(pw_store_t *st, uint64_t *tab, uint64_t *cap,
     uint64_t *count, uint64_t rec);
+/* Bytes pw__table_add needs to allocate (0 when the table has room). */
+uint64_t pw__table_need(uint64_t cap, uint64_t count);
 
 /* ---- test and diagnostic API ---------------------------------------- */
 

@@ -143,6 +143,10 @@ pw__kv_evict_one_locked(pw_store_t *st, uint64_t keep)
     uint64_t off, *link;
 
     h = PW__HDR(st);
+    if (h->kv_evict != PW_STORE_EVICT_LRU) {
+        return 0;
+    }
+
     off = h->lru_tail;
     if (off != 0 && off == keep) {
         off = ((pw__kv_t *) PW__AT(st, keep))->lru_prev;
@@ -166,6 +170,20 @@ pw__kv_evict_one_locked(pw_store_t *st, uint64_t keep)
     pw__set(st, &h->kv_evictions, h->kv_evictions + 1);
     pw__commit(st);
     return 1;
+}
+
+
+uint64_t
+pw__kv_room_locked(pw_store_t *st, uint64_t keep)
+{
+    pw__hdr_t *h;
+
+    h = PW__HDR(st);
+    if (h->kv_evict != PW_STORE_EVICT_LRU) {
+        return h->free_bytes;
+    }
+
+    return h->free_bytes + h->kv_bytes - (keep ? PW__BSIZE(st, keep) : 0);
 }
 
 
@@ -230,10 +248,10 @@ int
 pw_kv_set(pw_store_t *st, const char *key, size_t klen, const void *val,
     size_t vlen, uint32_t cas)
 {
-    int rc, lru, evicted;
+    int rc, evicted;
     pw__hdr_t *h;
     pw__kv_t *e, *n;
-    uint64_t hash, *link, need, noff, token, keep, room;
+    uint64_t hash, *link, need, noff, token, keep;
 
     if (st == NULL || (key == NULL && klen > 0)
         || (val == NULL && vlen > 0))
@@ -275,23 +293,19 @@ pw_kv_set(pw_store_t *st, const char *key, size_t klen, const void *val,
         return PW_OK;
     }
 
-    lru = h->kv_evict == PW_STORE_EVICT_LRU;
     keep = e ? PW__OFF(st, e) : 0;
     evicted = 0;
 
-    if (lru) {
-        /* evict nothing when evicting everything else could not do */
-        room = h->free_bytes + h->kv_bytes - (e ? PW__BSIZE(st, keep) : 0);
-        if (pw__block_need(need) > room) {
-            pw__unlock(st);
-            return PW_EFULL;
-        }
+    /* evict nothing when evicting everything else could not do */
+    if (pw__block_need(need) > pw__kv_room_locked(st, keep)) {
+        pw__unlock(st);
+        return PW_EFULL;
     }
 
     for ( ;; ) {
         /* a failed pw__alloc writes nothing */
         rc = pw__alloc(st, need, &noff);
-        if (rc != PW_EFULL || !lru || !pw__kv_evict_one_locked(st, keep)) {
+        if (rc != PW_EFULL || !pw__kv_evict_one_locked(st, keep)) {
             break;
         }
         evicted = 1;

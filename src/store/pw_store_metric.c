@@ -51,7 +51,7 @@ pw_metric_define(pw_store_t *st, pw_metric_type_t type, pw_str_t name,
     int rc;
     pw__hdr_t *h;
     pw__metric_t *m;
-    uint64_t i, off, extra, *tab;
+    uint64_t i, off, extra, need, *tab;
 
     if (st == NULL || id == NULL || (name.data == NULL && name.len > 0)) {
         return PW_EINVAL;
@@ -95,26 +95,40 @@ pw_metric_define(pw_store_t *st, pw_metric_type_t type, pw_str_t name,
     extra = type == PW_METRIC_HISTOGRAM
             ? PW__HIST_BUCKETS * sizeof(uint64_t) : 0;
 
-    rc = pw__alloc(st, sizeof(pw__metric_t) + extra + name.len, &off);
-    if (rc == PW_OK) {
-        m = PW__AT(st, off);
-        m->id = h->m_count + 1;
-        m->type = type;
-        m->value = 0;
-        m->sum = 0;
-        m->name_len = name.len;
-        memset(m + 1, 0, extra);
-        if (name.len) {
-            memcpy((uint8_t *) (m + 1) + extra, name.data, name.len);
-        }
-
-        rc = pw__table_add(st, &h->m_tab, &h->m_cap, &h->m_count, off);
+    need = sizeof(pw__metric_t) + extra + name.len;
+    if (pw__block_need(need) + pw__table_need(h->m_cap, h->m_count)
+        > pw__kv_room_locked(st, 0))
+    {
+        pw__unlock(st);
+        return PW_EFULL;
     }
 
-    if (rc != PW_OK) {
+    for ( ;; ) {
+        rc = pw__alloc(st, need, &off);
+        if (rc == PW_OK) {
+            m = PW__AT(st, off);
+            m->id = h->m_count + 1;
+            m->type = type;
+            m->value = 0;
+            m->sum = 0;
+            m->name_len = name.len;
+            memset(m + 1, 0, extra);
+            if (name.len) {
+                memcpy((uint8_t *) (m + 1) + extra, name.data, name.len);
+            }
+
+            rc = pw__table_add(st, &h->m_tab, &h->m_cap, &h->m_count, off);
+            if (rc == PW_OK) {
+                break;
+            }
+        }
+
+        /* two allocations: undo, evict a key (LRU), try again */
         pw__rollback(st);
-        pw__unlock(st);
-        return rc;
+        if (rc != PW_EFULL || !pw__kv_evict_one_locked(st, 0)) {
+            pw__unlock(st);
+            return rc;
+        }
     }
 
     *id = (uint32_t) m->id;

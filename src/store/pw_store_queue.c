@@ -9,6 +9,11 @@
 #include "store/pw_store_internal.h"
 
 
+static int pw__queue_add_locked(pw_store_t *st, pw_str_t vm_id,
+    pw_str_t name, uint64_t owner, uint64_t need, pw__queue_t **out);
+static int pw__queue_drop_oldest_locked(pw_store_t *st, pw__queue_t *q);
+
+
 static pw__queue_t *
 pw__queue_by_name_locked(pw_store_t *st, pw_str_t vm_id, pw_str_t name)
 {
@@ -76,8 +81,7 @@ pw_queue_register(pw_store_t *st, pw_str_t vm_id, pw_str_t name,
     int rc;
     pw__hdr_t *h;
     pw__queue_t *q;
-    uint64_t off;
-    uint8_t *s;
+    uint64_t need;
 
     if (st == NULL || qid == NULL) {
         return PW_EINVAL;
@@ -110,7 +114,49 @@ pw_queue_register(pw_store_t *st, pw_str_t vm_id, pw_str_t name,
         return PW_ELIMIT;
     }
 
-    rc = pw__alloc(st, sizeof(pw__queue_t) + vm_id.len + name.len, &off);
+    need = sizeof(pw__queue_t) + vm_id.len + name.len;
+    if (pw__block_need(need) + pw__table_need(h->q_cap, h->q_count)
+        > pw__kv_room_locked(st, 0))
+    {
+        pw__unlock(st);
+        return PW_EFULL;
+    }
+
+    for ( ;; ) {
+        rc = pw__queue_add_locked(st, vm_id, name, owner, need, &q);
+        if (rc == PW_OK) {
+            break;
+        }
+
+        /* the record and the table are two allocations: undo, evict a
+         * key (its own operation), try again */
+        pw__rollback(st);
+        if (rc != PW_EFULL || !pw__kv_evict_one_locked(st, 0)) {
+            pw__unlock(st);
+            return rc;
+        }
+    }
+
+    *qid = (uint32_t) q->qid;
+    pw__commit(st);
+    pw__unlock(st);
+    return PW_OK;
+}
+
+
+static int
+pw__queue_add_locked(pw_store_t *st, pw_str_t vm_id, pw_str_t name,
+    uint64_t owner, uint64_t need, pw__queue_t **out)
+{
+    int rc;
+    pw__hdr_t *h;
+    pw__queue_t *q;
+    uint64_t off;
+    uint8_t *s;
+
+    h = PW__HDR(st);
+
+    rc = pw__alloc(st, need, &off);
     if (rc == PW_OK) {
         q = PW__AT(st, off);
         q->qid = h->q_count + 1;
@@ -131,18 +177,12 @@ pw_queue_register(pw_store_t *st, pw_str_t vm_id, pw_str_t name,
         }
 
         rc = pw__table_add(st, &h->q_tab, &h->q_cap, &h->q_count, off);
+        if (rc == PW_OK) {
+            *out = q;
+        }
     }
 
-    if (rc != PW_OK) {
-        pw__rollback(st);
-        pw__unlock(st);
-        return rc;
-    }
-
-    *qid = (uint32_t) q->qid;
-    pw__commit(st);
-    pw__unlock(st);
-    return PW_OK;
+    return rc;
 }
 
 
@@ -194,6 +234,16 @@ pw__queue_pop_locked(pw_store_t *st, pw__queue_t *q)
 }
 
 
+int
+pw__queue_drop_qid_locked(pw_store_t *st, uint32_t qid)
+{
+    pw__queue_t *q;
+
+    q = pw__queue_by_id_locked(st, qid);
+    return q ? pw__queue_drop_oldest_locked(st, q) : 0;
+}
+
+
 /* Drop the oldest item of q as one committed operation; 0 if empty. */
 static int
 pw__queue_drop_oldest_locked(pw_store_t *st, pw__queue_t *q)
@@ -213,14 +263,16 @@ pw__queue_drop_oldest_locked(pw_store_t *st, pw__queue_t *q)
 }
 
 
-/* Would emptying q leave room for a block of need bytes? */
+/* Could evicting keys (LRU) and, if oldest, emptying q make room for a
+ * block of need bytes? */
 static int
-pw__queue_could_fit_locked(pw_store_t *st, pw__queue_t *q, uint64_t need)
+pw__queue_could_fit_locked(pw_store_t *st, pw__queue_t *q, int oldest,
+    uint64_t need)
 {
     uint64_t room, off;
 
-    room = PW__HDR(st)->free_bytes;
-    for (off = q->head; off != 0 && room < need;
+    room = pw__kv_room_locked(st, 0);
+    for (off = oldest ? q->head : 0; off != 0 && room < need;
          off = ((pw__item_t *) PW__AT(st, off))->next)
     {
         room += PW__BSIZE(st, off);
@@ -277,20 +329,20 @@ pw_queue_enqueue(pw_store_t *st, uint32_t qid, const void *data,
         }
     }
 
-    if (oldest
-        && !pw__queue_could_fit_locked(st, q,
-                                       pw__block_need(sizeof(pw__item_t)
-                                                      + len)))
+    if (!pw__queue_could_fit_locked(st, q, oldest,
+                                    pw__block_need(sizeof(pw__item_t) + len)))
     {
         pw__unlock(st);
         return PW_EFULL;
     }
 
+    /* keys (under LRU) make room before this queue's own items do */
     for ( ;; ) {
         /* a failed pw__alloc writes nothing */
         rc = pw__alloc(st, sizeof(pw__item_t) + len, &off);
-        if (rc != PW_EFULL || !oldest
-            || !pw__queue_drop_oldest_locked(st, q))
+        if (rc != PW_EFULL
+            || (!pw__kv_evict_one_locked(st, 0)
+                && !(oldest && pw__queue_drop_oldest_locked(st, q))))
         {
             break;
         }

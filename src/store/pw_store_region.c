@@ -384,7 +384,6 @@ void
 pw__rollback(pw_store_t *st)
 {
     pw__undo(PW__HDR(st), st->base);
-    st->step = 0;
 }
 
 
@@ -521,6 +520,17 @@ pw__free(pw_store_t *st, uint64_t off)
     }
 
     pw__set(st, &h->free_bytes, h->free_bytes + size);
+}
+
+
+uint64_t
+pw__table_need(uint64_t cap, uint64_t count)
+{
+    if (count < cap) {
+        return 0;
+    }
+
+    return pw__block_need((cap ? cap * 2 : 8) * sizeof(uint64_t));
 }
 
 

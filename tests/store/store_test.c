@@ -2143,6 +2143,861 @@ PW_TEST(randomized_vs_model)
 }
 
 
+/* ---- eviction and bounds --------------------------------------------- */
+
+static pw_store_t *
+new_store_opts(size_t size, int kv, int qe, uint64_t qitems, uint64_t qbytes)
+{
+    pw_store_opts_t o;
+    pw_store_t *st;
+
+    memset(&o, 0, sizeof(o));
+    o.kv_eviction = kv;
+    o.queue_eviction = qe;
+    o.queue_max_items = qitems;
+    o.queue_max_bytes = qbytes;
+    PW_CHECK_EQ_INT(pw_store_new_ex(size, &o, NULL, &st), PW_OK);
+    return st;
+}
+
+
+static pw_store_stats_t
+pub_stats(pw_store_t *st)
+{
+    pw_store_stats_t s;
+
+    PW_CHECK_EQ_INT(pw_store_stats(st, &s), PW_OK);
+    return s;
+}
+
+
+static int
+has_key(pw_store_t *st, const char *k)
+{
+    size_t len;
+    int rc;
+
+    /* foreach would not touch recency, but a get does: only for tests
+     * where that is wanted or the policy is NONE */
+    rc = pw_kv_get(st, k, strlen(k), NULL, &len, NULL);
+    PW_CHECK(rc == PW_OK || rc == PW_ENOTFOUND);
+    return rc == PW_OK;
+}
+
+
+typedef struct {
+    const char *key;
+    int found;
+} key_find_t;
+
+
+static void
+key_find(void *arg, pw_str_t key, pw_str_t val, uint32_t cas)
+{
+    key_find_t *f = arg;
+
+    if (key.len == strlen(f->key) && memcmp(key.data, f->key, key.len) == 0)
+    {
+        f->found = 1;
+    }
+}
+
+
+/* presence without touching recency */
+static int
+present(pw_store_t *st, const char *k)
+{
+    key_find_t f = { k, 0 };
+
+    PW_CHECK_EQ_INT(pw_kv_foreach(st, key_find, &f), PW_OK);
+    return f.found;
+}
+
+
+PW_TEST(format_options)
+{
+    uint64_t *region;
+    pw_store_opts_t o, got;
+    pw_store_t *st;
+    size_t size;
+
+    size = 64 * 1024;
+    region = calloc(1, size);
+    PW_CHECK(region != NULL);
+
+    memset(&o, 0, sizeof(o));
+    o.kv_eviction = PW_STORE_EVICT_OLDEST;
+    PW_CHECK_EQ_INT(pw_store_format_ex(region, size, &o), PW_EINVAL);
+    o.kv_eviction = 7;
+    PW_CHECK_EQ_INT(pw_store_format_ex(region, size, &o), PW_EINVAL);
+    o.kv_eviction = PW_STORE_EVICT_NONE;
+    o.queue_eviction = PW_STORE_EVICT_LRU;
+    PW_CHECK_EQ_INT(pw_store_format_ex(region, size, &o), PW_EINVAL);
+    PW_CHECK_EQ_INT(pw_store_new_ex(size, &o, NULL, &st), PW_EINVAL);
+
+    /* what one process formats, another reads back on attach */
+    o.kv_eviction = PW_STORE_EVICT_LRU;
+    o.queue_eviction = PW_STORE_EVICT_OLDEST;
+    o.queue_max_items = 10;
+    o.queue_max_bytes = 1000;
+    o.kv_strict_cas = 1;
+    PW_CHECK_EQ_INT(pw_store_format_ex(region, size, &o), PW_OK);
+    PW_CHECK_EQ_INT(pw_store_attach(region, size, NULL, &st), PW_OK);
+    PW_CHECK_EQ_INT(pw_store_get_opts(st, &got), PW_OK);
+    PW_CHECK_EQ_INT(got.kv_eviction, PW_STORE_EVICT_LRU);
+    PW_CHECK_EQ_INT(got.queue_eviction, PW_STORE_EVICT_OLDEST);
+    PW_CHECK_EQ_INT(got.queue_max_items, 10);
+    PW_CHECK_EQ_INT(got.queue_max_bytes, 1000);
+    PW_CHECK_EQ_INT(got.kv_strict_cas, 1);
+    PW_CHECK_EQ_INT(pw_store_get_opts(st, NULL), PW_EINVAL);
+    check_ok(st);
+    pw_store_detach(st);
+
+    /* the plain format is all zero */
+    PW_CHECK_EQ_INT(pw_store_format(region, size), PW_OK);
+    PW_CHECK_EQ_INT(pw_store_attach(region, size, NULL, &st), PW_OK);
+    PW_CHECK_EQ_INT(pw_store_get_opts(st, &got), PW_OK);
+    PW_CHECK_EQ_INT(got.kv_eviction, PW_STORE_EVICT_NONE);
+    PW_CHECK_EQ_INT(got.queue_eviction, PW_STORE_EVICT_NONE);
+    PW_CHECK_EQ_INT(got.queue_max_items, 0);
+    PW_CHECK_EQ_INT(got.queue_max_bytes, 0);
+    PW_CHECK_EQ_INT(got.kv_strict_cas, 0);
+    pw_store_detach(st);
+
+    free(region);
+}
+
+
+/* set fixed-size entries k0, k1, ... until the next eviction */
+static int
+fill_until_evicting(pw_store_t *st, const char *val, size_t vlen)
+{
+    char key[32];
+    uint64_t ev;
+    int n;
+
+    ev = pub_stats(st).kv_evictions;
+    for (n = 0; ; n++) {
+        snprintf(key, sizeof(key), "k%d", n);
+        PW_CHECK_EQ_INT(pw_kv_set(st, key, strlen(key), val, vlen, 0),
+                        PW_OK);
+        if (pub_stats(st).kv_evictions > ev) {
+            return n + 1;
+        }
+        PW_CHECK(n < 10000);
+    }
+}
+
+
+PW_TEST(kv_lru_order)
+{
+    pw_store_t *st;
+    char val[200], key[32];
+    int n, i;
+
+    st = new_store_opts(64 * 1024, PW_STORE_EVICT_LRU, 0, 0, 0);
+    memset(val, 'v', sizeof(val));
+
+    n = fill_until_evicting(st, val, sizeof(val));
+    PW_CHECK(n > 100);
+    PW_CHECK_EQ_INT(pub_stats(st).kv_evictions, 1);
+
+    /* the first key went first, every other one is still there */
+    PW_CHECK(!present(st, "k0"));
+    for (i = 1; i < n; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        PW_CHECK(present(st, key));
+    }
+
+    /* a get makes k1 recent: the next eviction takes k2 (every entry
+     * here has the same block size) */
+    PW_CHECK(has_key(st, "k1"));
+    PW_CHECK_EQ_INT(pw_kv_set(st, "x1", 2, val, sizeof(val), 0), PW_OK);
+    PW_CHECK_EQ_INT(pub_stats(st).kv_evictions, 2);
+    PW_CHECK(present(st, "k1"));
+    PW_CHECK(!present(st, "k2"));
+
+    /* replacing k3 needs a second block for a moment: it evicts the
+     * oldest other key (k4), never k3 itself, and makes k3 recent */
+    PW_CHECK_EQ_INT(pw_kv_set(st, "k3", 2, val, sizeof(val), 0), PW_OK);
+    PW_CHECK_EQ_INT(pub_stats(st).kv_evictions, 3);
+    PW_CHECK(present(st, "k3"));
+    PW_CHECK(!present(st, "k4"));
+
+    /* k3's old block is free again: no eviction for the next one */
+    PW_CHECK_EQ_INT(pw_kv_set(st, "x2", 2, val, sizeof(val), 0), PW_OK);
+    PW_CHECK_EQ_INT(pub_stats(st).kv_evictions, 3);
+    PW_CHECK(present(st, "k5"));
+
+    /* a failed CAS is not a use; foreach is not a use */
+    PW_CHECK_EQ_INT(pw_kv_set(st, "k5", 2, "z", 1, 12345), PW_ECAS);
+    PW_CHECK_EQ_INT(pw_kv_set(st, "x3", 2, val, sizeof(val), 0), PW_OK);
+    PW_CHECK_EQ_INT(pub_stats(st).kv_evictions, 4);
+    PW_CHECK(!present(st, "k5"));
+    PW_CHECK(present(st, "k6"));
+
+    /* a deleted key leaves the list: its room is reused, no eviction */
+    PW_CHECK_EQ_INT(pw_kv_set(st, "k7", 2, NULL, 0, 0), PW_OK);
+    PW_CHECK_EQ_INT(pw_kv_set(st, "x4", 2, val, sizeof(val), 0), PW_OK);
+    PW_CHECK_EQ_INT(pub_stats(st).kv_evictions, 4);
+    PW_CHECK(present(st, "k6"));
+
+    /* one big value evicts as many of the oldest as it needs, in order */
+    {
+        char big[2000];
+
+        memset(big, 'B', sizeof(big));
+        PW_CHECK_EQ_INT(pw_kv_set(st, "big", 3, big, sizeof(big), 0),
+                        PW_OK);
+    }
+    PW_CHECK(pub_stats(st).kv_evictions >= 4 + 7);
+    PW_CHECK(!present(st, "k6") && !present(st, "k8"));
+    PW_CHECK(!present(st, "k12") && present(st, "k40"));
+    PW_CHECK(present(st, "k1") && present(st, "k3") && present(st, "x4"));
+
+    check_ok(st);
+    pw_store_free(st);
+}
+
+
+PW_TEST(kv_lru_limits)
+{
+    pw_store_t *st;
+    pw_store_stats_t s0, s;
+    uint8_t *v;
+    uint32_t q;
+    char val[200];
+    size_t size;
+    int n;
+
+    size = 64 * 1024;
+    st = new_store_opts(size, PW_STORE_EVICT_LRU, 0, 0, 0);
+    memset(val, 'v', sizeof(val));
+    v = calloc(1, size);
+    PW_CHECK(v != NULL);
+
+    /* a queue item first: not a key, so never evicted for a key */
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("q"), 0, &q), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, v, 8000), PW_OK);
+    n = fill_until_evicting(st, val, sizeof(val));
+
+    /* bigger than the region: refused as before, nothing evicted */
+    s0 = pub_stats(st);
+    PW_CHECK_EQ_INT(pw_kv_set(st, "huge", 4, v, size, 0), PW_ELIMIT);
+    PW_CHECK_EQ_INT(pub_stats(st).kv_evictions, s0.kv_evictions);
+
+    /* more than evicting every key would free: refused before evicting */
+    PW_CHECK_EQ_INT(pw_kv_set(st, "k-new", 5, v,
+                              s0.heap_bytes - s0.used_bytes + s0.kv_bytes,
+                              0), PW_EFULL);
+    s = pub_stats(st);
+    PW_CHECK_EQ_INT(s.kv_evictions, s0.kv_evictions);
+    PW_CHECK_EQ_INT(s.kv_entries, (uint64_t) n - 1);
+    PW_CHECK(present(st, "k1"));
+
+    /* just what evicting every key frees: all go, the value fits */
+    PW_CHECK_EQ_INT(pw_kv_set(st, "k-new", 5, v,
+                              s0.heap_bytes - s0.used_bytes + s0.kv_bytes
+                              - 200, 0), PW_OK);
+    s = pub_stats(st);
+    PW_CHECK_EQ_INT(s.kv_entries, 1);
+    PW_CHECK_EQ_INT(s.kv_evictions, s0.kv_evictions + (uint64_t) n - 1);
+    PW_CHECK_EQ_INT(s.queue_items, 1);
+    check_ok(st);
+
+    /* keys make room for queue items too (and for new queues) */
+    PW_CHECK_EQ_INT(pw_kv_set(st, "k-new", 5, NULL, 0, 0), PW_OK);
+    fill_until_evicting(st, val, sizeof(val));
+    s0 = pub_stats(st);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, v, 2000), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("q2"), 0, &q), PW_OK);
+    s = pub_stats(st);
+    PW_CHECK(s.kv_evictions >= s0.kv_evictions + 2000 / 272);
+    PW_CHECK_EQ_INT(s.queue_items, 2);
+    PW_CHECK_EQ_INT(s.queues, 2);
+
+    free(v);
+    check_ok(st);
+    pw_store_free(st);
+}
+
+
+PW_TEST(kv_none_is_full)
+{
+    pw_store_t *st;
+    char val[200], key[32];
+    int n, rc;
+
+    st = new_store_opts(64 * 1024, PW_STORE_EVICT_NONE, 0, 0, 0);
+    memset(val, 'v', sizeof(val));
+
+    for (n = 0; ; n++) {
+        snprintf(key, sizeof(key), "k%d", n);
+        rc = pw_kv_set(st, key, strlen(key), val, sizeof(val), 0);
+        if (rc == PW_EFULL) {
+            break;
+        }
+        PW_CHECK_EQ_INT(rc, PW_OK);
+    }
+    PW_CHECK(n > 100);
+    PW_CHECK(present(st, "k0"));
+    PW_CHECK_EQ_INT(pub_stats(st).kv_evictions, 0);
+    PW_CHECK_EQ_INT(pub_stats(st).kv_entries, (uint64_t) n);
+
+    check_ok(st);
+    pw_store_free(st);
+}
+
+
+PW_TEST(kv_cas_absent)
+{
+    pw_store_opts_t o;
+    pw_store_t *st, *strict;
+    char val[200];
+    uint32_t cas;
+    int n;
+
+    /* an evicted key is absent: as Envoy, a set with its old token
+     * writes it; with kv_strict_cas it is a mismatch */
+    st = new_store_opts(64 * 1024, PW_STORE_EVICT_LRU, 0, 0, 0);
+    memset(&o, 0, sizeof(o));
+    o.kv_eviction = PW_STORE_EVICT_LRU;
+    o.kv_strict_cas = 1;
+    PW_CHECK_EQ_INT(pw_store_new_ex(64 * 1024, &o, NULL, &strict), PW_OK);
+    memset(val, 'v', sizeof(val));
+
+    free(get_str(st, "k0", &cas));
+    PW_CHECK_EQ_INT(set_str(st, "k0", "x", 0), PW_OK);
+    free(get_str(st, "k0", &cas));
+    n = fill_until_evicting(st, val, sizeof(val));
+    PW_CHECK(n > 1 && !present(st, "k0"));
+    PW_CHECK_EQ_INT(set_str(st, "k0", "again", cas), PW_OK);
+    check_val(st, "k0", "again");
+
+    PW_CHECK_EQ_INT(set_str(strict, "k0", "x", 0), PW_OK);
+    free(get_str(strict, "k0", &cas));
+    fill_until_evicting(strict, val, sizeof(val));
+    PW_CHECK(!present(strict, "k0"));
+    PW_CHECK_EQ_INT(set_str(strict, "k0", "again", cas), PW_ECAS);
+    PW_CHECK(!present(strict, "k0"));
+    PW_CHECK_EQ_INT(set_str(strict, "never", "v", 1), PW_ECAS);
+    PW_CHECK_EQ_INT(set_str(strict, "k0", "again", 0), PW_OK);
+    check_val(strict, "k0", "again");
+
+    /* present keys behave the same under both */
+    free(get_str(strict, "k0", &cas));
+    PW_CHECK_EQ_INT(set_str(strict, "k0", "b", cas + 1), PW_ECAS);
+    PW_CHECK_EQ_INT(set_str(strict, "k0", "b", cas), PW_OK);
+
+    check_ok(st);
+    check_ok(strict);
+    pw_store_free(st);
+    pw_store_free(strict);
+}
+
+
+/*
+ * Many sizes against a model of recency: after every operation the store
+ * holds exactly the model's keys, where a set that reports d new
+ * evictions removed the d least recently used keys other than its own.
+ */
+#define LM_KEYS  300
+
+typedef struct {
+    int present;
+    size_t len;
+    uint64_t seed;
+    uint64_t used;          /* clock of the last use */
+} lm_key_t;
+
+
+static void
+lm_name(int i, char *buf, size_t size)
+{
+    snprintf(buf, size, "key/%d", i);
+}
+
+
+static void
+lm_evict(lm_key_t *m, int keep, uint64_t d)
+{
+    int i, victim;
+
+    while (d-- > 0) {
+        victim = -1;
+        for (i = 0; i < LM_KEYS; i++) {
+            if (m[i].present && i != keep
+                && (victim < 0 || m[i].used < m[victim].used))
+            {
+                victim = i;
+            }
+        }
+        PW_CHECK(victim >= 0);
+        m[victim].present = 0;
+    }
+}
+
+
+typedef struct {
+    lm_key_t *m;
+    int n;
+    int bad;
+} lm_visit_t;
+
+
+static void
+lm_visit(void *arg, pw_str_t key, pw_str_t val, uint32_t cas)
+{
+    lm_visit_t *v = arg;
+    uint8_t want[9000];
+    size_t j;
+    int i;
+
+    v->n++;
+    if (key.len < 5 || memcmp(key.data, "key/", 4) != 0) {
+        v->bad++;
+        return;
+    }
+    /* the key is not NUL-terminated (the value follows it) */
+    for (i = 0, j = 4; j < key.len; j++) {
+        i = i * 10 + (key.data[j] - '0');
+    }
+    if (i < 0 || i >= LM_KEYS || !v->m[i].present
+        || v->m[i].len != val.len)
+    {
+        fprintf(stderr, "  key %d: store has %zu bytes, model %s %zu\n", i,
+                val.len, v->m[i].present ? "has" : "lacks", v->m[i].len);
+        v->bad++;
+        return;
+    }
+    fill_pattern(want, val.len, v->m[i].seed);
+    if (memcmp(want, val.data, val.len) != 0) {
+        v->bad++;
+    }
+}
+
+
+static void
+lm_run(uint64_t seed, int ops)
+{
+    pw_store_t *st;
+    lm_key_t *m;
+    lm_visit_t v;
+    pw_store_stats_t s;
+    uint64_t rs, clock, ev, r, len;
+    uint8_t *buf, *got;
+    size_t glen;
+    char key[32];
+    int op, i, k, rc, npresent, fails;
+
+    st = new_store_opts(128 * 1024, PW_STORE_EVICT_LRU, 0, 0, 0);
+    m = calloc(LM_KEYS, sizeof(lm_key_t));
+    buf = malloc(9000);
+    PW_CHECK(m != NULL && buf != NULL);
+    rs = seed;
+    clock = 0;
+    ev = 0;
+    fails = 0;
+
+    for (op = 0; op < ops; op++) {
+        r = rng_next(&rs);
+        k = (int) (r % LM_KEYS);
+        lm_name(k, key, sizeof(key));
+        r >>= 16;
+
+        if (r % 10 < 3) {
+            rc = pw_kv_get(st, key, strlen(key), &got, &glen, NULL);
+            if (m[k].present) {
+                PW_CHECK_EQ_INT(rc, PW_OK);
+                PW_CHECK_EQ_INT(glen, m[k].len);
+                fill_pattern(buf, glen, m[k].seed);
+                PW_CHECK(memcmp(buf, got, glen) == 0);
+                free(got);
+                m[k].used = ++clock;
+            } else {
+                PW_CHECK_EQ_INT(rc, PW_ENOTFOUND);
+            }
+
+        } else if (r % 10 == 3) {
+            PW_CHECK_EQ_INT(pw_kv_set(st, key, strlen(key), NULL, 0, 0),
+                            PW_OK);
+            m[k].present = 0;
+
+        } else {
+            /* mostly small, some large */
+            r >>= 8;
+            len = r % 16 == 0 ? 2000 + (r >> 4) % 7000 : 1 + (r >> 4) % 400;
+            fill_pattern(buf, len, rs);
+            rc = pw_kv_set(st, key, strlen(key), buf, len, 0);
+
+            s = pub_stats(st);
+            lm_evict(m, k, s.kv_evictions - ev);
+            ev = s.kv_evictions;
+
+            if (rc == PW_OK) {
+                m[k].present = 1;
+                m[k].len = len;
+                m[k].seed = rs;
+                m[k].used = ++clock;
+            } else {
+                /* only a replacement can fail: its old block may split
+                 * the room that evicting everything else frees */
+                PW_CHECK_EQ_INT(rc, PW_EFULL);
+                PW_CHECK(m[k].present);
+                fails++;
+            }
+        }
+
+        if (op % 64 == 0 || op == ops - 1) {
+            memset(&v, 0, sizeof(v));
+            v.m = m;
+            PW_CHECK_EQ_INT(pw_kv_foreach(st, lm_visit, &v), PW_OK);
+            for (i = 0, npresent = 0; i < LM_KEYS; i++) {
+                npresent += m[i].present;
+            }
+            if (v.bad || v.n != npresent) {
+                fprintf(stderr, "  op %d: %d bad, %d keys, model %d\n", op,
+                        v.bad, v.n, npresent);
+            }
+            PW_CHECK_EQ_INT(v.bad, 0);
+            PW_CHECK_EQ_INT(v.n, npresent);
+        }
+        if (op % 512 == 0) {
+            check_ok(st);
+        }
+    }
+
+    /* the region was really under pressure */
+    PW_CHECK(ev > (uint64_t) ops / 20);
+    PW_CHECK(fails < ops / 100);
+    check_ok(st);
+
+    free(buf);
+    free(m);
+    pw_store_free(st);
+}
+
+
+PW_TEST(kv_lru_vs_model)
+{
+    lm_run(7, 6000);
+    lm_run(0x1234567887654321ULL, 6000);
+    lm_run((uint64_t) time(NULL) | 1, 6000);
+}
+
+
+typedef struct {
+    int n;
+    pw_queue_info_t q[4];
+    char names[4][16];
+} q_list_t;
+
+
+static void
+q_list(void *arg, const pw_queue_info_t *q)
+{
+    q_list_t *l = arg;
+
+    if (l->n < 4) {
+        l->q[l->n] = *q;
+        snprintf(l->names[l->n], sizeof(l->names[0]), "%.*s/%.*s",
+                 (int) q->vm_id.len, q->vm_id.data, (int) q->name.len,
+                 q->name.data);
+        l->q[l->n].vm_id.data = NULL;
+        l->q[l->n].name.data = NULL;
+    }
+    l->n++;
+}
+
+
+static void
+expect_items(pw_store_t *st, uint32_t q, const char *const *want, int n)
+{
+    uint8_t *d;
+    size_t len;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        PW_CHECK_EQ_INT(pw_queue_dequeue(st, q, &d, &len), PW_OK);
+        PW_CHECK(len == strlen(want[i]) && memcmp(d, want[i], len) == 0);
+        free(d);
+    }
+    PW_CHECK_EQ_INT(pw_queue_dequeue(st, q, &d, &len), PW_EEMPTY);
+}
+
+
+PW_TEST(queue_bound_oldest)
+{
+    static const char *const last3[] = { "3", "4", "5" };
+    static const char *const bytes[] = { "ccc", "dddd" };
+    pw_store_t *st, *sb;
+    uint32_t q, q2;
+    q_list_t l;
+    char buf[8];
+    int i;
+
+    st = new_store_opts(64 * 1024, 0, PW_STORE_EVICT_OLDEST, 3, 0);
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("q"), 0, &q), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("other"), 0, &q2),
+                    PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q2, "keep", 4), PW_OK);
+
+    for (i = 1; i <= 5; i++) {
+        snprintf(buf, sizeof(buf), "%d", i);
+        PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, buf, 1), PW_OK);
+    }
+
+    memset(&l, 0, sizeof(l));
+    PW_CHECK_EQ_INT(pw_queue_foreach(st, q_list, &l), PW_OK);
+    PW_CHECK_EQ_INT(l.n, 2);
+    PW_CHECK_EQ_INT(l.q[0].depth, 3);
+    PW_CHECK_EQ_INT(l.q[0].bytes, 3);
+    PW_CHECK_EQ_INT(l.q[0].dropped, 2);
+    PW_CHECK_EQ_INT(l.q[1].depth, 1);
+    PW_CHECK_EQ_INT(l.q[1].dropped, 0);
+    PW_CHECK_EQ_INT(pub_stats(st).queue_dropped, 2);
+    check_ok(st);
+
+    expect_items(st, q, last3, 3);
+    expect_items(st, q2, (const char *const[]) { "keep" }, 1);
+    pw_store_free(st);
+
+    /* a byte bound: drop until the new item's bytes fit */
+    sb = new_store_opts(64 * 1024, 0, PW_STORE_EVICT_OLDEST, 0, 8);
+    PW_CHECK_EQ_INT(pw_queue_register(sb, VM, PW_STR("q"), 0, &q), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(sb, q, "a", 1), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(sb, q, "bb", 2), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(sb, q, "ccc", 3), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(sb, q, "dddd", 4), PW_OK);
+    PW_CHECK_EQ_INT(pub_stats(sb).queue_dropped, 2);
+    PW_CHECK_EQ_INT(pub_stats(sb).queue_bytes, 7);
+    /* an item over the bound never fits: refused, nothing dropped */
+    PW_CHECK_EQ_INT(pw_queue_enqueue(sb, q, "123456789", 9), PW_ELIMIT);
+    PW_CHECK_EQ_INT(pub_stats(sb).queue_dropped, 2);
+    check_ok(sb);
+    expect_items(sb, q, bytes, 2);
+    pw_store_free(sb);
+}
+
+
+PW_TEST(queue_bound_none)
+{
+    pw_store_t *st;
+    pw_store_conf_t conf;
+    ready_t r;
+    uint32_t q;
+    uint8_t *d;
+    size_t len;
+
+    memset(&r, 0, sizeof(r));
+    memset(&conf, 0, sizeof(conf));
+    conf.queue_ready = on_ready;
+    conf.queue_ready_data = &r;
+    {
+        pw_store_opts_t o;
+
+        memset(&o, 0, sizeof(o));
+        o.queue_max_items = 2;
+        o.queue_max_bytes = 10;
+        PW_CHECK_EQ_INT(pw_store_new_ex(64 * 1024, &o, &conf, &st), PW_OK);
+    }
+
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("q"), 3, &q), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "one", 3), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "two", 3), PW_OK);
+    PW_CHECK_EQ_INT(r.calls, 2);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "3", 1), PW_EFULL);
+    PW_CHECK_EQ_INT(r.calls, 2);
+
+    /* room again after a dequeue; the byte bound holds too */
+    PW_CHECK_EQ_INT(pw_queue_dequeue(st, q, &d, &len), PW_OK);
+    PW_CHECK_MEM(d, len, "one");
+    free(d);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "12345678", 8), PW_EFULL);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "1234567", 7), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "x", 1), PW_EFULL);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "12345678901", 11), PW_ELIMIT);
+    PW_CHECK_EQ_INT(pub_stats(st).queue_dropped, 0);
+    expect_items(st, q, (const char *const[]) { "two", "1234567" }, 2);
+
+    check_ok(st);
+    pw_store_free(st);
+}
+
+
+PW_TEST(queue_oldest_region_full)
+{
+    pw_store_t *st;
+    pw_store_stats_t s;
+    uint32_t q, q2, seq, first;
+    uint8_t item[600], *d;
+    size_t len;
+    int i, n;
+
+    /* no bound: the region's room is the bound */
+    st = new_store_opts(64 * 1024, 0, PW_STORE_EVICT_OLDEST, 0, 0);
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("q"), 0, &q), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("q2"), 0, &q2), PW_OK);
+    memset(item, 'i', sizeof(item));
+    for (i = 0; i < 10; i++) {
+        PW_CHECK_EQ_INT(pw_queue_enqueue(st, q2, item, sizeof(item)), PW_OK);
+    }
+
+    for (seq = 0; seq < 1000; seq++) {
+        memcpy(item, &seq, sizeof(seq));
+        PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, item, sizeof(item)), PW_OK);
+    }
+    s = pub_stats(st);
+    PW_CHECK(s.queue_dropped > 500);
+    PW_CHECK_EQ_INT(s.queue_items, 1000 - s.queue_dropped + 10);
+    check_ok(st);
+
+    /* what is left is the newest run, in order; q2 lost nothing */
+    n = 0;
+    first = (uint32_t) s.queue_dropped;
+    while (pw_queue_dequeue(st, q, &d, &len) == PW_OK) {
+        memcpy(&seq, d, sizeof(seq));
+        PW_CHECK_EQ_INT(seq, first + (uint32_t) n);
+        free(d);
+        n++;
+    }
+    PW_CHECK_EQ_INT(first + (uint32_t) n, 1000);
+    for (i = 0; i < 10; i++) {
+        PW_CHECK_EQ_INT(pw_queue_dequeue(st, q2, &d, &len), PW_OK);
+        free(d);
+    }
+
+    /* an item that emptying its queue would not make room for fails
+     * without dropping anything (the rest is held by keys, with no kv
+     * eviction) */
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, item, 100), PW_OK);
+    for (i = 0; ; i++) {
+        char key[16];
+
+        snprintf(key, sizeof(key), "k%d", i);
+        if (pw_kv_set(st, key, strlen(key), item, 200, 0) == PW_EFULL) {
+            break;
+        }
+        PW_CHECK(i < 1000);
+    }
+    s = pub_stats(st);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, item, sizeof(item)), PW_EFULL);
+    PW_CHECK_EQ_INT(pub_stats(st).queue_dropped, s.queue_dropped);
+    PW_CHECK_EQ_INT(pub_stats(st).queue_items, 1);
+    check_ok(st);
+
+    pw_store_free(st);
+}
+
+
+PW_TEST(queue_owner_and_list)
+{
+    pw_store_t *st;
+    pw_store_conf_t conf;
+    ready_t r;
+    q_list_t l;
+    uint32_t q, q2, again;
+
+    memset(&r, 0, sizeof(r));
+    memset(&conf, 0, sizeof(conf));
+    conf.queue_ready = on_ready;
+    conf.queue_ready_data = &r;
+    PW_CHECK_EQ_INT(pw_store_new(64 * 1024, &conf, &st), PW_OK);
+
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("jobs"), 100, &q),
+                    PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_register(st, PW_STR("vm2"), PW_STR("x"), 200,
+                                      &q2), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "a", 1), PW_OK);
+    PW_CHECK_EQ_INT(r.owner, 100);
+
+    /* a new worker takes the queue over: wake-ups go to it, items stay */
+    PW_CHECK_EQ_INT(pw_queue_set_owner(st, q, 101), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "bb", 2), PW_OK);
+    PW_CHECK_EQ_INT(r.owner, 101);
+    PW_CHECK_EQ_INT(r.qid, q);
+
+    /* re-registration is the same queue with the new owner */
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("jobs"), 102, &again),
+                    PW_OK);
+    PW_CHECK_EQ_INT(again, q);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "c", 1), PW_OK);
+    PW_CHECK_EQ_INT(r.owner, 102);
+
+    PW_CHECK_EQ_INT(pw_queue_set_owner(st, 0, 1), PW_ENOTFOUND);
+    PW_CHECK_EQ_INT(pw_queue_set_owner(st, 99, 1), PW_ENOTFOUND);
+    PW_CHECK_EQ_INT(pw_queue_set_owner(NULL, q, 1), PW_EINVAL);
+    PW_CHECK_EQ_INT(pw_queue_foreach(st, NULL, NULL), PW_EINVAL);
+
+    memset(&l, 0, sizeof(l));
+    PW_CHECK_EQ_INT(pw_queue_foreach(st, q_list, &l), PW_OK);
+    PW_CHECK_EQ_INT(l.n, 2);
+    PW_CHECK_EQ_INT(l.q[0].qid, q);
+    PW_CHECK_EQ_INT(l.q[0].owner, 102);
+    PW_CHECK_EQ_STR(l.names[0], "vm/jobs");
+    PW_CHECK_EQ_INT(l.q[0].depth, 3);
+    PW_CHECK_EQ_INT(l.q[0].bytes, 4);
+    PW_CHECK_EQ_INT(l.q[1].qid, q2);
+    PW_CHECK_EQ_INT(l.q[1].owner, 200);
+    PW_CHECK_EQ_STR(l.names[1], "vm2/x");
+    PW_CHECK_EQ_INT(l.q[1].depth, 0);
+
+    check_ok(st);
+    pw_store_free(st);
+}
+
+
+PW_TEST(store_stats)
+{
+    pw_store_t *st;
+    pw_store_stats_t s, s0;
+    pw__store_stats_t in;
+    uint32_t q, id;
+    char val[300];
+    int n;
+
+    st = new_store_opts(64 * 1024, PW_STORE_EVICT_LRU,
+                        PW_STORE_EVICT_OLDEST, 2, 0);
+    PW_CHECK_EQ_INT(pw_store_stats(NULL, &s), PW_EINVAL);
+    PW_CHECK_EQ_INT(pw_store_stats(st, NULL), PW_EINVAL);
+
+    s0 = pub_stats(st);
+    PW_CHECK_EQ_INT(s0.region_size, 64 * 1024);
+    PW_CHECK(s0.heap_bytes > 32 * 1024 && s0.heap_bytes < 64 * 1024);
+    PW_CHECK_EQ_INT(s0.used_bytes, 0);
+    PW_CHECK_EQ_INT(s0.kv_entries + s0.kv_bytes + s0.kv_evictions
+                    + s0.queues + s0.queue_items + s0.queue_bytes
+                    + s0.queue_dropped + s0.metrics, 0);
+
+    memset(val, 'v', sizeof(val));
+    n = fill_until_evicting(st, val, sizeof(val));
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("a"), 0, &q), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "123", 3), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "45", 2), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "6789", 4), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("b"), 0, &q), PW_OK);
+    PW_CHECK_EQ_INT(pw_metric_define(st, PW_METRIC_COUNTER, PW_STR("c"),
+                                     &id), PW_OK);
+
+    s = pub_stats(st);
+    in = stats_of(st);
+    PW_CHECK_EQ_INT(s.kv_entries, in.kv_count);
+    PW_CHECK(s.kv_evictions >= 1);
+    PW_CHECK_EQ_INT(s.kv_entries + s.kv_evictions, (uint64_t) n);
+    PW_CHECK_EQ_INT(s.used_bytes, s.heap_bytes - in.free_bytes);
+    PW_CHECK(s.kv_bytes > s.kv_entries * sizeof(val)
+             && s.kv_bytes < s.used_bytes);
+    PW_CHECK_EQ_INT(s.queues, 2);
+    PW_CHECK_EQ_INT(s.queue_items, 2);
+    PW_CHECK_EQ_INT(s.queue_bytes, 6);
+    PW_CHECK_EQ_INT(s.queue_dropped, 1);
+    PW_CHECK_EQ_INT(s.metrics, 1);
+
+    check_ok(st);
+    pw_store_free(st);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -2171,6 +3026,17 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(kill_lock_holder_others_continue),
         PW_TEST_ENTRY(kill_lock_holder_idle),
         PW_TEST_ENTRY(randomized_vs_model),
+        PW_TEST_ENTRY(format_options),
+        PW_TEST_ENTRY(kv_lru_order),
+        PW_TEST_ENTRY(kv_lru_limits),
+        PW_TEST_ENTRY(kv_none_is_full),
+        PW_TEST_ENTRY(kv_cas_absent),
+        PW_TEST_ENTRY(kv_lru_vs_model),
+        PW_TEST_ENTRY(queue_bound_oldest),
+        PW_TEST_ENTRY(queue_bound_none),
+        PW_TEST_ENTRY(queue_oldest_region_full),
+        PW_TEST_ENTRY(queue_owner_and_list),
+        PW_TEST_ENTRY(store_stats),
         { 0 }
     });
 }
