@@ -47,6 +47,16 @@ stats_of(pw_store_t *st)
 }
 
 
+static pw_store_stats_t
+pub_stats(pw_store_t *st)
+{
+    pw_store_stats_t s;
+
+    PW_CHECK_EQ_INT(pw_store_stats(st, &s), PW_OK);
+    return s;
+}
+
+
 static pw_store_t *
 new_store(size_t size)
 {
@@ -1245,16 +1255,28 @@ mp_consume(const uint8_t *d, size_t len, uint32_t *seen)
 }
 
 
+/*
+ * Evicting variant: small region with LRU keys and queues bounded to
+ * MP_QMAX items dropping the oldest; every child also writes filler keys
+ * of many sizes (forcing evictions) and enqueues more than it dequeues
+ * (forcing drops). The counter stays exact: it is used all the time, so
+ * never the least recently used key.
+ */
+#define MP_QMAX  4
+
+static int mp_evicting;
+
 static void
 mp_child(pw_store_t *st, uint32_t id, uint32_t q, uint32_t *seen,
     uint32_t *shared)
 {
     mp_item_t it;
-    uint8_t *d;
+    uint8_t *d, filler[3000];
     size_t len;
     uint32_t k;
     int i, rc, retries;
-    uint64_t rs;
+    uint64_t rs, r;
+    char key[32];
 
     rs = id * 7919 + 1;
     retries = 0;
@@ -1270,7 +1292,19 @@ mp_child(pw_store_t *st, uint32_t id, uint32_t q, uint32_t *seen,
             _exit(10);
         }
 
-        if (i % 5 == 0 && k < ITEMS) {
+        if (mp_evicting) {
+            r = rng_next(&rs);
+            snprintf(key, sizeof(key), "f%u-%u", id, (unsigned) (r % 64));
+            memset(filler, (int) id, sizeof(filler));
+            if (pw_kv_set(st, key, strlen(key), filler,
+                          1 + (r >> 8) % sizeof(filler), 0) != PW_OK
+                || pw_metric_record(st, 1, i) != PW_OK)
+            {
+                _exit(14);
+            }
+        }
+
+        if ((i % 5 == 0 || (mp_evicting && i % 5 == 3)) && k < ITEMS) {
             memset(&it, 0, sizeof(it));
             it.producer = id;
             it.seq = k++;
@@ -1284,7 +1318,7 @@ mp_child(pw_store_t *st, uint32_t id, uint32_t q, uint32_t *seen,
             }
         }
 
-        if (i % 5 == 2) {
+        if (mp_evicting ? i % 25 == 2 : i % 5 == 2) {
             rc = pw_queue_dequeue(st, q, &d, &len);
             if (rc == PW_OK) {
                 if (mp_consume(d, len, seen) != 0) {
@@ -1302,24 +1336,41 @@ mp_child(pw_store_t *st, uint32_t id, uint32_t q, uint32_t *seen,
 }
 
 
-PW_TEST(multi_process)
+static void
+mp_run(int evicting)
 {
     pw_store_t *st;
+    pw_store_opts_t o;
+    pw_store_stats_t ss;
     void *region;
-    uint32_t *seen, *shared, q, i;
+    uint32_t *seen, *shared, q, i, id, nseen;
     size_t size, len;
     pid_t pids[NPROC];
+    int64_t hist_count;
     int status, n;
     uint8_t *d;
     char *s;
 
-    size = 4 * MB;
-    st = shared_store(size, &region);
+    mp_evicting = evicting;
+    memset(&o, 0, sizeof(o));
+    if (evicting) {
+        o.kv_eviction = PW_STORE_EVICT_LRU;
+        o.queue_eviction = PW_STORE_EVICT_OLDEST;
+        o.queue_max_items = MP_QMAX;
+    }
+
+    size = evicting ? 128 * 1024 : 4 * MB;
+    region = shared_map(size);
+    PW_CHECK_EQ_INT(pw_store_format_ex(region, size, &o), PW_OK);
+    PW_CHECK_EQ_INT(pw_store_attach(region, size, NULL, &st), PW_OK);
     seen = shared_map(NPROC * ITEMS * sizeof(uint32_t));
     shared = shared_map(4096);
 
     PW_CHECK_EQ_INT(set_str(st, "counter", "0", 0), PW_OK);
     PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("mp"), 0, &q), PW_OK);
+    PW_CHECK_EQ_INT(pw_metric_define(st, PW_METRIC_HISTOGRAM, PW_STR("h"),
+                                     &id), PW_OK);
+    PW_CHECK_EQ_INT(id, 1);
 
     for (i = 0; i < NPROC; i++) {
         pids[i] = fork();
@@ -1350,16 +1401,33 @@ PW_TEST(multi_process)
         n++;
     }
 
+    nseen = 0;
     for (i = 0; i < NPROC * ITEMS; i++) {
-        if (seen[i] != 1) {
+        if (seen[i] != 1 && (!evicting || seen[i] > 1)) {
             fprintf(stderr, "  item %u/%u seen %u times\n", i / ITEMS,
                     i % ITEMS, seen[i]);
         }
-        PW_CHECK_EQ_INT(seen[i], 1);
+        PW_CHECK(evicting ? seen[i] <= 1 : seen[i] == 1);
+        nseen += seen[i];
     }
 
     check_ok(st);
     PW_CHECK_EQ_INT(stats_of(st).queue_items, 0);
+
+    /* every item was either consumed once or dropped (and counted) */
+    ss = pub_stats(st);
+    PW_CHECK_EQ_INT(nseen + ss.queue_dropped, NPROC * ITEMS);
+    if (evicting) {
+        printf("  %llu keys evicted, %llu items dropped\n",
+               (unsigned long long) ss.kv_evictions,
+               (unsigned long long) ss.queue_dropped);
+        PW_CHECK(ss.kv_evictions > 100);
+        PW_CHECK(ss.queue_dropped > 1000);
+        PW_CHECK_EQ_INT(pw_metric_get(st, id, &hist_count), PW_OK);
+        PW_CHECK_EQ_INT(hist_count, NPROC * INCS);
+    } else {
+        PW_CHECK_EQ_INT(ss.kv_evictions + ss.queue_dropped, 0);
+    }
     printf("  %d items left for the parent, %u CAS retries\n", n,
            shared[1]);
     /* the increments did race (else this test proves little) */
@@ -1369,6 +1437,18 @@ PW_TEST(multi_process)
     munmap(shared, 4096);
     munmap(seen, NPROC * ITEMS * sizeof(uint32_t));
     munmap(region, size);
+}
+
+
+PW_TEST(multi_process)
+{
+    mp_run(0);
+}
+
+
+PW_TEST(multi_process_evicting)
+{
+    mp_run(1);
 }
 
 
@@ -2158,16 +2238,6 @@ new_store_opts(size_t size, int kv, int qe, uint64_t qitems, uint64_t qbytes)
     o.queue_max_bytes = qbytes;
     PW_CHECK_EQ_INT(pw_store_new_ex(size, &o, NULL, &st), PW_OK);
     return st;
-}
-
-
-static pw_store_stats_t
-pub_stats(pw_store_t *st)
-{
-    pw_store_stats_t s;
-
-    PW_CHECK_EQ_INT(pw_store_stats(st, &s), PW_OK);
-    return s;
 }
 
 
@@ -3021,6 +3091,7 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(two_addresses),
         PW_TEST_ENTRY(caller_lock),
         PW_TEST_ENTRY(multi_process),
+        PW_TEST_ENTRY(multi_process_evicting),
         PW_TEST_ENTRY(kill_at_every_step),
         PW_TEST_ENTRY(kill_with_caller_lock),
         PW_TEST_ENTRY(kill_lock_holder_others_continue),
