@@ -3068,6 +3068,274 @@ PW_TEST(store_stats)
 }
 
 
+/* ---- processes killed while evicting ---------------------------------- */
+
+static uint8_t *
+region_copy(const void *region, size_t size)
+{
+    void *p;
+
+    PW_CHECK(posix_memalign(&p, 64, size) == 0);
+    memcpy(p, region, size);
+    return p;
+}
+
+
+/* offset of key's entry, or 0 */
+static uint64_t
+kv_entry_off(pw_store_t *st, const char *key)
+{
+    pw__hdr_t *h;
+    pw__kv_t *e;
+    uint64_t hash, off;
+    size_t klen;
+
+    h = PW__HDR(st);
+    klen = strlen(key);
+    hash = pw__hash(key, klen);
+    off = ((uint64_t *) PW__AT(st, h->kv_buckets))[hash
+                                                   & (h->kv_nbuckets - 1)];
+    for ( ; off != 0; off = e->next) {
+        e = PW__AT(st, off);
+        if (e->klen == klen && memcmp(e + 1, key, klen) == 0) {
+            return off;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Like kill_each_step, for an operation that first evicts keys (drops:
+ * queue items of queue 1) one committed step at a time: after a kill at
+ * step `at` (each run from the same start) the region must be exactly the
+ * state after the first j evictions, j growing with `at`, and the last
+ * kills must land after all of them. The
+ * reference states come from the internal evict/drop functions run on a
+ * copy; the final state from the operation run on another copy.
+ */
+static void
+kill_each_step_evicting(pw_store_t *st, void *region, size_t size,
+    const char *name, op_fn_t fn, int drops, const char *keep_key)
+{
+    uint8_t *done, *cur, **refs;
+    pw_store_t *st2;
+    pw_store_stats_t s0, s1;
+    unsigned at, kills;
+    uint64_t n, j, last, keep;
+    kill_hook_t k;
+    pid_t pid;
+    int status, found;
+
+    /* the operation on a copy: how many evictions, and the end state */
+    done = region_copy(region, size);
+    PW_CHECK_EQ_INT(pw_store_attach(done, size, NULL, &st2), PW_OK);
+    s0 = pub_stats(st2);
+    fn(st2);
+    s1 = pub_stats(st2);
+    pw_store_detach(st2);
+    n = drops ? s1.queue_dropped - s0.queue_dropped
+              : s1.kv_evictions - s0.kv_evictions;
+    PW_CHECK_EQ_INT(drops ? s1.kv_evictions - s0.kv_evictions
+                          : s1.queue_dropped - s0.queue_dropped, 0);
+    PW_CHECK(n >= 1);
+
+    refs = calloc(n + 1, sizeof(uint8_t *));
+    PW_CHECK(refs != NULL);
+    refs[0] = region_copy(region, size);
+    cur = region_copy(region, size);
+    PW_CHECK_EQ_INT(pw_store_attach(cur, size, NULL, &st2), PW_OK);
+    for (j = 1; j <= n; j++) {
+        PW_CHECK_EQ_INT(pw__store_lock(st2), PW_OK);
+        keep = keep_key ? kv_entry_off(st2, keep_key) : 0;
+        PW_CHECK_EQ_INT(drops ? pw__queue_drop_qid_locked(st2, 1)
+                              : pw__kv_evict_one_locked(st2, keep), 1);
+        pw__store_unlock(st2);
+        refs[j] = region_copy(cur, size);
+    }
+    pw_store_detach(st2);
+    free(cur);
+
+    last = 0;
+    kills = 0;
+    for (at = 1; ; at++) {
+        PW_CHECK(at < 400);
+        k.at = at;
+
+        /* evictions done before a kill stay done: start every run from
+         * the same state (the lock in it is free, as in the snapshot) */
+        memcpy(region, refs[0], size);
+
+        pid = fork();
+        PW_CHECK(pid >= 0);
+        if (pid == 0) {
+            pw__store_set_step_hook(st, hook_die, &k);
+            fn(st);
+            _exit(0);
+        }
+        PW_CHECK(waitpid(pid, &status, 0) == pid);
+        if (WIFEXITED(status)) {
+            PW_CHECK_EQ_INT(WEXITSTATUS(status), 0);
+            break;
+        }
+        PW_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        kills++;
+
+        check_ok(st);
+        found = 0;
+        for (j = last; j <= n && !found; j++) {
+            if (same_state(refs[j], region, 0)) {
+                found = 1;
+                last = j;
+            }
+        }
+        if (!found) {
+            fprintf(stderr, "  %s: killed at step %u: not a state after "
+                    "%llu or more evictions\n", name, at,
+                    (unsigned long long) last);
+            PW_CHECK(0);
+        }
+    }
+
+    printf("  %s: %llu evictions, %u kills\n", name, (unsigned long long) n,
+           kills);
+    PW_CHECK_EQ_INT(last, n);
+    PW_CHECK(kills > n);
+    check_ok(st);
+    PW_CHECK(same_state(done, region, 1));
+
+    for (j = 0; j <= n; j++) {
+        free(refs[j]);
+    }
+    free(refs);
+    free(done);
+}
+
+
+static void
+op_get_touch(pw_store_t *st)
+{
+    size_t len;
+
+    if (pw_kv_get(st, "k5", 2, NULL, &len, NULL) != PW_OK) {
+        _exit(50);
+    }
+}
+
+static void
+op_set_evicting(pw_store_t *st)
+{
+    char v[1500];
+
+    memset(v, 'B', sizeof(v));
+    if (pw_kv_set(st, "big", 3, v, sizeof(v), 0) != PW_OK) {
+        _exit(51);
+    }
+}
+
+static void
+op_replace_evicting(pw_store_t *st)
+{
+    char v[1200];
+
+    memset(v, 'R', sizeof(v));
+    if (pw_kv_set(st, "k10", 3, v, sizeof(v), 0) != PW_OK) {
+        _exit(52);
+    }
+}
+
+static void
+op_enqueue_dropping(pw_store_t *st)
+{
+    if (pw_queue_enqueue(st, 1, "d", 1) != PW_OK) {
+        _exit(53);
+    }
+}
+
+static void
+op_define_evicting(pw_store_t *st)
+{
+    uint32_t id;
+
+    /* a histogram record (>500 bytes) and the metric table: two
+     * allocations, retried after each eviction */
+    if (pw_metric_define(st, PW_METRIC_HISTOGRAM, PW_STR("hist"), &id)
+        != PW_OK)
+    {
+        _exit(54);
+    }
+}
+
+
+/* add keys until one is evicted: the region has less than a key's room */
+static void
+top_up(pw_store_t *st, char prefix)
+{
+    char key[16], v[300];
+    uint64_t ev;
+    int i;
+
+    memset(v, 'v', sizeof(v));
+    ev = pub_stats(st).kv_evictions;
+    for (i = 0; pub_stats(st).kv_evictions == ev; i++) {
+        snprintf(key, sizeof(key), "%c%d", prefix, i);
+        PW_CHECK_EQ_INT(pw_kv_set(st, key, strlen(key), v, sizeof(v), 0),
+                        PW_OK);
+    }
+}
+
+
+PW_TEST(kill_at_every_step_evicting)
+{
+    pw_store_t *st;
+    pw_store_opts_t o;
+    void *region;
+    size_t size;
+    uint32_t q;
+    char v[300];
+
+    size = 64 * 1024;
+    region = shared_map(size);
+    memset(&o, 0, sizeof(o));
+    o.kv_eviction = PW_STORE_EVICT_LRU;
+    o.queue_eviction = PW_STORE_EVICT_OLDEST;
+    o.queue_max_items = 3;
+    PW_CHECK_EQ_INT(pw_store_format_ex(region, size, &o), PW_OK);
+    PW_CHECK_EQ_INT(pw_store_attach(region, size, NULL, &st), PW_OK);
+
+    PW_CHECK_EQ_INT(pw_queue_register(st, VM, PW_STR("q"), 1, &q), PW_OK);
+    PW_CHECK_EQ_INT(q, 1);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "a", 1), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "b", 1), PW_OK);
+    PW_CHECK_EQ_INT(pw_queue_enqueue(st, q, "c", 1), PW_OK);
+    memset(v, 'v', sizeof(v));
+    fill_until_evicting(st, v, sizeof(v));
+    check_ok(st);
+
+    kill_each_step(st, region, size, "get (touch)", op_get_touch);
+    kill_each_step_evicting(st, region, size, "set evicting",
+                            op_set_evicting, 0, NULL);
+    top_up(st, 't');
+    kill_each_step_evicting(st, region, size, "replace evicting",
+                            op_replace_evicting, 0, "k10");
+    kill_each_step_evicting(st, region, size, "enqueue dropping",
+                            op_enqueue_dropping, 1, NULL);
+    top_up(st, 'u');
+    kill_each_step_evicting(st, region, size, "define evicting",
+                            op_define_evicting, 0, NULL);
+
+    /* what the completed operations did */
+    PW_CHECK(present(st, "big") && present(st, "k10") && present(st, "k5"));
+    PW_CHECK(!present(st, "k1") && !present(st, "k2"));
+    PW_CHECK_EQ_INT(pub_stats(st).queue_items, 3);
+    PW_CHECK_EQ_INT(pub_stats(st).queue_dropped, 1);
+
+    pw_store_detach(st);
+    munmap(region, size);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -3108,6 +3376,7 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(queue_oldest_region_full),
         PW_TEST_ENTRY(queue_owner_and_list),
         PW_TEST_ENTRY(store_stats),
+        PW_TEST_ENTRY(kill_at_every_step_evicting),
         { 0 }
     });
 }
