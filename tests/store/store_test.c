@@ -923,7 +923,8 @@ metric_visit(void *arg, uint32_t id, const pw_metric_info_t *m)
         v->hist_sum = m->sum;
         v->hist_count = m->value;
         memcpy(v->buckets, m->buckets, sizeof(v->buckets));
-        v->names_ok += m->name.len == 4 && memcmp(m->name.data, "hist", 4) == 0;
+        v->names_ok += m->name.len == 4
+                       && memcmp(m->name.data, "hist", 4) == 0;
     } else {
         v->names_ok += m->buckets == NULL && m->name.len == 1
                        && (m->name.data[0] == 'c' || m->name.data[0] == 'g');
