@@ -59,9 +59,11 @@ typedef struct {
      * PW_STORE_EVICT_NONE: a set that does not fit fails with PW_EFULL.
      * PW_STORE_EVICT_LRU: least recently used keys (pw_kv_get and
      * pw_kv_set both count as a use) are evicted until the entry fits; the
-     * key being replaced is never evicted for its own new value. Evictions
-     * are final even if the set then fails (it only fails if evicting
-     * every other key would not make room).
+     * key being replaced is never evicted for its own new value. Keys are
+     * also evicted to make room for queues, queue items and metrics (the
+     * region's keys are a cache). Nothing is evicted when evicting every
+     * key could not make room; evictions are final even if the write then
+     * fails (fragmentation). Each eviction is crash-safe on its own.
      */
     int kv_eviction;
     /*
