@@ -117,7 +117,7 @@ main(int argc, char **argv)
     uint8_t *bytes;
     size_t len;
     pw_host_t host = { .map_get = bench_map_get, .map_add = bench_map_add };
-    pw_import_t imp = { "bench", "noop", ":", bench_noop, NULL };
+    pw_import_t imp = { "bench", "noop", ":", bench_noop, NULL, 0 };
     pw_vm_conf_t vc = { .host = &host, .vm_id = PW_STR("bench") };
     pw_plugin_conf_t pc = { .name = PW_STR("bench") };
 

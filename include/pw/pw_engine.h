@@ -73,7 +73,21 @@ typedef struct {
     const char *sig;      /* as declared by the module (checked by the core) */
     pw_host_fn_t fn;      /* NULL with fn_data set: see pw_import_link_t */
     void *fn_data;
+    unsigned flags;       /* PW_IMPORT_*; 0 for a plain host function */
 } pw_import_t;
+
+/*
+ * PW_IMPORT_FAST: a promise about fn that lets an engine call it through a
+ * cheaper path (V8: a fast API call). fn never calls into the engine (no
+ * call, instantiate, ...; the memory function is fine), never blocks for
+ * long, and does not fail: a PW_ETRAP from it still aborts the guest call,
+ * but only once the guest reaches its next call or loop (its trap message
+ * is kept). Its signature has only i32 parameters (PW_IMPORT_FAST_ARGS at
+ * most) and one i32 result. Optional: an engine may ignore the flag and
+ * call fn as any host function; fn behaves the same either way.
+ */
+#define PW_IMPORT_FAST 0x1
+#define PW_IMPORT_FAST_ARGS 8
 
 /*
  * Linking an import to an export of another instance, wasm to wasm with no

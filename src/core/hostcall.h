@@ -29,6 +29,7 @@ typedef struct {
     pw_hctx_t c;
     unsigned index;               /* of the hostcall in the table */
     unsigned defer:1;             /* bytes may wait in vm->pending */
+    unsigned fast:1;              /* PW_IMPORT_FAST: never call the guest */
     unsigned post:1;              /* write post_val at post_ptr last */
     uint32_t post_ptr;
     uint32_t post_val;

@@ -238,15 +238,15 @@ h_twice(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
 }
 
 static const pw_import_t basic_imports[] = {
-    { "env", "add_i32", "ii:i", h_add_i32, NULL },
-    { "env", "add_i64", "II:I", h_add_i64, NULL },
-    { "env", "mul_f32", "ff:f", h_mul_f32, NULL },
-    { "env", "mul_f64", "FF:F", h_mul_f64, NULL },
-    { "env", "mixed", "iIfF:F", h_mixed, NULL },
-    { "env", "fail", "i:i", h_fail, NULL },
-    { "env", "nop", ":", h_nop, NULL },
-    { "other", "reenter", "i:i", h_reenter, NULL },
-    { "env", "mem_pages", ":i", h_mem_pages, NULL },
+    { "env", "add_i32", "ii:i", h_add_i32, NULL, 0 },
+    { "env", "add_i64", "II:I", h_add_i64, NULL, 0 },
+    { "env", "mul_f32", "ff:f", h_mul_f32, NULL, 0 },
+    { "env", "mul_f64", "FF:F", h_mul_f64, NULL, 0 },
+    { "env", "mixed", "iIfF:F", h_mixed, NULL, 0 },
+    { "env", "fail", "i:i", h_fail, NULL, 0 },
+    { "env", "nop", ":", h_nop, NULL, 0 },
+    { "other", "reenter", "i:i", h_reenter, NULL, 0 },
+    { "env", "mem_pages", ":i", h_mem_pages, NULL, 0 },
 };
 
 #define NBASIC (sizeof(basic_imports) / sizeof(basic_imports[0]))
@@ -773,7 +773,7 @@ PW_TEST(no_memory_export)
 {
     pw_engine_t *e = engine_new();
     pw_emodule_t *m = compile_file(e, "no_memory.wasm");
-    pw_import_t imp = { "env", "twice", "i:i", h_twice, NULL };
+    pw_import_t imp = { "env", "twice", "i:i", h_twice, NULL, 0 };
     pw_einstance_t *inst = NULL;
     char err[256];
     uint8_t *base;
@@ -1097,7 +1097,7 @@ static const char *link_names[6] = {
 static void
 link_setup(link_fixture_t *f)
 {
-    pw_import_t twice = { "env", "twice", "i:i", h_twice, NULL };
+    pw_import_t twice = { "env", "twice", "i:i", h_twice, NULL, 0 };
     char err[256] = "";
     size_t i;
     int rc;
@@ -1133,6 +1133,205 @@ link_teardown(link_fixture_t *f)
     vt->module_free(f->dm);
     vt->module_free(f->sm);
     vt->destroy(f->e);
+    leak_check();
+}
+
+/* ---- PW_IMPORT_FAST --------------------------------------------------- */
+
+/* counted by the V8 backend (tests only) */
+extern unsigned long pw__v8_fast_calls;
+
+static pw_einstance_t *fast_seen_inst;
+
+static int
+h_fast_add(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    PW_CHECK(d == (void *) &fast_seen_inst);
+    PW_CHECK(a[0].kind == PW_I32 && a[1].kind == PW_I32);
+    PW_CHECK(r[0].kind == PW_I32);
+    fast_seen_inst = inst;
+    r[0].of.i32 = (int32_t) ((uint32_t) a[0].of.i32 + (uint32_t) a[1].of.i32);
+    return PW_OK;
+}
+
+static int
+h_fast_fail(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    *trap = "fast host function failed";
+    return PW_ETRAP;
+}
+
+static int
+h_fast_wide(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    int i;
+
+    /* 1 2 3 4 5 6 -7 8, in order: a weighted sum tells them apart */
+    r[0].of.i32 = 0;
+    for (i = 0; i < 8; i++) {
+        r[0].of.i32 += (i + 1) * a[i].of.i32;
+    }
+    return PW_OK;
+}
+
+static int
+h_fast_wide64(void *d, pw_einstance_t *inst, const pw_val_t *a, pw_val_t *r,
+    const char **trap)
+{
+    PW_CHECK(a[0].kind == PW_I64);
+    r[0].of.i32 = (int32_t) (a[0].of.i64 >> 32);
+    return PW_OK;
+}
+
+static void
+fast_imports(pw_import_t *im, unsigned flags)
+{
+    im[0] = (pw_import_t){ "env", "add", "ii:i", h_fast_add,
+                           &fast_seen_inst, flags };
+    im[1] = (pw_import_t){ "env", "fail", "i:i", h_fast_fail, NULL, flags };
+    im[2] = (pw_import_t){ "env", "wide", "iiiiiiii:i", h_fast_wide, NULL,
+                           flags };
+    im[3] = (pw_import_t){ "env", "wide64", "I:i", h_fast_wide64, NULL,
+                           flags };
+}
+
+PW_TEST(fast_import_taken_and_right)
+{
+    pw_engine_t *e = engine_new();
+    pw_emodule_t *m = compile_file(e, "fast.wasm");
+    pw_einstance_t *fast = NULL, *plain = NULL;
+    pw_import_t im[4];
+    unsigned long before;
+    char err[256];
+    pw_val_t a[2];
+    int i;
+
+    fast_imports(im, PW_IMPORT_FAST);
+    PW_CHECK_EQ_INT(vt->instantiate(m, im, 4, &fast, err, sizeof(err)),
+                    PW_OK);
+    fast_imports(im, 0);
+    PW_CHECK_EQ_INT(vt->instantiate(m, im, 4, &plain, err, sizeof(err)),
+                    PW_OK);
+
+    before = pw__v8_fast_calls;
+    for (i = 0; i < 1000; i++) {
+        a[0] = v_i32(i);
+        a[1] = v_i32(-2 * i);
+        fast_seen_inst = NULL;
+        PW_CHECK_EQ_INT(call_i32(fast, "call_add", a, 2), -i);
+        PW_CHECK(fast_seen_inst == fast);
+    }
+    /* every call went through the fast C function */
+    PW_CHECK_EQ_INT(pw__v8_fast_calls - before, 1000);
+    a[0] = v_i32(INT32_MAX);
+    a[1] = v_i32(1);
+    PW_CHECK_EQ_INT(call_i32(fast, "call_add", a, 2), INT32_MIN);
+    PW_CHECK_EQ_INT(call_i32(fast, "call_wide", NULL, 0),
+                    1 + 4 + 9 + 16 + 25 + 36 - 49 + 64);
+
+    /* the same without the flag, and none of it fast */
+    before = pw__v8_fast_calls;
+    a[0] = v_i32(40);
+    a[1] = v_i32(2);
+    PW_CHECK_EQ_INT(call_i32(plain, "call_add", a, 2), 42);
+    PW_CHECK(fast_seen_inst == plain);
+    PW_CHECK_EQ_INT(call_i32(plain, "call_wide", NULL, 0),
+                    1 + 4 + 9 + 16 + 25 + 36 - 49 + 64);
+    /* an i64 parameter: flagged but not eligible, plain and right */
+    a[0].kind = PW_I64;
+    a[0].of.i64 = (int64_t) 77 << 32;
+    PW_CHECK_EQ_INT(call_i32(fast, "call_wide64", a, 1), 77);
+    PW_CHECK_EQ_INT(pw__v8_fast_calls - before, 0);
+
+    vt->instance_free(fast);
+    vt->instance_free(plain);
+    vt->module_free(m);
+    vt->destroy(e);
+    leak_check();
+}
+
+PW_TEST(fast_import_failure_traps)
+{
+    pw_engine_t *e = engine_new();
+    pw_emodule_t *m = compile_file(e, "fast.wasm");
+    pw_einstance_t *inst = NULL;
+    pw_import_t im[4];
+    pw_efunc_t *fn;
+    pw_trap_t trap;
+    pw_val_t a[2], r;
+    char err[256], sig[PW_SIG_MAX];
+    unsigned long before;
+    int k;
+
+    fast_imports(im, PW_IMPORT_FAST);
+    PW_CHECK_EQ_INT(vt->instantiate(m, im, 4, &inst, err, sizeof(err)),
+                    PW_OK);
+    PW_CHECK_EQ_INT(vt->lookup(inst, "call_fail", &fn, sig), PW_OK);
+    for (k = 0; k < 3; k++) {
+        before = pw__v8_fast_calls;
+        r.kind = PW_I32;
+        memset(&trap, 0, sizeof(trap));
+        PW_CHECK_EQ_INT(vt->call(inst, fn, NULL, 0, &r, 1, &trap),
+                        PW_ETRAP);
+        PW_CHECK_EQ_STR(trap.message, "fast host function failed");
+        PW_CHECK_EQ_INT(pw__v8_fast_calls - before, 1);
+        /* stopped at the loop's check, long before the loop ends */
+        PW_CHECK(call_i32(inst, "spins", NULL, 0) < 100000000);
+        /* and the next calls run: nothing left terminating */
+        a[0] = v_i32(k);
+        a[1] = v_i32(1);
+        PW_CHECK_EQ_INT(call_i32(inst, "call_add", a, 2), k + 1);
+    }
+    vt->instance_free(inst);
+    vt->module_free(m);
+    vt->destroy(e);
+    leak_check();
+}
+
+/* More fast imports than slots: the rest are plain; freed slots return. */
+PW_TEST(fast_slots_run_out_and_return)
+{
+    enum { NI = 70 };
+    pw_engine_t *e = engine_new();
+    pw_emodule_t *m = compile_file(e, "fast.wasm");
+    pw_einstance_t *insts[NI];
+    pw_import_t im[4];
+    unsigned long before;
+    char err[256];
+    pw_val_t a[2];
+    int i, fast;
+
+    fast_imports(im, PW_IMPORT_FAST);
+    a[0] = v_i32(20);
+    a[1] = v_i32(22);
+    fast = 0;
+    for (i = 0; i < NI; i++) {
+        PW_CHECK_EQ_INT(vt->instantiate(m, im, 4, &insts[i], err,
+                                        sizeof(err)), PW_OK);
+        before = pw__v8_fast_calls;
+        PW_CHECK_EQ_INT(call_i32(insts[i], "call_add", a, 2), 42);
+        PW_CHECK(fast_seen_inst == insts[i]);
+        fast += pw__v8_fast_calls - before == 1;
+    }
+    PW_CHECK(fast >= 32 && fast < NI);
+    /* the last one is plain: its slot would be past the pool */
+    before = pw__v8_fast_calls;
+    PW_CHECK_EQ_INT(call_i32(insts[NI - 1], "call_add", a, 2), 42);
+    PW_CHECK_EQ_INT(pw__v8_fast_calls - before, 0);
+    for (i = 0; i < NI; i++) {
+        vt->instance_free(insts[i]);
+    }
+    PW_CHECK_EQ_INT(vt->instantiate(m, im, 4, &insts[0], err, sizeof(err)),
+                    PW_OK);
+    before = pw__v8_fast_calls;
+    PW_CHECK_EQ_INT(call_i32(insts[0], "call_add", a, 2), 42);
+    PW_CHECK_EQ_INT(pw__v8_fast_calls - before, 1);
+    vt->instance_free(insts[0]);
+    vt->module_free(m);
+    vt->destroy(e);
     leak_check();
 }
 
@@ -1227,7 +1426,7 @@ PW_TEST(link_signature_mismatch)
     pw_emodule_t *m;
     pw_einstance_t *inst = NULL;
     pw_import_link_t l;
-    pw_import_t imp = { "env", "nop", ":", NULL, &l };
+    pw_import_t imp = { "env", "nop", ":", NULL, &l, 0 };
     char err[256];
 
     link_setup(&f);
@@ -1283,6 +1482,9 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(stale_interrupt_does_not_kill_next_call),
         PW_TEST_ENTRY(interrupt_race),
         PW_TEST_ENTRY(call_costs),
+        PW_TEST_ENTRY(fast_import_taken_and_right),
+        PW_TEST_ENTRY(fast_import_failure_traps),
+        PW_TEST_ENTRY(fast_slots_run_out_and_return),
         PW_TEST_ENTRY(link_function_global_table),
         PW_TEST_ENTRY(link_memory_shared_and_grown),
         PW_TEST_ENTRY(link_trap_crosses_instances),

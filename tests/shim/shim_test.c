@@ -103,7 +103,8 @@ static pw_host_t host = { .map_get = t_map_get, .map_pairs = t_map_pairs };
 
 /* One engine per process (V8): both VMs share it. */
 static void
-start(run_t *r, pw_engine_t *e, const pw_engine_vt_t *vt)
+start_wasm(run_t *r, pw_engine_t *e, const pw_engine_vt_t *vt,
+    const char *wasm)
 {
     pw_vm_conf_t vc = { .host = &host, .vm_id = PW_STR("shimtest") };
     pw_plugin_conf_t pc = { .name = PW_STR("shimtest"),
@@ -117,7 +118,7 @@ start(run_t *r, pw_engine_t *e, const pw_engine_vt_t *vt)
     /* each VM its own store: the shared data and queue start empty */
     PW_CHECK_EQ_INT(pw_store_new(1024 * 1024, NULL, &r->store), PW_OK);
     vc.store = r->store;
-    bytes = slurp_wasm("bytes.wasm", &len);
+    bytes = slurp_wasm(wasm, &len);
     PW_CHECK_EQ_INT(pw_module_load(vt, e, bytes, len, &r->mod, err,
                                    sizeof(err)), PW_OK);
     free(bytes);
@@ -131,6 +132,12 @@ start(run_t *r, pw_engine_t *e, const pw_engine_vt_t *vt)
                     PW_OK);
     PW_CHECK_EQ_INT(pw_stream_new(r->p, PW_STREAM_HTTP, NULL, &r->s),
                     PW_OK);
+}
+
+static void
+start(run_t *r, pw_engine_t *e, const pw_engine_vt_t *vt)
+{
+    start_wasm(r, e, vt, "bytes.wasm");
 }
 
 static void
@@ -336,6 +343,69 @@ PW_TEST(allocator_trap_fails_vm_alike)
     pw_map_free(hdrs);
 }
 
+/* counted by the V8 backend: fast and plain host function calls */
+extern unsigned long pw__v8_fast_calls;
+extern unsigned long pw__v8_host_calls;
+
+/* Run grow.wasm's scenario; check the value and the calls it took. */
+static void
+grow_run(run_t *r, int scenario, long fast, long plain, uint32_t want_ptr)
+{
+    unsigned long f0 = pw__v8_fast_calls, h0 = pw__v8_host_calls;
+    pw_action_t act;
+    uint32_t f[4];
+    uint8_t *d;
+
+    PW_CHECK_EQ_INT(pw_http_request_headers(r->s, (uint32_t) scenario, 1,
+                                            &act), PW_OK);
+    PW_CHECK(!pw_vm_failed(r->vm));
+    if ((long) (pw__v8_fast_calls - f0) != fast
+        || (long) (pw__v8_host_calls - h0) != plain)
+    {
+        fprintf(stderr, "  scenario %d: %lu fast, %lu plain; expected %ld, "
+                "%ld\n", scenario, pw__v8_fast_calls - f0,
+                pw__v8_host_calls - h0, fast, plain);
+        PW_CHECK(0);
+    }
+    rec(r, 0, f, &d);
+    PW_CHECK_EQ_INT(f[0], PW_STATUS_OK);
+    PW_CHECK_EQ_INT(f[2], 3);
+    PW_CHECK(d != NULL && memcmp(d, "abc", 3) == 0);
+    PW_CHECK(want_ptr == 0 || f[1] == want_ptr);
+    free(d);
+}
+
+/*
+ * The fast path is the one taken once the memory is known, needs no plain
+ * call at all, and steps aside (to the plain one) exactly when the memory
+ * grew since it was last seen: before phase 1, or in the allocator.
+ */
+PW_TEST(shim_fast_path_and_growth)
+{
+    pw_engine_t *e;
+    run_t r;
+
+    setup_host();
+    e = engine();
+    start_wasm(&r, e, &pw_engine_v8, "grow.wasm");
+    PW_CHECK(r.vm->shim_armed);
+
+    /* the first call learns the memory on the plain phase 1 */
+    grow_run(&r, 0, 2, 1, 0);
+    grow_run(&r, 0, 2, 0, 0);
+    grow_run(&r, 0, 2, 0, 0);
+    /* grown before the call: phase 1 plain, phase 2 fast */
+    grow_run(&r, 1, 2, 1, 0);
+    grow_run(&r, 0, 2, 0, 0);
+    /* grown by the allocator: phase 1 fast, phase 2 plain; the value is
+     * in the new (third) page */
+    grow_run(&r, 2, 2, 1, 2 * 65536);
+    grow_run(&r, 0, 2, 0, 0);
+    stop(&r);
+    pw_engine_v8.destroy(e);
+    pw_map_free(hdrs);
+}
+
 PW_TEST(shim_bytes_validate)
 {
     const char *names[] = { "proxy_get_header_map_value",
@@ -355,10 +425,19 @@ PW_TEST(shim_bytes_validate)
     PW_CHECK_EQ_INT(pw__shim_build(h, 3, &b, &len), PW_OK);
     /* the reader sees the imports and exports the core links */
     PW_CHECK_EQ_INT(pw_wasm_parse(b, len, &info, err, sizeof(err)), PW_OK);
-    PW_CHECK_EQ_INT(info->nimports, 4);
-    PW_CHECK_EQ_STR(info->imports[3].name, "pw.done");
-    PW_CHECK_EQ_STR(info->imports[3].sig, "i:i");
-    PW_CHECK_EQ_STR(info->imports[1].sig, "iii:i");
+    /* plain and fast phase 1 (pages first), plain and fast done */
+    PW_CHECK_EQ_INT(info->nimports, 8);
+    PW_CHECK_EQ_STR(info->imports[1].module, "pw");
+    PW_CHECK_EQ_STR(info->imports[1].sig, "iiii:i");
+    PW_CHECK_EQ_STR(info->imports[4].module, "pw.fast");
+    PW_CHECK_EQ_STR(info->imports[4].name, "proxy_get_status");
+    PW_CHECK_EQ_STR(info->imports[4].sig, "iiii:i");
+    PW_CHECK_EQ_STR(info->imports[6].module, "pw");
+    PW_CHECK_EQ_STR(info->imports[6].name, "pw.done");
+    PW_CHECK_EQ_STR(info->imports[6].sig, "ii:i");
+    PW_CHECK_EQ_STR(info->imports[7].module, "pw.fast");
+    PW_CHECK_EQ_STR(info->imports[7].name, "pw.done");
+    PW_CHECK_EQ_STR(info->imports[7].sig, "ii:i");
     PW_CHECK(pw_wasm_find_export(info, "proxy_get_status") != NULL);
     PW_CHECK_EQ_STR(pw_wasm_find_export(info, "proxy_get_shared_data")->sig,
                     "iiiii:i");
@@ -374,5 +453,6 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(shim_and_plain_identical),
         PW_TEST_ENTRY(allocator_trap_fails_vm_alike),
         PW_TEST_ENTRY(shim_bytes_validate),
+        PW_TEST_ENTRY(shim_fast_path_and_growth),
         { 0 } });
 }

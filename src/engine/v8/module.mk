@@ -5,3 +5,8 @@
 # -lnode (in LDLIBS).
 
 V8_OBJS := $(V8_SRCS:%.cc=$(BUILD)/%.o)
+
+# v8-fast-api-calls.h ships only under nodejs/deps/v8/include (the same
+# V8 headers as include/node, which stays first on the path).
+V8_FAST_INC := $(LIBNODE_PREFIX)/include/nodejs/deps/v8/include
+$(V8_OBJS): CXXFLAGS += -isystem $(V8_FAST_INC)

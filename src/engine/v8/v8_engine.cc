@@ -6,6 +6,15 @@
  * WasmModuleObject::Compile and instantiated through the JS global
  * WebAssembly.Instance; imports are JS functions whose callback converts
  * values by the import's declared signature and calls the host function.
+ *
+ * PW_IMPORT_FAST imports are also given a V8 fast API function (a plain C
+ * function that V8's wasm import wrapper calls directly, with no callback
+ * info, handles or exceptions: a third of the cost). A C function cannot
+ * carry per-import data and V8 10.2 passes wasm neither the template's
+ * data nor options, so the C functions come from a process-wide pool of
+ * slots, one function per (parameter count, slot), generated below; the
+ * slot's cell names the import that owns it. With no free slot the import
+ * is a plain one. V8 needs --turbo-fast-api-calls, set at start.
  */
 
 #include <pthread.h>
@@ -19,9 +28,11 @@
 #include <atomic>
 #include <memory>
 #include <new>
+#include <utility>
 
 #include <libplatform/libplatform.h>
 #include <v8.h>
+#include <v8-fast-api-calls.h>
 
 #include <pw/pw_engine.h>
 #include <pw/pw_wasm.h>
@@ -35,6 +46,8 @@
 
 #define PW__V8_CLAIMED (1ULL << 63)
 #define PW__V8_PUMP_EVERY 1024
+#define PW__V8_FAST_ARGS PW_IMPORT_FAST_ARGS
+#define PW__V8_FAST_SLOTS 64        /* per parameter count, per process */
 
 typedef struct {
     pw_host_fn_t fn;
@@ -42,6 +55,7 @@ typedef struct {
     pw_einstance_t *inst;
     uint8_t nparams;
     uint8_t nresults;
+    int16_t fast_slot;              /* -1, or its fast function's slot */
     char kinds[PW_SIG_MAX];         /* parameters, then results */
 } pw__v8_import_t;
 
@@ -60,6 +74,7 @@ struct pw_engine_s {
     int depth;                      /* nested calls into the guest */
     const char *host_trap;          /* raised by a host function ... */
     int host_trap_depth;            /* ... under the call at this depth */
+    int host_trap_term;             /* ... by TerminateExecution (fast) */
     unsigned calls;
     /*
      * Bumped whenever guest code may have run (a host function entered, a
@@ -67,6 +82,9 @@ struct pw_engine_s {
      * counter for all instances, as linked instances run each other's code.
      */
     uint64_t epoch;
+    /* the function of each fast slot in this isolate, made on first use */
+    v8::Global<v8::FunctionTemplate> fast_tmpl[PW__V8_FAST_ARGS + 1]
+                                              [PW__V8_FAST_SLOTS];
 };
 
 struct pw_emodule_s {
@@ -114,6 +132,22 @@ static pthread_mutex_t pw__v8_lock = PTHREAD_MUTEX_INITIALIZER;
 static v8::Platform *pw__v8_platform;
 static pid_t pw__v8_pid;
 static thread_local pw_engine_t *pw__v8_thread_engine;
+
+/*
+ * Fast slots: cell [n][s] names the import (of any engine in the process)
+ * that owns the fast C function for n parameters in slot s; taken and
+ * released under pw__v8_lock, read by the owner's thread only.
+ */
+static pw__v8_import_t *pw__v8_fast_slots[PW__V8_FAST_ARGS + 1]
+                                         [PW__V8_FAST_SLOTS];
+static v8::CFunction pw__v8_fast_cfns[PW__V8_FAST_ARGS + 1]
+                                     [PW__V8_FAST_SLOTS];
+
+/* Calls of host functions by the fast path and by the plain one (tests). */
+extern "C" {
+unsigned long pw__v8_fast_calls;
+unsigned long pw__v8_host_calls;
+}
 
 static int
 pw__v8_sig_kinds(const char *sig, char *kinds, uint8_t *nparams,
@@ -289,6 +323,114 @@ pw__v8_pump(pw_engine_t *engine)
     }
 }
 
+/* ---- fast imports ------------------------------------------------------ */
+
+/*
+ * A fast API call: no handles, no exceptions, no JS. A failure cannot
+ * throw here; it terminates execution instead, which stops the guest at
+ * its next check, and the call reports the host's trap message.
+ */
+static int32_t
+pw__v8_fast_call(pw__v8_import_t *imp, const int32_t *v)
+{
+    pw_val_t args[PW__V8_FAST_ARGS], res;
+    pw_engine_t *engine;
+    const char *trap_msg;
+    unsigned i;
+    int rc;
+
+    if (imp == NULL) {
+        return 0;                   /* a released slot: nothing calls it */
+    }
+    engine = imp->inst->engine;
+    engine->epoch++;
+    pw__v8_fast_calls++;
+
+    for (i = 0; i < imp->nparams; i++) {
+        args[i].kind = PW_I32;
+        args[i].of.i32 = v[i];
+    }
+    res.kind = PW_I32;
+    res.of.i32 = 0;
+
+    trap_msg = NULL;
+    rc = imp->fn(imp->fn_data, imp->inst, args, &res, &trap_msg);
+    if (rc != PW_OK) {
+        if (engine->host_trap == NULL) {
+            engine->host_trap = trap_msg ? trap_msg : "host function failed";
+            engine->host_trap_depth = engine->depth;
+            engine->host_trap_term = 1;
+            engine->isolate->TerminateExecution();
+        }
+        return 0;
+    }
+    return res.of.i32;
+}
+
+template <size_t I> using pw__v8_i32 = int32_t;
+
+/* The fast C function of slot S with sizeof...(I) i32 parameters. */
+template <size_t S, size_t... I>
+static int32_t
+pw__v8_fast_fn(v8::Local<v8::Object> receiver, pw__v8_i32<I>... a)
+{
+    int32_t v[] = { a..., 0 };
+
+    return pw__v8_fast_call(pw__v8_fast_slots[sizeof...(I)][S], v);
+}
+
+template <size_t S, size_t... I>
+static void
+pw__v8_fast_fill_one(std::index_sequence<I...>)
+{
+    pw__v8_fast_cfns[sizeof...(I)][S] =
+        v8::CFunction::Make(&pw__v8_fast_fn<S, I...>);
+}
+
+template <size_t N, size_t... S>
+static void
+pw__v8_fast_fill_n(std::index_sequence<S...>)
+{
+    (pw__v8_fast_fill_one<S>(std::make_index_sequence<N>()), ...);
+}
+
+template <size_t... N>
+static void
+pw__v8_fast_fill(std::index_sequence<N...>)
+{
+    (pw__v8_fast_fill_n<N>(std::make_index_sequence<PW__V8_FAST_SLOTS>()),
+     ...);
+}
+
+/* A free slot for an import of n parameters, or -1. */
+static int
+pw__v8_fast_take(pw__v8_import_t *b, unsigned n)
+{
+    int s;
+
+    pthread_mutex_lock(&pw__v8_lock);
+    for (s = 0; s < PW__V8_FAST_SLOTS; s++) {
+        if (pw__v8_fast_slots[n][s] == NULL) {
+            pw__v8_fast_slots[n][s] = b;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pw__v8_lock);
+    return s < PW__V8_FAST_SLOTS ? s : -1;
+}
+
+static void
+pw__v8_fast_release(pw__v8_import_t *b)
+{
+    if (b->fast_slot < 0) {
+        return;
+    }
+    pthread_mutex_lock(&pw__v8_lock);
+    pw__v8_fast_slots[b->nparams][b->fast_slot] = NULL;
+    pthread_mutex_unlock(&pw__v8_lock);
+    b->fast_slot = -1;
+}
+
 /* ---- engine ------------------------------------------------------------ */
 
 static int
@@ -307,6 +449,9 @@ pw__v8_start(const pw_engine_conf_t *conf, char *err, size_t errlen)
     }
 
     threads = (conf != NULL && conf->threads > 0) ? conf->threads : 1;
+    /* wasm calls PW_IMPORT_FAST imports as fast API functions */
+    v8::V8::SetFlagsFromString("--turbo-fast-api-calls");
+    pw__v8_fast_fill(std::make_index_sequence<PW__V8_FAST_ARGS + 1>());
     if (conf != NULL && conf->flags != NULL) {
         v8::V8::SetFlagsFromString(conf->flags);
     }
@@ -450,6 +595,11 @@ pw__v8_destroy(pw_engine_t *engine)
     }
     engine->context.Reset();
     engine->instance_ctor.Reset();
+    for (auto &row : engine->fast_tmpl) {
+        for (auto &t : row) {
+            t.Reset();
+        }
+    }
     if (engine->outer_scope != NULL) {
         engine->outer_scope->~HandleScope();
     }
@@ -534,9 +684,9 @@ pw__v8_module_free(pw_emodule_t *mod)
 
 /* Every wasm->host call lands here; keep it lean. */
 static void
-pw__v8_host_call(const v8::FunctionCallbackInfo<v8::Value> &info)
+pw__v8_host_call_imp(const v8::FunctionCallbackInfo<v8::Value> &info,
+    pw__v8_import_t *imp)
 {
-    pw__v8_import_t *imp;
     pw_einstance_t *inst;
     pw_engine_t *engine;
     v8::Isolate *isolate;
@@ -545,12 +695,11 @@ pw__v8_host_call(const v8::FunctionCallbackInfo<v8::Value> &info)
     unsigned i;
     int rc;
 
-    imp = static_cast<pw__v8_import_t *>(
-        info.Data().As<v8::External>()->Value());
     inst = imp->inst;
     engine = inst->engine;
     isolate = info.GetIsolate();
     engine->epoch++;
+    pw__v8_host_calls++;
 
     for (i = 0; i < imp->nparams; i++) {
         if (pw__v8_from_js(info[i], imp->kinds[i], &args[i]) != PW_OK) {
@@ -613,6 +762,81 @@ pw__v8_host_call(const v8::FunctionCallbackInfo<v8::Value> &info)
         info.GetReturnValue().Set(v8::Array::New(isolate, vals,
                                                  imp->nresults));
     }
+}
+
+static void
+pw__v8_host_call(const v8::FunctionCallbackInfo<v8::Value> &info)
+{
+    pw__v8_host_call_imp(info, static_cast<pw__v8_import_t *>(
+        info.Data().As<v8::External>()->Value()));
+}
+
+/* The slow callback of a fast slot's function: data is the slot's cell. */
+static void
+pw__v8_host_call_slot(const v8::FunctionCallbackInfo<v8::Value> &info)
+{
+    pw__v8_import_t *imp;
+
+    imp = *static_cast<pw__v8_import_t **>(
+        info.Data().As<v8::External>()->Value());
+    if (imp == NULL) {
+        info.GetIsolate()->ThrowException(v8::Exception::Error(
+            v8::String::NewFromUtf8Literal(info.GetIsolate(),
+                                           "host function released")));
+        return;
+    }
+    pw__v8_host_call_imp(info, imp);
+}
+
+/*
+ * The JS function of an import: a fast slot's (same function for every
+ * import that holds the slot in turn) or one of its own.
+ */
+static int
+pw__v8_import_fn(pw_einstance_t *inst, pw__v8_import_t *b,
+    const pw_import_t *imp, v8::Local<v8::Context> ctx,
+    v8::Local<v8::Function> *f)
+{
+    v8::Global<v8::FunctionTemplate> *g;
+    v8::Local<v8::FunctionTemplate> t;
+    v8::Isolate *isolate;
+    unsigned i, n;
+    int s;
+
+    isolate = inst->engine->isolate;
+    b->fast_slot = -1;
+    n = b->nparams;
+    s = -1;
+    if ((imp->flags & PW_IMPORT_FAST) && n <= PW__V8_FAST_ARGS
+        && b->nresults == 1 && b->kinds[n] == PW_I32)
+    {
+        for (i = 0; i < n && b->kinds[i] == PW_I32; i++) {
+            /* all i32 */
+        }
+        if (i == n) {
+            s = pw__v8_fast_take(b, n);
+        }
+    }
+    if (s < 0) {
+        return v8::Function::New(ctx, pw__v8_host_call,
+                   v8::External::New(isolate, b), b->nparams,
+                   v8::ConstructorBehavior::kThrow).ToLocal(f)
+               ? PW_OK : PW_EENGINE;
+    }
+    b->fast_slot = (int16_t) s;
+
+    g = &inst->engine->fast_tmpl[n][s];
+    if (g->IsEmpty()) {
+        t = v8::FunctionTemplate::New(isolate, pw__v8_host_call_slot,
+                v8::External::New(isolate, &pw__v8_fast_slots[n][s]),
+                v8::Local<v8::Signature>(), (int) n,
+                v8::ConstructorBehavior::kThrow,
+                v8::SideEffectType::kHasSideEffect,
+                &pw__v8_fast_cfns[n][s]);
+        g->Reset(isolate, t);
+    }
+    return g->Get(isolate)->GetFunction(ctx).ToLocal(f) ? PW_OK
+                                                        : PW_EENGINE;
 }
 
 static const pw_import_t *
@@ -784,6 +1008,7 @@ pw__v8_link(pw_einstance_t *inst, const pw_import_t *imports,
         }
 
         b = &inst->imports[inst->nimports++];
+        b->fast_slot = -1;
         b->fn = imp->fn;
         b->fn_data = imp->fn_data;
         b->inst = inst;
@@ -796,9 +1021,7 @@ pw__v8_link(pw_einstance_t *inst, const pw_import_t *imports,
         }
 
         if (pw__v8_import_ns(isolate, ctx, obj, decl, &ns, &fname) != PW_OK
-            || !v8::Function::New(ctx, pw__v8_host_call,
-                   v8::External::New(isolate, b), b->nparams,
-                   v8::ConstructorBehavior::kThrow).ToLocal(&f)
+            || pw__v8_import_fn(inst, b, imp, ctx, &f) != PW_OK
             || ns->Set(ctx, fname, f).IsNothing())
         {
             goto failed;
@@ -860,6 +1083,10 @@ pw__v8_instantiate(pw_emodule_t *mod, const pw_import_t *imports,
         {
             snprintf(err, errlen, "%s", engine->host_trap);
             engine->host_trap = NULL;
+            if (engine->host_trap_term) {
+                engine->host_trap_term = 0;
+                isolate->CancelTerminateExecution();
+            }
             rc = PW_ETRAP;
         } else if (trapped) {
             if (tc.HasTerminated()) {
@@ -911,6 +1138,7 @@ static void
 pw__v8_instance_free(pw_einstance_t *inst)
 {
     pw_efunc_t *f, *next;
+    size_t i;
 
     if (inst == NULL) {
         return;
@@ -924,6 +1152,9 @@ pw__v8_instance_free(pw_einstance_t *inst)
     inst->exports.Reset();
     inst->memory.Reset();
     /* The JS import functions die with the instance; nothing calls them. */
+    for (i = 0; i < inst->nimports; i++) {
+        pw__v8_fast_release(&inst->imports[i]);
+    }
     free(inst->imports);
     pw__v8_module_unref(inst->mod);
     delete inst;
@@ -1004,7 +1235,7 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     const char *host_trap;
     uint64_t gen, prev;
     size_t i;
-    int rc, outer, claimed, ok;
+    int rc, outer, claimed, ok, host_term;
 
     if (nargs != fn->nparams || nresults != fn->nresults) {
         return PW_EINVAL;
@@ -1044,11 +1275,14 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
                                    (int) nargs, argv).ToLocal(&ret);
 
     host_trap = NULL;
+    host_term = 0;
     if (engine->host_trap != NULL && engine->host_trap_depth == engine->depth)
     {
         /* ours, even if the guest caught the exception and went on */
         host_trap = engine->host_trap;
         engine->host_trap = NULL;
+        host_term = engine->host_trap_term;
+        engine->host_trap_term = 0;
     }
     engine->depth--;
     inst->depth--;
@@ -1069,7 +1303,7 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
 
     rc = PW_OK;
     if (!ok) {
-        if (tc.HasTerminated()) {
+        if (tc.HasTerminated() && host_trap == NULL) {
             rc = PW_EINTERRUPTED;
             if (trap != NULL) {
                 snprintf(trap->message, sizeof(trap->message),
@@ -1086,8 +1320,12 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
                     pw__v8_exception_msg(isolate, ctx, &tc, trap->message,
                                          sizeof(trap->message));
                 }
-                pw__v8_backtrace(isolate, ctx, tc.Exception(),
-                                 trap->backtrace, sizeof(trap->backtrace));
+                trap->backtrace[0] = '\0';
+                if (!tc.HasTerminated()) {
+                    pw__v8_backtrace(isolate, ctx, tc.Exception(),
+                                     trap->backtrace,
+                                     sizeof(trap->backtrace));
+                }
             }
         }
 
@@ -1124,7 +1362,9 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
      * call or landed after it; one that is not ours (an outer call's) keeps
      * unwinding, unless nothing is left to unwind.
      */
-    if (claimed || (rc == PW_EINTERRUPTED && engine->depth == 0)) {
+    if (claimed || host_term
+        || (rc == PW_EINTERRUPTED && engine->depth == 0))
+    {
         isolate->CancelTerminateExecution();
     }
 
