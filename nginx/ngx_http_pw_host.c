@@ -495,7 +495,7 @@ ngx_http_pw_set_tick_period(const pw_hctx_t *c, uint32_t ms)
         ngx_del_timer(&root->tick);
     }
 
-    if (ms && !ngx_exiting) {
+    if (ms) {
         ngx_add_timer(&root->tick, ms);
     }
 

@@ -42,6 +42,7 @@ static char *ngx_http_pw_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_pw_init(ngx_conf_t *cf);
 static void ngx_http_pw_resume_handler(ngx_event_t *ev);
+static void ngx_http_pw_hold_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_pw_send_local(ngx_http_request_t *r,
     ngx_http_pw_ctx_t *ctx);
 static ngx_uint_t ngx_http_pw_run_headers(ngx_http_pw_ctx_t *ctx,
@@ -359,6 +360,10 @@ ngx_http_pw_free_streams(ngx_http_pw_ctx_t *ctx)
         ngx_delete_posted_event(&ctx->resume);
     }
 
+    if (ctx->hold.timer_set) {
+        ngx_del_timer(&ctx->hold);
+    }
+
     for (i = 0; i < ctx->nf; i++) {
         f = &ctx->f[i];
 
@@ -477,6 +482,9 @@ ngx_http_pw_create_ctx(ngx_http_request_t *r, ngx_http_pw_loc_conf_t *plcf)
     ctx->resume.handler = ngx_http_pw_resume_handler;
     ctx->resume.data = ctx;
     ctx->resume.log = r->connection->log;
+    ctx->hold.handler = ngx_http_pw_hold_handler;
+    ctx->hold.data = ctx;
+    ctx->hold.log = r->connection->log;
     ctx->lr_grpc_status = -1;
 
     ngx_http_set_ctx(r, ctx, ngx_http_pw_module);
@@ -571,6 +579,31 @@ ngx_http_pw_after_call(ngx_http_pw_fctx_t *f, int rc)
     }
 
     return NGX_HTTP_PW_OK;
+}
+
+
+/* A paused request has no timer of its own: during a graceful shutdown
+ * nginx would take the worker for idle and close it. This one is not
+ * cancelable, so the worker drains paused requests too. */
+static void
+ngx_http_pw_hold_handler(ngx_event_t *ev)
+{
+    ngx_http_pw_ctx_t  *ctx = ev->data;
+
+    if (ctx->waiting != NGX_HTTP_PW_WAIT_NONE && !ctx->freed) {
+        ngx_add_timer(ev, 60000);
+    }
+}
+
+
+static void
+ngx_http_pw_wait(ngx_http_pw_ctx_t *ctx, ngx_uint_t phase)
+{
+    ctx->waiting = phase;
+
+    if (!ctx->hold.timer_set) {
+        ngx_add_timer(&ctx->hold, 60000);
+    }
 }
 
 
@@ -932,7 +965,7 @@ ngx_http_pw_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (res == NGX_HTTP_PW_PAUSED && eos) {
         ctx->req_body_eos_held = 1;
-        ctx->waiting = NGX_HTTP_PW_WAIT_REQ_BODY;
+        ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_REQ_BODY);
     }
 
 swallow:
@@ -1062,7 +1095,7 @@ ngx_http_pw_resume_request_body(ngx_http_request_t *r,
                                &outlen, &same);
 
     if (res == NGX_HTTP_PW_PAUSED) {
-        ctx->waiting = NGX_HTTP_PW_WAIT_REQ_BODY;
+        ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_REQ_BODY);
         return;
     }
 
@@ -1161,7 +1194,7 @@ ngx_http_pw_rewrite_handler(ngx_http_request_t *r)
     switch (res) {
 
     case NGX_HTTP_PW_PAUSED:
-        ctx->waiting = NGX_HTTP_PW_WAIT_REQ_HEADERS;
+        ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_REQ_HEADERS);
         /* notice a client that goes away while the plugin holds it */
         r->read_event_handler = ngx_http_test_reading;
         r->write_event_handler = ngx_http_request_empty_handler;
@@ -1491,7 +1524,7 @@ ngx_http_pw_header_filter(ngx_http_request_t *r)
 
     case NGX_HTTP_PW_PAUSED:
         ctx->resp_headers_held = 1;
-        ctx->waiting = NGX_HTTP_PW_WAIT_RESP_HEADERS;
+        ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_RESP_HEADERS);
         r->buffered |= NGX_HTTP_PW_BUFFERED;
         return NGX_OK;
 
@@ -1553,7 +1586,7 @@ ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
     case NGX_HTTP_PW_PAUSED:
         ngx_http_pw_consume(in);
         if (eos) {
-            ctx->waiting = NGX_HTTP_PW_WAIT_RESP_BODY;
+            ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_RESP_BODY);
             ctx->resp_next = ctx->next;
             r->buffered |= NGX_HTTP_PW_BUFFERED;
         }
@@ -1683,7 +1716,7 @@ ngx_http_pw_resume_response(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
 
         switch (res) {
         case NGX_HTTP_PW_PAUSED:
-            ctx->waiting = NGX_HTTP_PW_WAIT_RESP_HEADERS;
+            ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_RESP_HEADERS);
             return;
 
         case NGX_HTTP_PW_LOCAL:

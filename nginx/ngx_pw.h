@@ -72,15 +72,38 @@ struct ngx_pw_instance_s {
     unsigned                    per_request:1;
 };
 
+/* A shared memory zone declared in wasm{} (shm_kv, shm_queue,
+ * shm_metrics): one store, attached by every worker. */
+#define NGX_PW_ZONE_KV       0
+#define NGX_PW_ZONE_QUEUE    1
+#define NGX_PW_ZONE_METRICS  2
+
+typedef struct {
+    ngx_str_t                   name;        /* "*": the default kv zone */
+    ngx_uint_t                  kind;
+    ngx_uint_t                  eviction;    /* PW_STORE_EVICT_* */
+    ngx_shm_zone_t             *shm;
+    ngx_uint_t                  index;       /* in the route's stores */
+    pw_store_t                 *store;       /* per worker */
+} ngx_pw_zone_t;
+
 typedef struct {
     ngx_array_t                 modules;     /* ngx_pw_module_t */
+    ngx_array_t                 zones;       /* ngx_pw_zone_t */
+    ngx_uint_t                  kv_default;  /* zone index */
+    ngx_uint_t                  metrics_zone;
+    int                        *wakeup_fds;  /* eventfd per worker slot */
+    ngx_uint_t                  nworkers;
+    ngx_connection_t           *wakeup;      /* this worker's */
+    ngx_event_t                 wakeup_local;
+    pw_store_t                **stores;      /* per worker, by index */
+    pw_store_route_t            route;
     ngx_array_t                 plugins;     /* ngx_pw_plugin_conf_t * */
     ngx_msec_t                  max_call_time;
     ngx_uint_t                  enabled;
 
     /* per worker */
     pw_engine_t                *engine;
-    pw_store_t                 *store;
     ngx_cycle_t                *cycle;
 } ngx_pw_core_conf_t;
 
@@ -115,6 +138,9 @@ void ngx_pw_instance_release(ngx_pw_instance_t *inst);
  * limited, and arm the back-off. Returns 1 when the VM failed.
  */
 ngx_uint_t ngx_pw_instance_check(ngx_pw_instance_t *inst, ngx_log_t *log);
+
+/* The worker's metrics store (NULL before init or without V8). */
+pw_store_t *ngx_pw_metrics_store(ngx_cycle_t *cycle);
 
 /* Log a plugin failure of module m, at most once per second. */
 void ngx_pw_failure_log(ngx_pw_module_t *m, ngx_log_t *log,
@@ -182,6 +208,8 @@ struct ngx_http_pw_ctx_s {
     ngx_uint_t                  waiting;     /* NGX_HTTP_PW_WAIT_* */
     ngx_uint_t                  fail_status;
     ngx_event_t                 resume;
+    ngx_event_t                 hold;        /* keeps a draining worker
+                                                while a plugin pauses */
 
     /* local response asked by a plugin */
     ngx_uint_t                  lr_status;

@@ -5,13 +5,15 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
+#include <sys/eventfd.h>
 #include "ngx_pw.h"
 
 
 #define NGX_PW_BACKOFF_MIN    1000
 #define NGX_PW_BACKOFF_MAX    60000
 #define NGX_PW_LOG_INTERVAL   1000
-#define NGX_PW_STORE_SIZE     (4 * 1024 * 1024)
+#define NGX_PW_DEFAULT_ZONE   (1024 * 1024)
+#define NGX_PW_MIN_ZONE       (16 * 1024)
 
 
 static void *ngx_pw_core_create_conf(ngx_cycle_t *cycle);
@@ -19,6 +21,8 @@ static char *ngx_pw_core_init_conf(ngx_cycle_t *cycle, void *conf);
 static char *ngx_pw_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_pw_block_directive(ngx_conf_t *cf, ngx_command_t *dummy,
     void *conf);
+static ngx_int_t ngx_pw_valid_name(ngx_str_t *name);
+static ngx_int_t ngx_pw_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_pw_init_process(ngx_cycle_t *cycle);
 static void ngx_pw_exit_process(ngx_cycle_t *cycle);
 static ngx_pw_instance_t *ngx_pw_instance_start(ngx_pw_module_t *m,
@@ -53,7 +57,7 @@ ngx_module_t  ngx_pw_core_module = {
     ngx_pw_core_commands,                  /* module directives */
     NGX_CORE_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_pw_init_module,                    /* init module */
     ngx_pw_init_process,                   /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -83,7 +87,15 @@ ngx_pw_core_create_conf(ngx_cycle_t *cycle)
         return NULL;
     }
 
+    if (ngx_array_init(&pcf->zones, cycle->pool, 4, sizeof(ngx_pw_zone_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     pcf->max_call_time = NGX_CONF_UNSET_MSEC;
+    pcf->kv_default = NGX_CONF_UNSET_UINT;
+    pcf->metrics_zone = NGX_CONF_UNSET_UINT;
 
     return pcf;
 }
@@ -206,19 +218,266 @@ ngx_pw_plugin_conf(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *root_id,
 /* ---- the wasm{} block ---- */
 
 
+/* ---- shared memory zones ---- */
+
+
+/* The store region inside a zone: after nginx's slab pool header, which
+ * nginx initialises in every zone (the slab allocator is not used). */
+static u_char *
+ngx_pw_zone_region(ngx_shm_zone_t *shm, size_t *size)
+{
+    size_t  off;
+
+    off = ngx_align(sizeof(ngx_slab_pool_t), 64);
+    *size = shm->shm.size - off;
+
+    return shm->shm.addr + off;
+}
+
+
+static ngx_int_t
+ngx_pw_zone_init(ngx_shm_zone_t *shm, void *data)
+{
+    int               rc;
+    u_char           *region;
+    size_t            size;
+    ngx_pw_zone_t    *z = shm->data;
+    pw_store_opts_t   opts;
+
+    if (data) {
+        /* the same zone in the new cycle: its contents survive reload */
+        return NGX_OK;
+    }
+
+    region = ngx_pw_zone_region(shm, &size);
+
+    ngx_memzero(&opts, sizeof(opts));
+    if (z->kind == NGX_PW_ZONE_KV) {
+        opts.kv_eviction = (int) z->eviction;
+    } else if (z->kind == NGX_PW_ZONE_QUEUE) {
+        opts.queue_eviction = (int) z->eviction;
+    }
+
+    rc = pw_store_format_ex(region, size, &opts);
+    if (rc != PW_OK) {
+        ngx_log_error(NGX_LOG_EMERG, shm->shm.log, 0,
+                      "wasm: cannot format zone \"%V\": %s", &shm->shm.name,
+                      pw_strerror(rc));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_pw_zone_t *
+ngx_pw_zone_find(ngx_pw_core_conf_t *pcf, ngx_uint_t kind, u_char *name,
+    size_t len)
+{
+    ngx_uint_t      i;
+    ngx_pw_zone_t  *z;
+
+    z = pcf->zones.elts;
+    for (i = 0; i < pcf->zones.nelts; i++) {
+        if (z[i].kind == kind && z[i].name.len == len
+            && ngx_strncmp(z[i].name.data, name, len) == 0)
+        {
+            return &z[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static char *
+ngx_pw_zone_add(ngx_conf_t *cf, ngx_pw_core_conf_t *pcf, ngx_uint_t kind,
+    ngx_str_t *name, size_t size, ngx_uint_t eviction)
+{
+    static const char  *prefix[] = { "wasm_kv_", "wasm_queue_",
+                                     "wasm_metrics" };
+    ngx_str_t           zname;
+    ngx_pw_zone_t      *z;
+
+    if (ngx_pw_zone_find(pcf, kind, name->data, name->len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "wasm: zone \"%V\" is declared twice", name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < NGX_PW_MIN_ZONE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "wasm: zone \"%V\" is too small (at least %uz "
+                           "bytes)", name, (size_t) NGX_PW_MIN_ZONE);
+        return NGX_CONF_ERROR;
+    }
+
+    z = ngx_array_push(&pcf->zones);
+    if (z == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(z, sizeof(ngx_pw_zone_t));
+    z->name = *name;
+    z->kind = kind;
+    z->eviction = eviction;
+    z->index = pcf->zones.nelts - 1;
+
+    zname.len = ngx_strlen(prefix[kind])
+                + (kind == NGX_PW_ZONE_METRICS ? 0 : name->len);
+    zname.data = ngx_pnalloc(cf->pool, zname.len);
+    if (zname.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_memcpy(ngx_cpymem(zname.data, prefix[kind], ngx_strlen(prefix[kind])),
+               name->data, kind == NGX_PW_ZONE_METRICS ? 0 : name->len);
+    if (kind == NGX_PW_ZONE_KV && name->len == 1 && name->data[0] == '*') {
+        ngx_str_set(&zname, "wasm_kv_default");
+    }
+
+    z->shm = ngx_shared_memory_add(cf, &zname, size, &ngx_pw_core_module);
+    if (z->shm == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (z->shm->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "wasm: shared memory zone \"%V\" is already "
+                           "used", &zname);
+        return NGX_CONF_ERROR;
+    }
+
+    z->shm->init = ngx_pw_zone_init;
+    z->shm->data = z;
+    z->shm->noreuse = 0;
+
+    if (kind == NGX_PW_ZONE_KV && name->len == 1 && name->data[0] == '*') {
+        pcf->kv_default = z->index;
+    }
+    if (kind == NGX_PW_ZONE_METRICS) {
+        pcf->metrics_zone = z->index;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* shm_kv NAME|* SIZE [eviction=lru|none]
+ * shm_queue NAME SIZE [eviction=oldest|none]
+ * shm_metrics SIZE */
+static char *
+ngx_pw_zone_directive(ngx_conf_t *cf, ngx_pw_core_conf_t *pcf,
+    ngx_uint_t kind)
+{
+    ssize_t     size;
+    ngx_str_t  *value, name, *sz;
+    ngx_uint_t  eviction, nargs;
+
+    value = cf->args->elts;
+    nargs = cf->args->nelts;
+
+    if (kind == NGX_PW_ZONE_METRICS) {
+        if (nargs != 2) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "wasm: \"shm_metrics\" takes SIZE");
+            return NGX_CONF_ERROR;
+        }
+        ngx_str_set(&name, "metrics");
+        sz = &value[1];
+
+    } else {
+        if (nargs != 3 && nargs != 4) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "wasm: \"%V\" takes NAME SIZE "
+                               "[eviction=...]", &value[0]);
+            return NGX_CONF_ERROR;
+        }
+        name = value[1];
+        sz = &value[2];
+
+        if (!(kind == NGX_PW_ZONE_KV && name.len == 1
+              && name.data[0] == '*')
+            && !ngx_pw_valid_name(&name))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "wasm: invalid zone name \"%V\"", &name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    size = ngx_parse_size(sz);
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "wasm: invalid zone size \"%V\"", sz);
+        return NGX_CONF_ERROR;
+    }
+
+    eviction = (kind == NGX_PW_ZONE_KV) ? PW_STORE_EVICT_LRU
+                                        : PW_STORE_EVICT_NONE;
+
+    if (nargs == 4) {
+        if (kind == NGX_PW_ZONE_KV
+            && ngx_strcmp(value[3].data, "eviction=lru") == 0)
+        {
+            eviction = PW_STORE_EVICT_LRU;
+
+        } else if (kind == NGX_PW_ZONE_QUEUE
+                   && ngx_strcmp(value[3].data, "eviction=oldest") == 0)
+        {
+            eviction = PW_STORE_EVICT_OLDEST;
+
+        } else if (ngx_strcmp(value[3].data, "eviction=none") == 0) {
+            eviction = PW_STORE_EVICT_NONE;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "wasm: invalid \"%V\" for %V", &value[3],
+                               &value[0]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return ngx_pw_zone_add(cf, pcf, kind, &name, (size_t) size, eviction);
+}
+
+
 static char *
 ngx_pw_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    char        *rv;
-    ngx_conf_t   save;
+    char                *rv;
+    ngx_str_t            name;
+    ngx_conf_t           save;
+    ngx_pw_core_conf_t  *pcf;
+
+    pcf = ngx_pw_core_conf(cf->cycle);
 
     save = *cf;
     cf->handler = ngx_pw_block_directive;
-    cf->handler_conf = (char *) ngx_pw_core_conf(cf->cycle);
+    cf->handler_conf = (char *) pcf;
 
     rv = ngx_conf_parse(cf, NULL);
 
     *cf = save;
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    /* a default key-value zone and a metrics zone exist unconfigured */
+    if (pcf->kv_default == NGX_CONF_UNSET_UINT) {
+        ngx_str_set(&name, "*");
+        rv = ngx_pw_zone_add(cf, pcf, NGX_PW_ZONE_KV, &name,
+                             NGX_PW_DEFAULT_ZONE, PW_STORE_EVICT_LRU);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+    }
+
+    if (pcf->metrics_zone == NGX_CONF_UNSET_UINT) {
+        ngx_str_set(&name, "metrics");
+        rv = ngx_pw_zone_add(cf, pcf, NGX_PW_ZONE_METRICS, &name,
+                             NGX_PW_DEFAULT_ZONE, PW_STORE_EVICT_NONE);
+    }
 
     return rv;
 }
@@ -384,10 +643,359 @@ ngx_pw_block_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
         return NGX_CONF_OK;
     }
 
+    if (value[0].len == 6 && ngx_strncmp(value[0].data, "shm_kv", 6) == 0) {
+        return ngx_pw_zone_directive(cf, pcf, NGX_PW_ZONE_KV);
+    }
+
+    if (value[0].len == 9
+        && ngx_strncmp(value[0].data, "shm_queue", 9) == 0)
+    {
+        return ngx_pw_zone_directive(cf, pcf, NGX_PW_ZONE_QUEUE);
+    }
+
+    if (value[0].len == 11
+        && ngx_strncmp(value[0].data, "shm_metrics", 11) == 0)
+    {
+        if (pcf->metrics_zone != NGX_CONF_UNSET_UINT) {
+            return "is duplicate";
+        }
+        return ngx_pw_zone_directive(cf, pcf, NGX_PW_ZONE_METRICS);
+    }
+
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "wasm: unknown directive \"%V\"", &value[0]);
 
     return NGX_CONF_ERROR;
+}
+
+
+/* ---- store routing and queue wake-ups ---- */
+
+
+#define NGX_PW_OWNER(worker, module, root)                                  \
+    (((uint64_t) (worker) << 48) | ((uint64_t) (module) << 32)             \
+     | (uint64_t) (root))
+
+
+static size_t
+ngx_pw_route_kv(void *data, pw_str_t key)
+{
+    ngx_pw_core_conf_t  *pcf = data;
+    ngx_pw_zone_t       *z;
+    const char          *slash;
+
+    /* "NAME/key" picks zone NAME when there is one */
+    slash = memchr(key.data, '/', key.len);
+    if (slash) {
+        z = ngx_pw_zone_find(pcf, NGX_PW_ZONE_KV, (u_char *) key.data,
+                             slash - key.data);
+        if (z) {
+            return z->index;
+        }
+    }
+
+    return pcf->kv_default;
+}
+
+
+static size_t
+ngx_pw_route_queue(void *data, pw_str_t vm_id, pw_str_t name)
+{
+    ngx_pw_core_conf_t  *pcf = data;
+    ngx_pw_zone_t       *z;
+
+    z = ngx_pw_zone_find(pcf, NGX_PW_ZONE_QUEUE, (u_char *) name.data,
+                         name.len);
+
+    return z ? z->index : pcf->kv_default;
+}
+
+
+static uint64_t
+ngx_pw_route_owner(void *data, const pw_hctx_t *c)
+{
+    ngx_pw_core_conf_t  *pcf = data;
+    ngx_pw_root_t       *root = c->plugin_data;
+    ngx_pw_module_t     *m;
+
+    if (root == NULL) {
+        return 0;
+    }
+
+    m = root->inst->module;
+
+    return NGX_PW_OWNER(ngx_worker,
+                        m - (ngx_pw_module_t *) pcf->modules.elts,
+                        root->conf->index);
+}
+
+
+typedef struct {
+    ngx_uint_t     worker;
+    uint32_t       qid[64];
+    uint64_t       owner[64];
+    ngx_uint_t     n;
+} ngx_pw_ready_t;
+
+
+static void
+ngx_pw_ready_collect(void *arg, const pw_queue_info_t *q)
+{
+    ngx_pw_ready_t  *rd = arg;
+
+    if (q->depth && (q->owner >> 48) == rd->worker && rd->n < 64) {
+        rd->qid[rd->n] = q->qid;
+        rd->owner[rd->n] = q->owner;
+        rd->n++;
+    }
+}
+
+
+/* Deliver proxy_on_queue_ready for every non-empty queue this worker's
+ * root contexts registered. */
+static void
+ngx_pw_queue_scan(ngx_pw_core_conf_t *pcf)
+{
+    uint32_t            qid;
+    ngx_uint_t          i, j, mi, ri;
+    ngx_pw_zone_t      *z;
+    ngx_pw_ready_t      rd;
+    ngx_pw_module_t    *m;
+    ngx_pw_instance_t  *inst;
+
+    z = pcf->zones.elts;
+
+    for (i = 0; i < pcf->zones.nelts; i++) {
+        if (z[i].store == NULL || z[i].kind == NGX_PW_ZONE_METRICS) {
+            continue;
+        }
+
+        rd.worker = ngx_worker;
+        rd.n = 0;
+        (void) pw_queue_foreach(z[i].store, ngx_pw_ready_collect, &rd);
+
+        for (j = 0; j < rd.n; j++) {
+            mi = (rd.owner[j] >> 32) & 0xffff;
+            ri = rd.owner[j] & 0xffffffff;
+
+            if (mi >= pcf->modules.nelts) {
+                continue;
+            }
+
+            m = &((ngx_pw_module_t *) pcf->modules.elts)[mi];
+            inst = m->current;
+            if (inst == NULL || inst->failed || ri >= inst->nroots
+                || inst->roots[ri].plugin == NULL
+                || (rd.qid[j] >> PW_QUEUE_STORE_SHIFT))
+            {
+                continue;
+            }
+
+            qid = ((uint32_t) z[i].index << PW_QUEUE_STORE_SHIFT)
+                  | rd.qid[j];
+
+            inst->refs++;
+            (void) pw_plugin_queue_ready(inst->roots[ri].plugin, qid);
+            (void) ngx_pw_instance_check(inst, ngx_cycle->log);
+            ngx_pw_instance_release(inst);
+        }
+    }
+}
+
+
+static void
+ngx_pw_wakeup_local_handler(ngx_event_t *ev)
+{
+    ngx_pw_queue_scan(ev->data);
+}
+
+
+static void
+ngx_pw_wakeup_handler(ngx_event_t *ev)
+{
+    uint64_t             v;
+    ngx_connection_t    *c = ev->data;
+    ngx_pw_core_conf_t  *pcf = c->data;
+
+    while (read(c->fd, &v, sizeof(v)) == (ssize_t) sizeof(v)) {
+        /* drain */
+    }
+
+    if (ngx_handle_read_event(ev, 0) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
+                      "[wasm] queue wake-up: cannot re-arm the event");
+    }
+
+    ngx_pw_queue_scan(pcf);
+}
+
+
+/* After an enqueue in this process (outside the store's lock): wake the
+ * worker whose root context registered the queue. Never calls a plugin
+ * here: the enqueue may come from inside a plugin call. */
+static void
+ngx_pw_queue_ready(void *data, uint32_t qid, uint64_t owner)
+{
+    uint64_t             one = 1;
+    ngx_uint_t           worker;
+    ngx_pw_core_conf_t  *pcf = data;
+
+    worker = (ngx_uint_t) (owner >> 48);
+
+    if (worker == (ngx_uint_t) ngx_worker) {
+        if (!pcf->wakeup_local.posted) {
+            ngx_post_event(&pcf->wakeup_local, &ngx_posted_events);
+        }
+        return;
+    }
+
+    if (pcf->wakeup_fds == NULL || worker >= pcf->nworkers
+        || pcf->wakeup_fds[worker] == -1)
+    {
+        return;
+    }
+
+    if (write(pcf->wakeup_fds[worker], &one, sizeof(one)) != sizeof(one)) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, ngx_errno,
+                      "[wasm] cannot wake worker %ui for a queue", worker);
+    }
+}
+
+
+pw_store_t *
+ngx_pw_metrics_store(ngx_cycle_t *cycle)
+{
+    ngx_pw_core_conf_t  *pcf;
+
+    pcf = ngx_pw_core_conf(cycle);
+    if (pcf == NULL || pcf->stores == NULL
+        || pcf->metrics_zone >= pcf->zones.nelts)
+    {
+        return NULL;
+    }
+
+    return pcf->stores[pcf->metrics_zone];
+}
+
+
+static void
+ngx_pw_close_fds(void *data)
+{
+    ngx_pw_core_conf_t  *pcf = data;
+    ngx_uint_t           i;
+
+    for (i = 0; i < pcf->nworkers; i++) {
+        if (pcf->wakeup_fds[i] != -1
+            && (pcf->wakeup == NULL || pcf->wakeup->fd != pcf->wakeup_fds[i]))
+        {
+            close(pcf->wakeup_fds[i]);
+        }
+        pcf->wakeup_fds[i] = -1;
+    }
+}
+
+
+/* In the master, before the workers fork: one eventfd per worker slot, so
+ * any worker can wake any other. */
+static ngx_int_t
+ngx_pw_init_module(ngx_cycle_t *cycle)
+{
+    ngx_uint_t           i;
+    ngx_core_conf_t     *ccf;
+    ngx_pool_cleanup_t  *cln;
+    ngx_pw_core_conf_t  *pcf;
+
+    pcf = ngx_pw_core_conf(cycle);
+    if (pcf == NULL || !pcf->enabled || ngx_test_config) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+    pcf->nworkers = ccf->worker_processes > 0 ? ccf->worker_processes : 1;
+
+    pcf->wakeup_fds = ngx_pcalloc(cycle->pool, pcf->nworkers * sizeof(int));
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (pcf->wakeup_fds == NULL || cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < pcf->nworkers; i++) {
+        pcf->wakeup_fds[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (pcf->wakeup_fds[i] == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "wasm: eventfd() failed");
+            return NGX_ERROR;
+        }
+    }
+
+    cln->handler = ngx_pw_close_fds;
+    cln->data = pcf;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pw_attach_zones(ngx_cycle_t *cycle, ngx_pw_core_conf_t *pcf)
+{
+    int               rc;
+    u_char           *region;
+    size_t            size;
+    ngx_uint_t        i;
+    ngx_pw_zone_t    *z;
+    pw_store_conf_t   sconf;
+    ngx_connection_t *c;
+
+    pcf->stores = ngx_pcalloc(cycle->pool,
+                              pcf->zones.nelts * sizeof(pw_store_t *));
+    if (pcf->stores == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&sconf, sizeof(sconf));
+    sconf.queue_ready = ngx_pw_queue_ready;
+    sconf.queue_ready_data = pcf;
+
+    z = pcf->zones.elts;
+    for (i = 0; i < pcf->zones.nelts; i++) {
+        region = ngx_pw_zone_region(z[i].shm, &size);
+        rc = pw_store_attach(region, size, &sconf, &z[i].store);
+        if (rc != PW_OK) {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                          "[wasm] cannot attach zone \"%V\": %s",
+                          &z[i].shm->shm.name, pw_strerror(rc));
+            return NGX_ERROR;
+        }
+        pcf->stores[i] = z[i].store;
+    }
+
+    pcf->route.stores = pcf->stores;
+    pcf->route.nstores = pcf->zones.nelts;
+    pcf->route.kv = ngx_pw_route_kv;
+    pcf->route.queue = ngx_pw_route_queue;
+    pcf->route.metrics = pcf->metrics_zone;
+    pcf->route.owner = ngx_pw_route_owner;
+    pcf->route.data = pcf;
+
+    pcf->wakeup_local.handler = ngx_pw_wakeup_local_handler;
+    pcf->wakeup_local.data = pcf;
+    pcf->wakeup_local.log = cycle->log;
+
+    if (pcf->wakeup_fds && (ngx_uint_t) ngx_worker < pcf->nworkers) {
+        c = ngx_get_connection(pcf->wakeup_fds[ngx_worker], cycle->log);
+        if (c == NULL) {
+            return NGX_ERROR;
+        }
+        c->data = pcf;
+        c->read->handler = ngx_pw_wakeup_handler;
+        c->read->log = cycle->log;
+        pcf->wakeup = c;
+        if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -403,7 +1011,6 @@ ngx_pw_init_process(ngx_cycle_t *cycle)
     ngx_pw_module_t     *m;
     ngx_pw_core_conf_t  *pcf;
     pw_engine_conf_t     econf;
-    pw_store_conf_t      sconf;
 
     pcf = ngx_pw_core_conf(cycle);
     if (pcf == NULL || !pcf->enabled) {
@@ -432,13 +1039,10 @@ ngx_pw_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_memzero(&sconf, sizeof(sconf));
-    rc = pw_store_new(NGX_PW_STORE_SIZE, &sconf, &pcf->store);
-    if (rc != PW_OK) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
-                      "[wasm] cannot create the store: %s",
-                      pw_strerror(rc));
-        pcf->store = NULL;
+    if (ngx_pw_attach_zones(cycle, pcf) != NGX_OK) {
+        pw_engine_v8.destroy(pcf->engine);
+        pcf->engine = NULL;
+        return NGX_OK;
     }
 
     m = pcf->modules.elts;
@@ -476,6 +1080,7 @@ static void
 ngx_pw_exit_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t           i;
+    ngx_pw_zone_t       *z;
     ngx_pw_module_t     *m;
     ngx_pw_core_conf_t  *pcf;
     ngx_pw_instance_t   *inst;
@@ -501,10 +1106,23 @@ ngx_pw_exit_process(ngx_cycle_t *cycle)
         }
     }
 
-    if (pcf->store) {
-        pw_store_free(pcf->store);
-        pcf->store = NULL;
+    if (pcf->wakeup) {
+        ngx_close_connection(pcf->wakeup);
+        pcf->wakeup = NULL;
     }
+
+    if (pcf->wakeup_local.posted) {
+        ngx_delete_posted_event(&pcf->wakeup_local);
+    }
+
+    z = pcf->zones.elts;
+    for (i = 0; i < pcf->zones.nelts; i++) {
+        if (z[i].store) {
+            pw_store_detach(z[i].store);
+            z[i].store = NULL;
+        }
+    }
+    pcf->stores = NULL;
 
     pw_engine_v8.destroy(pcf->engine);
     pcf->engine = NULL;
@@ -599,7 +1217,7 @@ ngx_pw_instance_start(ngx_pw_module_t *m, ngx_log_t *log)
     ngx_memzero(&vconf, sizeof(vconf));
     vconf.host = &ngx_http_pw_host;
     vconf.host_data = inst;
-    vconf.store = pcf->store;
+    vconf.route = &pcf->route;
     vconf.vm_id.data = (const char *) m->name.data;
     vconf.vm_id.len = m->name.len;
     vconf.vm_config.data = (const char *) m->vm_config.data;
@@ -797,9 +1415,10 @@ ngx_pw_tick_handler(ngx_event_t *ev)
 
     (void) pw_plugin_tick(root->plugin);
 
+    /* ticks go on while a worker drains: a paused request may wait for
+     * one (the timer is cancelable: it does not hold the worker) */
     if (!ngx_pw_instance_check(inst, ngx_cycle->log)
-        && root->tick_period && !root->tick.timer_set
-        && !ngx_exiting)
+        && root->tick_period && !root->tick.timer_set)
     {
         ngx_add_timer(&root->tick, root->tick_period);
     }

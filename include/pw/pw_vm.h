@@ -51,6 +51,32 @@ void pw_module_free(pw_module_t *mod);
 pw_abi_t pw_module_abi(const pw_module_t *mod);
 const pw_wasm_info_t *pw_module_info(const pw_module_t *mod);
 
+/* ---- store routing ----------------------------------------------------- */
+
+/*
+ * Where shared data, queues and metrics live when a host has several
+ * stores (nginx: one per shared memory zone). Indexes are into stores[].
+ * A queue id the plugin sees is (index << PW_QUEUE_STORE_SHIFT) | the id
+ * inside that store; the host composes the same value when it delivers
+ * proxy_on_queue_ready. All callbacks are optional: a NULL one picks 0.
+ */
+#define PW_QUEUE_STORE_SHIFT 24
+
+typedef struct pw_store_route_s {
+    pw_store_t *const *stores;
+    size_t nstores;
+    /* the store of a shared-data key (the whole key is stored) */
+    size_t (*kv)(void *data, pw_str_t key);
+    /* the store of queue vm_id/name (register and resolve) */
+    size_t (*queue)(void *data, pw_str_t vm_id, pw_str_t name);
+    /* the store of metrics */
+    size_t metrics;
+    /* the owner recorded for a queue registered from context c (default:
+     * the plugin pointer) */
+    uint64_t (*owner)(void *data, const pw_hctx_t *c);
+    void *data;
+} pw_store_route_t;
+
 /* ---- VMs ------------------------------------------------------------- */
 
 typedef struct {
@@ -66,6 +92,8 @@ typedef struct {
     size_t nargs;
     /* Interrupt a guest call running longer than this (0 = never). */
     uint32_t max_call_ms;
+    /* Optional: several stores (nginx zones) instead of `store`. */
+    const struct pw_store_route_s *route;
 } pw_vm_conf_t;
 
 /*
