@@ -123,7 +123,19 @@ typedef struct pw__binding_s {
  * -size; the shim calls the allocator itself, wasm to wasm through its
  * table, then "pw.done" (phase 2) copies the bytes and writes the outs.
  * That saves the nested host->wasm call of the plain path.
+ *
+ * Both phases are imported twice: from "pw.fast" as PW_IMPORT_FAST host
+ * functions (engine fast path; they never call the guest nor trap), and
+ * from "pw" as plain ones. The shim calls the fast one first; when it
+ * answers PW__SHIM_SLOW (nothing done: not armed, a nested shimmed call,
+ * memory not known), the plain one. Each phase gets the plugin's memory
+ * size in pages first (the shim reads it through a function in slot 1 of
+ * its table, put there with the allocator in slot 0; before that slot 1
+ * answers -1): memory only grows, so an unchanged size means the base
+ * and size cached below by the plain path are still right, and the fast
+ * path needs no engine call at all.
  */
+#define PW__SHIM_SLOW INT32_MIN
 typedef struct {
     uint8_t *buf;                 /* stash for copied bytes, reused */
     size_t cap;
@@ -136,6 +148,10 @@ typedef struct {
     int depth;                    /* vm->depth when stashed */
     unsigned active:1;
     unsigned has_post:1;
+    unsigned mem_ok:1;            /* the plugin's memory, when it had ... */
+    uint32_t mem_pages;           /* ... this many pages */
+    uint8_t *mem_base;
+    size_t mem_size;
 } pw__pending_t;
 
 struct pw_vm_s {
@@ -266,16 +282,26 @@ int pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
 int pw__hostcall_shimmed(const pw__hostcall_t *h);
 /*
  * Build the shim for the n hostcalls h[] (bytes in *out, malloc'd); see
- * pw__pending_t. Its imports: "pw" <name> per hostcall, "pw" "pw.done";
- * its exports: <name> per hostcall and the table "table".
+ * pw__pending_t. Its imports: "pw" <name> per hostcall, then "pw.fast"
+ * <name> per hostcall, each taking the memory size first, then "pw"
+ * "pw.done" and "pw.fast" "pw.done", (pages, ptr) -> status; its exports:
+ * <name> per hostcall and the table "table" (2 slots).
  */
 int pw__shim_build(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
     size_t *len);
-/* A module that puts its import "p" "alloc" in slot 0 of "s" "table". */
+/*
+ * A module that puts its import "p" "alloc" in slot 0 of "s" "table" and
+ * a function answering the pages of its import "p" "memory" in slot 1.
+ */
 int pw__shim_binder(uint8_t **out, size_t *len);
 /* Phase 2 of a shimmed hostcall: fn_data is vm->shim_done. */
 int pw__shim_done(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
     pw_val_t *results, const char **trap_msg);
+/* The PW_IMPORT_FAST phase 1 (fn_data: the shim binding) and phase 2. */
+int pw__shim_fast(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
+    pw_val_t *results, const char **trap_msg);
+int pw__shim_done_fast(void *fn_data, pw_einstance_t *inst,
+    const pw_val_t *args, pw_val_t *results, const char **trap_msg);
 
 /* ---- watchdog.c ---- */
 int pw__watchdog_start(pw_vm_t *vm);

@@ -192,6 +192,10 @@ pw__hc_give(pw__hc_t *hc, const void *data, size_t len, uint32_t ptr_out,
     if (hc->defer && len <= INT32_MAX) {
         return pw__hc_defer(hc, data, len, ptr_out, size_out, stable);
     }
+    if (hc->fast) {
+        /* the fast path must not call the guest; > 2 GiB fails anyway */
+        return PW_STATUS_BAD_ARGUMENT;
+    }
     if (!stable) {
         copy = len <= sizeof(stack) ? stack : malloc(len);
         if (copy == NULL) {
@@ -1604,6 +1608,8 @@ pw__hc_pthread_equal(pw__hc_t *hc, const pw_val_t *a)
 #define ENV(name, sig, abi, fn, note) { "env", name, sig, abi, fn, note, 0 }
 /* returns bytes through the plugin's allocator: linked through the shim */
 #define ENVB(name, sig, abi, fn, note) { "env", name, sig, abi, fn, note, 1 }
+/* the same, never on the fast path: the host's code may do anything */
+#define ENVS(name, sig, abi, fn, note) { "env", name, sig, abi, fn, note, 2 }
 #define WASI(name, sig, fn, note) { "wasi", name, sig, VALL, fn, note, 0 }
 
 static const pw__hostcall_t pw__hostcall_table[] = {
@@ -1696,7 +1702,7 @@ static const pw__hostcall_t pw__hostcall_table[] = {
         "from the host"),
     ENV("proxy_set_property", "iiii:i", VALL, pw__hc_set_property,
         "passed to the host"),
-    ENVB("proxy_call_foreign_function", "iiiiii:i", VALL,
+    ENVS("proxy_call_foreign_function", "iiiiii:i", VALL,
         pw__hc_call_foreign_function, "NOT_FOUND if not registered"),
     ENV("emscripten_notify_memory_growth", "i:", VALL,
         pw__hc_emscripten_notify_memory_growth,
@@ -1835,6 +1841,20 @@ pw__hostcall_shimmed(const pw__hostcall_t *h)
     return h->shim;
 }
 
+/*
+ * Remember the plugin's memory as the plain path found it (hc) with the
+ * size in pages the shim saw (-1 before it is armed), for the fast path.
+ */
+static void
+pw__shim_cache(pw__pending_t *pd, const pw_val_t *pages, const pw__hc_t *hc)
+{
+    pd->mem_ok = pages->of.i32 >= 0 && hc->base != NULL
+                 && hc->size == (size_t) PW__U32(*pages) * 65536;
+    pd->mem_pages = PW__U32(*pages);
+    pd->mem_base = hc->base;
+    pd->mem_size = hc->size;
+}
+
 int
 pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
     const pw_val_t *args, pw_val_t *results, const char **trap_msg)
@@ -1851,9 +1871,16 @@ pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
     hc.index = (unsigned) (h - pw__hostcall_table);
     /* one stash: an allocator calling a shimmed hostcall goes plain */
     hc.defer = b->shim && hc.vm->shim_armed && !hc.vm->pending.active;
+    hc.fast = 0;
     hc.post = 0;
     pw__hctx(hc.vm, hc.vm->effective, &hc.c);
     pw__hc_mem(&hc);
+
+    if (b->shim) {
+        /* the shim passes the memory size in pages first */
+        pw__shim_cache(&hc.vm->pending, &args[0], &hc);
+        args++;
+    }
 
     st = h->fn ? h->fn(&hc, args) : pw__hc_unimplemented(&hc);
     if (st == PW__HC_TRAP) {
@@ -1873,32 +1900,71 @@ pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
 
 /* ---- the shim (see pw__pending_t in core.h) ---- */
 
+/* Whether the memory the shim sees (pages) is the one cached. */
+static int
+pw__shim_mem(pw__pending_t *pd, const pw_val_t *pages, pw__hc_t *hc)
+{
+    if (!pd->mem_ok || PW__U32(*pages) != pd->mem_pages) {
+        return 0;
+    }
+    hc->base = pd->mem_base;
+    hc->size = pd->mem_size;
+    return 1;
+}
+
 int
-pw__shim_done(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
+pw__shim_fast(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
     pw_val_t *results, const char **trap_msg)
 {
     pw__binding_t *b = fn_data;
+    const pw__hostcall_t *h = b->entry;
     pw__pending_t *pd = &b->vm->pending;
-    uint32_t gptr = PW__U32(args[0]);
     pw__hc_t hc;
+    int st;
+
+    results[0].kind = PW_I32;
+    results[0].of.i32 = PW__SHIM_SLOW;
+    /* decided before anything is done: the plain path starts afresh */
+    if (!b->vm->shim_armed || pd->active || h->shim != 1 || h->fn == NULL
+        || !pw__shim_mem(pd, &args[0], &hc))
+    {
+        return PW_OK;
+    }
+    hc.vm = b->vm;
+    hc.inst = b->vm->inst;
+    hc.trap = NULL;
+    hc.index = (unsigned) (h - pw__hostcall_table);
+    hc.defer = 1;
+    hc.fast = 1;
+    hc.post = 0;
+    pw__hctx(hc.vm, hc.vm->effective, &hc.c);
+
+    st = h->fn(&hc, args + 1);
+    if (st == PW__HC_TRAP) {
+        *trap_msg = hc.trap ? hc.trap : "hostcall failed";
+        return PW_ETRAP;
+    }
+    if (st == PW__HC_DEFER) {
+        st = -(int32_t) pd->len;
+    }
+    results[0].of.i32 = st;
+    return PW_OK;
+}
+
+/* Phase 2: the plugin's allocator gave gptr; copy, write the outs. */
+static int
+pw__shim_finish(pw__hc_t *hc, pw__pending_t *pd, uint32_t gptr)
+{
     uint8_t *p;
     int st;
 
-    if (!pd->active) {
-        *trap_msg = "shim called out of order";
-        return PW_ETRAP;
-    }
     pd->active = 0;
-    hc.vm = b->vm;
-    hc.inst = b->vm->inst;
-    pw__hc_mem(&hc);
-
     /* as the plain path: 0 from the allocator is a failure */
-    if (gptr == 0 || pw__hc_span(&hc, gptr, pd->len, &p) != PW_OK) {
+    if (gptr == 0 || pw__hc_span(hc, gptr, pd->len, &p) != PW_OK) {
         st = PW_STATUS_INVALID_MEMORY_ACCESS;
     } else {
         memcpy(p, pd->data, pd->len);
-        st = pw__hc_outs(&hc, pd->ptr_out, gptr, pd->size_out, pd->len,
+        st = pw__hc_outs(hc, pd->ptr_out, gptr, pd->size_out, pd->len,
                          pd->has_post, pd->post_ptr, pd->post_val);
     }
     pd->data = NULL;
@@ -1907,8 +1973,45 @@ pw__shim_done(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
         pd->buf = NULL;
         pd->cap = 0;
     }
+    return st;
+}
+
+int
+pw__shim_done_fast(void *fn_data, pw_einstance_t *inst,
+    const pw_val_t *args, pw_val_t *results, const char **trap_msg)
+{
+    pw__binding_t *b = fn_data;
+    pw__pending_t *pd = &b->vm->pending;
+    pw__hc_t hc;
+
     results[0].kind = PW_I32;
-    results[0].of.i32 = st;
+    /* out of order: the plain one traps */
+    if (!pd->active || !pw__shim_mem(pd, &args[0], &hc)) {
+        results[0].of.i32 = PW__SHIM_SLOW;
+        return PW_OK;
+    }
+    results[0].of.i32 = pw__shim_finish(&hc, pd, PW__U32(args[1]));
+    return PW_OK;
+}
+
+int
+pw__shim_done(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
+    pw_val_t *results, const char **trap_msg)
+{
+    pw__binding_t *b = fn_data;
+    pw__pending_t *pd = &b->vm->pending;
+    pw__hc_t hc;
+
+    if (!pd->active) {
+        *trap_msg = "shim called out of order";
+        return PW_ETRAP;
+    }
+    hc.vm = b->vm;
+    hc.inst = b->vm->inst;
+    pw__hc_mem(&hc);
+    pw__shim_cache(pd, &args[0], &hc);
+    results[0].kind = PW_I32;
+    results[0].of.i32 = pw__shim_finish(&hc, pd, PW__U32(args[1]));
     return PW_OK;
 }
 
@@ -2034,50 +2137,133 @@ pw__wb_done(pw__wbuf_t *w, pw__wbuf_t *sec, uint8_t **out, size_t *len)
 }
 
 /*
- * Function k (of n) of the shim, in wasm text:
+ * Function k (of n) of the shim, in wasm text ($S is PW__SHIM_SLOW):
  *
- *   (func (param ...) (result i32) (local $r i32)
- *     (local.tee $r (call $phase1_k (local.get 0) ...))
- *     (if (i32.ge_s (i32.const 0)) (then (return (local.get $r))))
- *     (call $done (call_indirect (type $alloc)
- *                   (i32.sub (i32.const 0) (local.get $r)) (i32.const 0))))
+ *   (func (param ...) (result i32) (local $r i32) (local $m i32)
+ *     (local $t i32)
+ *     (local.set $m (call_indirect (type $pages) (i32.const 1)))
+ *     (local.set $r (call $fast_k (local.get $m) (local.get 0) ...))
+ *     (if (i32.eq (local.get $r) $S) (then
+ *       (local.set $r (call $plain_k (local.get $m) (local.get 0) ...))))
+ *     (if (i32.ge_s (local.get $r) (i32.const 0))
+ *       (then (return (local.get $r))))
+ *     (local.set $r (call_indirect (type $alloc)
+ *                     (i32.sub (i32.const 0) (local.get $r)) (i32.const 0)))
+ *     (local.set $m (call_indirect (type $pages) (i32.const 1)))
+ *     (local.set $t (call $fast_done (local.get $m) (local.get $r)))
+ *     (if (i32.eq (local.get $t) $S) (then
+ *       (local.set $t (call $plain_done (local.get $m) (local.get $r)))))
+ *     (local.get $t))
  *
- * Types 0..n-1 are the hostcalls', type n is (i32) -> i32; functions
- * 0..n-1 import phase 1, n imports pw.done.
+ * Types: 0..n-1 the hostcalls', n..2n-1 the same with the pages first,
+ * 2n (i32) -> i32 (alloc), 2n+1 (i32, i32) -> i32 (done), 2n+2 () -> i32
+ * (pages). Functions: 0..n-1 import plain phase 1, n..2n-1 fast phase 1,
+ * 2n plain done, 2n+1 fast done, 2n+2+k the shim's, 3n+2 answers -1.
  */
+static const uint8_t pw__shim_slow_leb[5] = { 0x80, 0x80, 0x80, 0x80, 0x78 };
+
 static void
-pw__shim_body(pw__wbuf_t *sec, pw__wbuf_t *body, uint32_t k, uint32_t n,
-    uint32_t nparams)
+pw__shim_args(pw__wbuf_t *body, uint32_t m, uint32_t nparams)
 {
     uint32_t i;
 
-    body->len = 0;
-    pw__wb_byte(body, 1);                       /* one local group */
-    pw__wb_byte(body, 1);
-    pw__wb_byte(body, 0x7f);
+    pw__wb_byte(body, 0x20);                    /* local.get $m */
+    pw__wb_u32(body, m);
     for (i = 0; i < nparams; i++) {
         pw__wb_byte(body, 0x20);                /* local.get i */
         pw__wb_u32(body, i);
     }
-    pw__wb_byte(body, 0x10);                    /* call phase1_k */
-    pw__wb_u32(body, k);
-    pw__wb_byte(body, 0x22);                    /* local.tee $r */
-    pw__wb_u32(body, nparams);
-    pw__wb_bytes(body, "\x41\x00\x4e\x04\x40", 5); /* 0 ge_s if */
+}
+
+/* local.get x, i32.const $S, i32.eq, if */
+static void
+pw__shim_if_slow(pw__wbuf_t *body, uint32_t x)
+{
     pw__wb_byte(body, 0x20);
-    pw__wb_u32(body, nparams);
-    pw__wb_bytes(body, "\x0f\x0b\x41\x00", 4);   /* return end 0 */
-    pw__wb_byte(body, 0x20);
-    pw__wb_u32(body, nparams);
-    pw__wb_bytes(body, "\x6b\x41\x00\x11", 4);   /* sub 0 call_ind */
-    pw__wb_u32(body, n);
-    pw__wb_byte(body, 0x00);                    /* table 0 */
-    pw__wb_byte(body, 0x10);                    /* call pw.done */
-    pw__wb_u32(body, n);
+    pw__wb_u32(body, x);
+    pw__wb_byte(body, 0x41);
+    pw__wb_bytes(body, pw__shim_slow_leb, sizeof(pw__shim_slow_leb));
+    pw__wb_bytes(body, "\x46\x04\x40", 3);
+}
+
+static void
+pw__shim_op_idx(pw__wbuf_t *body, uint8_t op, uint32_t idx)
+{
+    pw__wb_byte(body, op);
+    pw__wb_u32(body, idx);
+}
+
+static void
+pw__shim_body(pw__wbuf_t *sec, pw__wbuf_t *body, uint32_t k, uint32_t n,
+    uint32_t nparams)
+{
+    uint32_t r = nparams, m = nparams + 1, t = nparams + 2;
+
+    body->len = 0;
+    pw__wb_bytes(body, "\x01\x03\x7f", 3);      /* three i32 locals */
+
+    pw__wb_bytes(body, "\x41\x01", 2);          /* pages */
+    pw__shim_op_idx(body, 0x11, 2 * n + 2);
+    pw__wb_byte(body, 0x00);
+    pw__shim_op_idx(body, 0x21, m);
+
+    pw__shim_args(body, m, nparams);            /* fast phase 1 */
+    pw__shim_op_idx(body, 0x10, n + k);
+    pw__shim_op_idx(body, 0x21, r);
+    pw__shim_if_slow(body, r);
+    pw__shim_args(body, m, nparams);            /* plain phase 1 */
+    pw__shim_op_idx(body, 0x10, k);
+    pw__shim_op_idx(body, 0x21, r);
+    pw__wb_byte(body, 0x0b);
+
+    pw__shim_op_idx(body, 0x20, r);             /* a status: done */
+    pw__wb_bytes(body, "\x41\x00\x4e\x04\x40", 5);
+    pw__shim_op_idx(body, 0x20, r);
+    pw__wb_bytes(body, "\x0f\x0b", 2);
+
+    pw__wb_bytes(body, "\x41\x00", 2);          /* alloc(-r) */
+    pw__shim_op_idx(body, 0x20, r);
+    pw__wb_bytes(body, "\x6b\x41\x00", 3);
+    pw__shim_op_idx(body, 0x11, 2 * n);
+    pw__wb_byte(body, 0x00);
+    pw__shim_op_idx(body, 0x21, r);
+
+    pw__wb_bytes(body, "\x41\x01", 2);          /* pages again */
+    pw__shim_op_idx(body, 0x11, 2 * n + 2);
+    pw__wb_byte(body, 0x00);
+    pw__shim_op_idx(body, 0x21, m);
+
+    pw__shim_op_idx(body, 0x20, m);             /* fast done */
+    pw__shim_op_idx(body, 0x20, r);
+    pw__shim_op_idx(body, 0x10, 2 * n + 1);
+    pw__shim_op_idx(body, 0x21, t);
+    pw__shim_if_slow(body, t);
+    pw__shim_op_idx(body, 0x20, m);             /* plain done */
+    pw__shim_op_idx(body, 0x20, r);
+    pw__shim_op_idx(body, 0x10, 2 * n);
+    pw__shim_op_idx(body, 0x21, t);
+    pw__wb_byte(body, 0x0b);
+
+    pw__shim_op_idx(body, 0x20, t);
     pw__wb_byte(body, 0x0b);
     sec->oom |= body->oom;
     pw__wb_u32(sec, (uint32_t) body->len);
     pw__wb_bytes(sec, body->p, body->len);
+}
+
+/* The phase 1 type: the hostcall's with the pages first. */
+static int
+pw__wb_phase1_type(pw__wbuf_t *w, const char *sig)
+{
+    char psig[PW_SIG_MAX + 1];
+    uint32_t np;
+
+    if (strlen(sig) + 1 >= sizeof(psig)) {
+        return PW_EINVAL;
+    }
+    psig[0] = PW_I32;
+    memcpy(psig + 1, sig, strlen(sig) + 1);
+    return pw__wb_functype(w, psig, &np);
 }
 
 int
@@ -2094,51 +2280,65 @@ pw__shim_build(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
     }
     pw__wb_bytes(&w, pw__wasm_head, sizeof(pw__wasm_head));
 
-    pw__wb_u32(&sec, (uint32_t) n + 1);         /* types */
+    pw__wb_u32(&sec, 2 * (uint32_t) n + 3);     /* types */
     for (k = 0; k < n && rc == PW_OK; k++) {
         rc = pw__wb_functype(&sec, h[k]->sig, &nparams[k]);
     }
+    for (k = 0; k < n && rc == PW_OK; k++) {
+        rc = pw__wb_phase1_type(&sec, h[k]->sig);
+    }
     pw__wb_bytes(&sec, "\x60\x01\x7f\x01\x7f", 5);
+    pw__wb_bytes(&sec, "\x60\x02\x7f\x7f\x01\x7f", 6);
+    pw__wb_bytes(&sec, "\x60\x00\x01\x7f", 4);
     pw__wb_section(&w, 1, &sec);
 
-    pw__wb_u32(&sec, (uint32_t) n + 1);         /* imports */
-    for (k = 0; k < n; k++) {
-        pw__wb_name(&sec, "pw");
-        pw__wb_name(&sec, h[k]->name);
+    pw__wb_u32(&sec, 2 * (uint32_t) n + 2);     /* imports */
+    for (k = 0; k < 2 * n; k++) {
+        pw__wb_name(&sec, k < n ? "pw" : "pw.fast");
+        pw__wb_name(&sec, h[k % n]->name);
         pw__wb_byte(&sec, 0x00);
-        pw__wb_u32(&sec, k);
+        pw__wb_u32(&sec, (uint32_t) n + k % n);
     }
-    pw__wb_name(&sec, "pw");
-    pw__wb_name(&sec, "pw.done");
-    pw__wb_byte(&sec, 0x00);
-    pw__wb_u32(&sec, (uint32_t) n);
+    for (k = 0; k < 2; k++) {
+        pw__wb_name(&sec, k == 0 ? "pw" : "pw.fast");
+        pw__wb_name(&sec, "pw.done");
+        pw__wb_byte(&sec, 0x00);
+        pw__wb_u32(&sec, 2 * (uint32_t) n + 1);
+    }
     pw__wb_section(&w, 2, &sec);
 
-    pw__wb_u32(&sec, (uint32_t) n);             /* functions */
+    pw__wb_u32(&sec, (uint32_t) n + 1);         /* functions */
     for (k = 0; k < n; k++) {
         pw__wb_u32(&sec, k);
     }
+    pw__wb_u32(&sec, 2 * (uint32_t) n + 2);
     pw__wb_section(&w, 3, &sec);
 
-    /* one funcref table of exactly one slot */
-    pw__wb_bytes(&sec, "\x01\x70\x01\x01\x01", 5);
+    /* one funcref table of exactly two slots */
+    pw__wb_bytes(&sec, "\x01\x70\x01\x02\x02", 5);
     pw__wb_section(&w, 4, &sec);
 
     pw__wb_u32(&sec, (uint32_t) n + 1);         /* exports */
     for (k = 0; k < n; k++) {
         pw__wb_name(&sec, h[k]->name);
         pw__wb_byte(&sec, 0x00);
-        pw__wb_u32(&sec, (uint32_t) n + 1 + k);
+        pw__wb_u32(&sec, 2 * (uint32_t) n + 2 + k);
     }
     pw__wb_name(&sec, "table");
     pw__wb_byte(&sec, 0x01);
     pw__wb_byte(&sec, 0x00);
     pw__wb_section(&w, 7, &sec);
 
-    pw__wb_u32(&sec, (uint32_t) n);             /* code */
+    /* slot 1 answers -1 pages until the binder fills it */
+    pw__wb_bytes(&sec, "\x01\x00\x41\x01\x0b\x01", 6);
+    pw__wb_u32(&sec, 3 * (uint32_t) n + 2);
+    pw__wb_section(&w, 9, &sec);
+
+    pw__wb_u32(&sec, (uint32_t) n + 1);         /* code */
     for (k = 0; k < n; k++) {
         pw__shim_body(&sec, &body, k, (uint32_t) n, nparams[k]);
     }
+    pw__wb_bytes(&sec, "\x04\x00\x41\x7f\x0b", 5);
     pw__wb_section(&w, 10, &sec);
 
     free(body.p);
@@ -2156,20 +2356,25 @@ pw__shim_binder(uint8_t **out, size_t *len)
 {
     /*
      * (module
-     *   (import "s" "table" (table 1 1 funcref))
+     *   (import "s" "table" (table 2 2 funcref))
      *   (import "p" "alloc" (func (param i32) (result i32)))
-     *   (elem (i32.const 0) 0))
+     *   (import "p" "memory" (memory 0))
+     *   (func (result i32) (memory.size))
+     *   (elem (i32.const 0) 0 1))
      */
     static const uint8_t b[] = {
         0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-        0x01, 0x06, 0x01, 0x60, 0x01, 0x7f, 0x01, 0x7f,
-        0x02, 0x18, 0x02,
-        0x01, 's', 0x05, 't', 'a', 'b', 'l', 'e', 0x01, 0x70, 0x01, 0x01,
-        0x01,
+        0x01, 0x0a, 0x02, 0x60, 0x01, 0x7f, 0x01, 0x7f, 0x60, 0x00, 0x01,
+        0x7f,
+        0x02, 0x24, 0x03,
+        0x01, 's', 0x05, 't', 'a', 'b', 'l', 'e', 0x01, 0x70, 0x01, 0x02,
+        0x02,
         0x01, 'p', 0x05, 'a', 'l', 'l', 'o', 'c', 0x00, 0x00,
-        0x09, 0x07, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x01, 0x00
+        0x01, 'p', 0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, 0x00,
+        0x03, 0x02, 0x01, 0x01,
+        0x09, 0x08, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x02, 0x00, 0x01,
+        0x0a, 0x06, 0x01, 0x04, 0x00, 0x3f, 0x00, 0x0b
     };
-
     *out = malloc(sizeof(b));
     if (*out == NULL) {
         return PW_ENOMEM;

@@ -365,7 +365,7 @@ pw__shim_setup(pw_vm_t *vm, pw_import_t *imports, pw_import_link_t *links)
     int rc;
 
     hs = calloc(info->nimports ? info->nimports : 1, sizeof(*hs));
-    si = calloc(info->nimports + 1, sizeof(*si));
+    si = calloc(2 * info->nimports + 2, sizeof(*si));
     vm->shim_bindings = calloc(info->nimports ? info->nimports : 1,
                                sizeof(pw__binding_t));
     if (hs == NULL || si == NULL || vm->shim_bindings == NULL) {
@@ -383,19 +383,28 @@ pw__shim_setup(pw_vm_t *vm, pw_import_t *imports, pw_import_link_t *links)
         hs[n] = h;
         vm->shim_bindings[n] = vm->bindings[i];
         vm->shim_bindings[n].shim = 1;
-        si[n] = imports[i];
-        si[n].module = "pw";
-        si[n].fn_data = &vm->shim_bindings[n];
+        si[n] = (pw_import_t){ "pw", info->imports[i].name, NULL,
+                               pw__hostcall_trampoline,
+                               &vm->shim_bindings[n], 0 };
         n++;
     }
     if (n == 0) {
         rc = PW_ENOTFOUND;
         goto done;
     }
+    /* plain phase 1, fast phase 1 (see pw__pending_t), then the dones */
+    for (i = 0; i < n; i++) {
+        si[n + i] = (pw_import_t){ "pw.fast", si[i].name, NULL,
+                                   pw__shim_fast, &vm->shim_bindings[i],
+                                   PW_IMPORT_FAST };
+    }
     vm->shim_done.vm = vm;
     vm->shim_done.nres = 1;
-    si[n] = (pw_import_t){ "pw", "pw.done", "i:i", pw__shim_done,
-                           &vm->shim_done };
+    si[2 * n] = (pw_import_t){ "pw", "pw.done", "ii:i", pw__shim_done,
+                               &vm->shim_done, 0 };
+    si[2 * n + 1] = (pw_import_t){ "pw.fast", "pw.done", "ii:i",
+                                   pw__shim_done_fast, &vm->shim_done,
+                                   PW_IMPORT_FAST };
 
     rc = pw__shim_build(hs, n, &bytes, &len);
     if (rc == PW_OK) {
@@ -403,7 +412,7 @@ pw__shim_setup(pw_vm_t *vm, pw_import_t *imports, pw_import_link_t *links)
                              sizeof(err));
     }
     if (rc == PW_OK) {
-        rc = vm->vt->instantiate(vm->shim_mod, si, n + 1, &vm->shim_inst,
+        rc = vm->vt->instantiate(vm->shim_mod, si, 2 * n + 2, &vm->shim_inst,
                                  err, sizeof(err));
     }
     if (rc != PW_OK) {
@@ -432,12 +441,15 @@ done:
     return rc;
 }
 
-/* Put the plugin's allocator in the shim's table, through a binder. */
+/*
+ * Put the plugin's allocator and its memory's size in the shim's table,
+ * through a binder.
+ */
 static void
 pw__shim_arm(pw_vm_t *vm)
 {
-    pw_import_link_t links[2];
-    pw_import_t imports[2];
+    pw_import_link_t links[3];
+    pw_import_t imports[3];
     pw_einstance_t *inst = NULL;
     pw_emodule_t *mod = NULL;
     char err[PW__ERR_MAX];
@@ -450,8 +462,10 @@ pw__shim_arm(pw_vm_t *vm)
     }
     links[0] = (pw_import_link_t){ vm->shim_inst, "table" };
     links[1] = (pw_import_link_t){ vm->inst, pw__cbs[vm->alloc_cb].name };
-    imports[0] = (pw_import_t){ "s", "table", NULL, NULL, &links[0] };
-    imports[1] = (pw_import_t){ "p", "alloc", "i:i", NULL, &links[1] };
+    links[2] = (pw_import_link_t){ vm->inst, "memory" };
+    imports[0] = (pw_import_t){ "s", "table", NULL, NULL, &links[0], 0 };
+    imports[1] = (pw_import_t){ "p", "alloc", "i:i", NULL, &links[1], 0 };
+    imports[2] = (pw_import_t){ "p", "memory", NULL, NULL, &links[2], 0 };
     if (pw__shim_binder(&bytes, &len) != PW_OK) {
         return;
     }
@@ -459,7 +473,7 @@ pw__shim_arm(pw_vm_t *vm)
                          sizeof(err));
     free(bytes);
     if (rc == PW_OK) {
-        rc = vm->vt->instantiate(mod, imports, 2, &inst, err, sizeof(err));
+        rc = vm->vt->instantiate(mod, imports, 3, &inst, err, sizeof(err));
     }
     /* the table keeps the function; the binder is not needed any more */
     if (inst) {
