@@ -1463,14 +1463,16 @@ ngx_http_pw_response_headers_out(ngx_http_request_t *r,
 {
     ctx->resp_headers_done = 1;
 
-    if (!r->header_only && ngx_http_pw_live(ctx)) {
-        /* the plugins may change the body: its length is known at the
-         * end only */
-        ngx_http_clear_content_length(r);
-        ngx_http_clear_accept_ranges(r);
+    if (r->header_only || !ngx_http_pw_live(ctx)) {
+        return ngx_http_next_header_filter(r);
     }
 
-    return ngx_http_next_header_filter(r);
+    /* byte ranges of a body that plugins change would be cut wrongly */
+    ngx_http_clear_accept_ranges(r);
+
+    ctx->resp_headers_deferred = 1;
+
+    return NGX_OK;
 }
 
 
@@ -1546,6 +1548,27 @@ ngx_http_pw_header_filter(ngx_http_request_t *r)
 /* ---- response body ---- */
 
 
+/*
+ * The response headers wait for the first body data: when the whole body
+ * came through the plugins at once its length is known and goes out as
+ * Content-Length; otherwise the plugins may still change it and the body
+ * goes out chunked.
+ */
+static ngx_int_t
+ngx_http_pw_send_deferred_headers(ngx_http_request_t *r,
+    ngx_http_pw_ctx_t *ctx, size_t len, ngx_uint_t eos)
+{
+    ctx->resp_headers_deferred = 0;
+
+    ngx_http_clear_content_length(r);
+    if (eos) {
+        r->headers_out.content_length_n = len;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
 static ngx_int_t
 ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
     ngx_uint_t k, u_char *data, size_t len, ngx_uint_t eos, ngx_chain_t *in,
@@ -1553,6 +1576,7 @@ ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
 {
     u_char       *out;
     size_t        outlen;
+    ngx_int_t     rc;
     ngx_uint_t    res, same;
     ngx_chain_t  *cl;
 
@@ -1562,6 +1586,15 @@ ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
     switch (res) {
 
     case NGX_HTTP_PW_OK:
+        if (ctx->resp_headers_deferred) {
+            rc = ngx_http_pw_send_deferred_headers(r, ctx, outlen, eos);
+            if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+                ngx_http_pw_reset_acc(ctx);
+                ngx_http_pw_consume(in);
+                return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
+            }
+        }
+
         if (same && in) {
             ngx_http_pw_reset_acc(ctx);
             return ngx_http_next_body_filter(r, in);
@@ -1593,6 +1626,13 @@ ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
         return NGX_OK;
 
     case NGX_HTTP_PW_LOCAL:
+        if (ctx->resp_headers_deferred) {
+            ctx->resp_headers_deferred = 0;
+            ngx_http_pw_reset_acc(ctx);
+            ngx_http_pw_consume(in);
+            return ngx_http_pw_replace_response(r, ctx);
+        }
+
         /* too late to answer locally: the headers are out */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "[wasm] local response asked after the response "
@@ -1603,9 +1643,16 @@ ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
         return ngx_http_next_body_filter(r, in);
 
     default:
+        ngx_http_pw_consume(in);
+
+        if (res == NGX_HTTP_PW_FAIL && ctx->resp_headers_deferred) {
+            ctx->resp_headers_deferred = 0;
+            ngx_http_pw_reset_acc(ctx);
+            return ngx_http_pw_fail_response(r, ctx);
+        }
+
         /* failed closed, or close_stream, mid-body: the response cannot
          * be fixed, cut it */
-        ngx_http_pw_consume(in);
         return NGX_ERROR;
     }
 }
@@ -1637,13 +1684,16 @@ ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     if (ctx->resp_done || (!ctx->resp_headers_held && !ngx_http_pw_live(ctx)
-                           && ctx->waiting == NGX_HTTP_PW_WAIT_NONE))
+                           && ctx->waiting == NGX_HTTP_PW_WAIT_NONE
+                           && !ctx->resp_headers_deferred))
     {
         return ngx_http_next_body_filter(r, in);
     }
 
     if (in == NULL) {
-        if (ctx->waiting != NGX_HTTP_PW_WAIT_NONE) {
+        if (ctx->waiting != NGX_HTTP_PW_WAIT_NONE
+            || ctx->resp_headers_deferred)
+        {
             return NGX_OK;
         }
         return ngx_http_next_body_filter(r, in);
@@ -1683,6 +1733,9 @@ ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (len == 0 && !eos) {
         ngx_http_pw_buf_free(&scratch);
+        if (ctx->resp_headers_deferred) {
+            return NGX_OK;              /* nothing goes before the headers */
+        }
         return ngx_http_next_body_filter(r, in);
     }
 

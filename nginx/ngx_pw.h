@@ -233,6 +233,7 @@ struct ngx_http_pw_ctx_s {
     unsigned                    resp_started:1;
     unsigned                    resp_headers_held:1;
     unsigned                    resp_headers_done:1;
+    unsigned                    resp_headers_deferred:1;
     unsigned                    resp_eos_seen:1;
     unsigned                    resp_done:1;
     unsigned                    resp_discard:1;
