@@ -764,6 +764,22 @@ ngx_http_pw_reset_acc(ngx_http_pw_ctx_t *ctx)
 }
 
 
+/* Where a body chunk is gathered when it is not one memory buffer: one
+ * per worker, used within one filter call (its data is copied before the
+ * call returns), kept between calls unless it grew big. */
+static ngx_http_pw_buf_t  ngx_http_pw_scratch;
+
+
+static void
+ngx_http_pw_scratch_release(void)
+{
+    if (ngx_http_pw_scratch.cap > 256 * 1024) {
+        ngx_http_pw_buf_free(&ngx_http_pw_scratch);
+    }
+    ngx_http_pw_scratch.len = 0;
+}
+
+
 /* Bytes of a chain: a view of a single memory buffer, else a copy into
  * scratch (files read). */
 static ngx_int_t
@@ -910,7 +926,6 @@ ngx_http_pw_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_uint_t           eos, res, same;
     ngx_chain_t         *cl;
     ngx_http_pw_ctx_t   *ctx;
-    ngx_http_pw_buf_t    scratch;
 
     if (r != r->main) {
         return ngx_http_next_request_body_filter(r, in);
@@ -921,12 +936,11 @@ ngx_http_pw_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_request_body_filter(r, in);
     }
 
-    ngx_memzero(&scratch, sizeof(scratch));
-
-    if (ngx_http_pw_chain_bytes(r, in, &scratch, &data, &len, &eos)
+    if (ngx_http_pw_chain_bytes(r, in, &ngx_http_pw_scratch, &data, &len,
+                                &eos)
         != NGX_OK)
     {
-        ngx_http_pw_buf_free(&scratch);
+        ngx_http_pw_scratch_release();
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -934,7 +948,7 @@ ngx_http_pw_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         || ctx->req_body_eos_held || (len == 0 && !eos))
     {
         /* the answer is decided (or nothing to see): swallow the body */
-        ngx_http_pw_buf_free(&scratch);
+        ngx_http_pw_scratch_release();
         goto swallow;
     }
 
@@ -943,13 +957,13 @@ ngx_http_pw_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (res == NGX_HTTP_PW_OK) {
         if (same) {
-            ngx_http_pw_buf_free(&scratch);
+            ngx_http_pw_scratch_release();
             ngx_http_pw_reset_acc(ctx);
             return ngx_http_next_request_body_filter(r, in);
         }
 
         cl = ngx_http_pw_chain_copy(r, out, outlen, eos);
-        ngx_http_pw_buf_free(&scratch);
+        ngx_http_pw_scratch_release();
         ngx_http_pw_reset_acc(ctx);
         if (cl == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -961,7 +975,7 @@ ngx_http_pw_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_request_body_filter(r, cl);
     }
 
-    ngx_http_pw_buf_free(&scratch);
+    ngx_http_pw_scratch_release();
 
     if (res == NGX_HTTP_PW_PAUSED && eos) {
         ctx->req_body_eos_held = 1;
@@ -1518,7 +1532,14 @@ ngx_http_pw_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    r->filter_need_in_memory = 1;
+    /* plugins see bytes: a small body is read here (and still goes out
+     * with sendfile when unchanged), a big or unknown one is read in
+     * pieces by nginx's copy filter */
+    if (r->headers_out.content_length_n < 0
+        || r->headers_out.content_length_n > 64 * 1024)
+    {
+        r->filter_need_in_memory = 1;
+    }
 
     res = ngx_http_pw_run_headers(ctx, 1);
 
@@ -1667,7 +1688,6 @@ ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_uint_t          eos, flush;
     ngx_chain_t        *cl;
     ngx_http_pw_ctx_t  *ctx;
-    ngx_http_pw_buf_t   scratch;
 
     if (r != r->main) {
         return ngx_http_next_body_filter(r, in);
@@ -1699,12 +1719,11 @@ ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, in);
     }
 
-    ngx_memzero(&scratch, sizeof(scratch));
-
-    if (ngx_http_pw_chain_bytes(r, in, &scratch, &data, &len, &eos)
+    if (ngx_http_pw_chain_bytes(r, in, &ngx_http_pw_scratch, &data, &len,
+                                &eos)
         != NGX_OK)
     {
-        ngx_http_pw_buf_free(&scratch);
+        ngx_http_pw_scratch_release();
         return NGX_ERROR;
     }
 
@@ -1719,20 +1738,20 @@ ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     {
         /* held: keep the raw body until the plugin lets it go */
         if (ngx_http_pw_buf_append(&ctx->resp_body, data, len) != NGX_OK) {
-            ngx_http_pw_buf_free(&scratch);
+            ngx_http_pw_scratch_release();
             return NGX_ERROR;
         }
         if (eos) {
             ctx->resp_eos_seen = 1;
         }
-        ngx_http_pw_buf_free(&scratch);
+        ngx_http_pw_scratch_release();
         ngx_http_pw_consume(in);
         r->buffered |= NGX_HTTP_PW_BUFFERED;
         return NGX_OK;
     }
 
     if (len == 0 && !eos) {
-        ngx_http_pw_buf_free(&scratch);
+        ngx_http_pw_scratch_release();
         if (ctx->resp_headers_deferred) {
             return NGX_OK;              /* nothing goes before the headers */
         }
@@ -1741,7 +1760,7 @@ ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     rc = ngx_http_pw_response_run(r, ctx, 0, data, len, eos, in, flush);
 
-    ngx_http_pw_buf_free(&scratch);
+    ngx_http_pw_scratch_release();
 
     return rc;
 }
