@@ -142,6 +142,24 @@ ngx_uint_t ngx_pw_instance_check(ngx_pw_instance_t *inst, ngx_log_t *log);
 /* The worker's metrics store (NULL before init or without V8). */
 pw_store_t *ngx_pw_metrics_store(ngx_cycle_t *cycle);
 
+/*
+ * Host metrics (ngx_http_pw_metrics.c), kept in the metrics zone so every
+ * worker adds to one value; proxy_wasm_metrics shows them with labels.
+ * what:
+ *   "plugin_failures"     counter, per module: a VM failed (trap, time
+ *                         limit, failed start)
+ *   "instance_restarts"   counter, per module: an instance replaced one
+ *                         that failed
+ *   "instances"           gauge, per module: +1 started, -1 destroyed
+ *   "callouts_in_flight"  gauge (module NULL): +1 sent, -1 answered/gone
+ * module is the module's name (NULL for callouts_in_flight). Negative
+ * deltas of counters are ignored; an unknown what is logged at alert.
+ * Cheap after the first call per (what, module) in a worker (cached id);
+ * nothing happens before the worker attached the zone or without one.
+ */
+void ngx_pw_host_metric(ngx_cycle_t *cycle, const char *what,
+    ngx_str_t *module, int64_t delta);
+
 /* Log a plugin failure of module m, at most once per second. */
 void ngx_pw_failure_log(ngx_pw_module_t *m, ngx_log_t *log,
     const char *what, const char *reason);
