@@ -112,6 +112,182 @@ ngx_http_pw_log_level(const pw_hctx_t *c)
 }
 
 
+/* ---- response trailers (r->headers_out.trailers: add_trailer, grpc_pass)
+ * deleted elements have hash 0, as nginx's own filters do ---- */
+
+
+static ngx_uint_t
+ngx_http_pw_trailer_is(ngx_table_elt_t *h, pw_str_t key)
+{
+    return h->hash != 0 && h->key.len == key.len
+           && ngx_strncasecmp(h->key.data, (u_char *) key.data, key.len)
+              == 0;
+}
+
+
+#define ngx_http_pw_trailers_each(r, part, h, i)                            \
+    for (part = &(r)->headers_out.trailers.part, h = part->elts, i = 0;    \
+         part; i++)                                                         \
+        if (i >= part->nelts) {                                             \
+            part = part->next;                                              \
+            h = part ? part->elts : NULL;                                   \
+            i = (ngx_uint_t) -1;                                            \
+        } else
+
+
+ngx_uint_t
+ngx_http_pw_trailers_count(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    n = 0;
+    ngx_http_pw_trailers_each(r, part, h, i) {
+        if (h[i].hash) {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+static int
+ngx_http_pw_trailers_pairs(ngx_http_request_t *r, pw_pairs_t *out)
+{
+    ngx_uint_t        i, n;
+    pw_pair_t        *p;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    n = ngx_http_pw_trailers_count(r);
+    p = ngx_palloc(r->pool, (n ? n : 1) * sizeof(pw_pair_t));
+    if (p == NULL) {
+        return PW_ENOMEM;
+    }
+
+    n = 0;
+    ngx_http_pw_trailers_each(r, part, h, i) {
+        if (h[i].hash) {
+            p[n].key.data = (const char *) h[i].key.data;
+            p[n].key.len = h[i].key.len;
+            p[n].value.data = (const char *) h[i].value.data;
+            p[n].value.len = h[i].value.len;
+            n++;
+        }
+    }
+
+    out->pairs = p;
+    out->n = n;
+
+    return PW_OK;
+}
+
+
+static int
+ngx_http_pw_trailers_get(ngx_http_request_t *r, pw_str_t key,
+    pw_str_t *value)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_http_pw_trailers_each(r, part, h, i) {
+        if (ngx_http_pw_trailer_is(&h[i], key)) {
+            value->data = (const char *) h[i].value.data;
+            value->len = h[i].value.len;
+            return PW_OK;
+        }
+    }
+
+    return PW_ENOTFOUND;
+}
+
+
+static int
+ngx_http_pw_trailers_remove(ngx_http_request_t *r, pw_str_t key)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_http_pw_trailers_each(r, part, h, i) {
+        if (key.len == 0 || ngx_http_pw_trailer_is(&h[i], key)) {
+            h[i].hash = 0;
+        }
+    }
+
+    return PW_OK;
+}
+
+
+static int
+ngx_http_pw_trailers_add(ngx_http_request_t *r, pw_str_t key,
+    pw_str_t value)
+{
+    ngx_table_elt_t  *h;
+
+    if (key.len == 0) {
+        return PW_EINVAL;
+    }
+
+    h = ngx_list_push(&r->headers_out.trailers);
+    if (h == NULL) {
+        return PW_ENOMEM;
+    }
+
+    h->key.data = ngx_pnalloc(r->pool, key.len);
+    h->value.data = ngx_pnalloc(r->pool, value.len ? value.len : 1);
+    if (h->key.data == NULL || h->value.data == NULL) {
+        h->hash = 0;
+        return PW_ENOMEM;
+    }
+
+    h->key.len = key.len;
+    ngx_memcpy(h->key.data, key.data, key.len);
+    h->value.len = value.len;
+    ngx_memcpy(h->value.data, value.data, value.len);
+    h->lowcase_key = h->key.data;
+    h->hash = 1;
+
+    return PW_OK;
+}
+
+
+static int
+ngx_http_pw_trailers_op(ngx_http_request_t *r, ngx_uint_t op, pw_str_t key,
+    pw_str_t value, const pw_pairs_t *pairs)
+{
+    size_t  i;
+    int     rc;
+
+    switch (op) {
+    case 0:                                 /* add */
+        return ngx_http_pw_trailers_add(r, key, value);
+
+    case 1:                                 /* replace */
+        (void) ngx_http_pw_trailers_remove(r, key);
+        return ngx_http_pw_trailers_add(r, key, value);
+
+    case 2:                                 /* remove */
+        return ngx_http_pw_trailers_remove(r, key);
+
+    default:                                /* set pairs */
+        key.len = 0;
+        (void) ngx_http_pw_trailers_remove(r, key);
+        for (i = 0; i < pairs->n; i++) {
+            rc = ngx_http_pw_trailers_add(r, pairs->pairs[i].key,
+                                          pairs->pairs[i].value);
+            if (rc != PW_OK) {
+                return rc;
+            }
+        }
+        return PW_OK;
+    }
+}
+
+
 /* ---- header maps ---- */
 
 
@@ -132,6 +308,9 @@ ngx_http_pw_map_of(const pw_hctx_t *c, pw_map_type_t t, ngx_uint_t *resp)
     case PW_MAP_HTTP_RESPONSE_HEADERS:
         *resp = 1;
         return f->ctx->r;
+    case PW_MAP_HTTP_RESPONSE_TRAILERS:
+        *resp = 2;
+        return f->ctx->r;
     default:
         /* HTTP/1.x trailers: nginx does not pass them on */
         return NULL;
@@ -150,6 +329,10 @@ ngx_http_pw_map_pairs(const pw_hctx_t *c, pw_map_type_t t, pw_pairs_t *out)
         return PW_ENOTFOUND;
     }
 
+    if (resp == 2) {
+        return ngx_http_pw_trailers_pairs(r, out);
+    }
+
     return ngx_http_pw_rc(ngx_http_pw_headers_pairs(r, resp, r->pool, out));
 }
 
@@ -166,6 +349,10 @@ ngx_http_pw_map_get(const pw_hctx_t *c, pw_map_type_t t, pw_str_t key,
         return PW_ENOTFOUND;
     }
 
+    if (resp == 2) {
+        return ngx_http_pw_trailers_get(r, key, value);
+    }
+
     return ngx_http_pw_rc(ngx_http_pw_headers_get(r, resp, r->pool, key,
                                                   value));
 }
@@ -175,12 +362,17 @@ static int
 ngx_http_pw_map_set_pairs(const pw_hctx_t *c, pw_map_type_t t,
     const pw_pairs_t *p)
 {
+    pw_str_t             key_none = { "", 0 };
     ngx_uint_t           resp;
     ngx_http_request_t  *r;
 
     r = ngx_http_pw_map_of(c, t, &resp);
     if (r == NULL) {
         return PW_ENOTFOUND;
+    }
+
+    if (resp == 2) {
+        return ngx_http_pw_trailers_op(r, 3, key_none, key_none, p);
     }
 
     return ngx_http_pw_write_rc(ngx_http_pw_headers_set_pairs(r, resp, p));
@@ -199,6 +391,10 @@ ngx_http_pw_map_add(const pw_hctx_t *c, pw_map_type_t t, pw_str_t key,
         return PW_ENOTFOUND;
     }
 
+    if (resp == 2) {
+        return ngx_http_pw_trailers_op(r, 0, key, value, NULL);
+    }
+
     return ngx_http_pw_write_rc(ngx_http_pw_headers_add(r, resp, key, value));
 }
 
@@ -215,6 +411,10 @@ ngx_http_pw_map_replace(const pw_hctx_t *c, pw_map_type_t t, pw_str_t key,
         return PW_ENOTFOUND;
     }
 
+    if (resp == 2) {
+        return ngx_http_pw_trailers_op(r, 1, key, value, NULL);
+    }
+
     return ngx_http_pw_write_rc(ngx_http_pw_headers_replace(r, resp, key, value));
 }
 
@@ -228,6 +428,10 @@ ngx_http_pw_map_remove(const pw_hctx_t *c, pw_map_type_t t, pw_str_t key)
     r = ngx_http_pw_map_of(c, t, &resp);
     if (r == NULL) {
         return PW_ENOTFOUND;
+    }
+
+    if (resp == 2) {
+        return ngx_http_pw_trailers_op(r, 2, key, key, NULL);
     }
 
     return ngx_http_pw_write_rc(ngx_http_pw_headers_remove(r, resp, key));

@@ -1590,6 +1590,40 @@ ngx_http_pw_send_deferred_headers(ngx_http_request_t *r,
 }
 
 
+/* proxy_on_response_trailers, when the response has trailers (added by
+ * add_trailer, or from a gRPC upstream), before the end of the body goes
+ * on. A pause there is not supported: the end of the body is sent. */
+static ngx_uint_t
+ngx_http_pw_run_trailers(ngx_http_pw_ctx_t *ctx)
+{
+    int                  rc;
+    ngx_uint_t           k, i, res;
+    pw_action_t          action;
+    ngx_http_pw_fctx_t  *f;
+    ngx_http_request_t  *r = ctx->r;
+
+    for (k = 0; k < ctx->nf; k++) {
+        i = ngx_http_pw_step(ctx, 1, k);
+        f = &ctx->f[i];
+        if (f->dead) {
+            continue;
+        }
+
+        ctx->in_call = 1;
+        action = PW_ACTION_CONTINUE;
+        rc = pw_http_response_trailers(f->stream,
+                                       ngx_http_pw_trailers_count(r),
+                                       &action);
+        res = ngx_http_pw_after_call(f, rc);
+        if (res == NGX_HTTP_PW_FAIL || res == NGX_HTTP_PW_CLOSE) {
+            return res;
+        }
+    }
+
+    return NGX_HTTP_PW_OK;
+}
+
+
 static ngx_int_t
 ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
     ngx_uint_t k, u_char *data, size_t len, ngx_uint_t eos, ngx_chain_t *in,
@@ -1607,6 +1641,19 @@ ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
     switch (res) {
 
     case NGX_HTTP_PW_OK:
+        if (eos && ngx_http_pw_trailers_count(r)) {
+            res = ngx_http_pw_run_trailers(ctx);
+            if (res == NGX_HTTP_PW_FAIL || res == NGX_HTTP_PW_CLOSE) {
+                ngx_http_pw_consume(in);
+                if (ctx->resp_headers_deferred) {
+                    ctx->resp_headers_deferred = 0;
+                    ngx_http_pw_reset_acc(ctx);
+                    return ngx_http_pw_fail_response(r, ctx);
+                }
+                return NGX_ERROR;
+            }
+        }
+
         if (ctx->resp_headers_deferred) {
             rc = ngx_http_pw_send_deferred_headers(r, ctx, outlen, eos);
             if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {

@@ -273,6 +273,9 @@ void ngx_http_pw_post_resume(ngx_http_pw_ctx_t *ctx);
 ngx_int_t ngx_http_pw_body_splice(ngx_http_pw_fctx_t *f, size_t start,
     size_t size, const u_char *value, size_t vlen);
 
+/* Response trailers that are not deleted. */
+ngx_uint_t ngx_http_pw_trailers_count(ngx_http_request_t *r);
+
 /* The host table shared by the nginx module's VMs (ngx_http_pw_host.c). */
 extern const pw_host_t  ngx_http_pw_host;
 
