@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import module, pw, q
+from conftest import module, pw
 
 METRICS_LOC = "location = /metrics { proxy_wasm_metrics; }"
 
@@ -279,7 +279,7 @@ def hammer(ngx, path, n, threads=8):
     assert statuses == [200] * n
 
 
-# ---- the page ----------------------------------------------------------------
+# ---- the page ---------------------------------------------------------------
 
 
 def test_page_format_methods_and_host_families(ngx):
@@ -329,7 +329,7 @@ def test_directive_outside_location_is_refused(ngx):
     assert "is duplicate" in out
 
 
-# ---- one value across workers ------------------------------------------------
+# ---- one value across workers -----------------------------------------------
 
 
 def test_counter_counts_requests_of_both_workers(ngx):
@@ -437,7 +437,7 @@ def test_gauges(ngx):
     assert sample(families, "g") == 3
 
 
-# ---- names -------------------------------------------------------------------
+# ---- names ------------------------------------------------------------------
 
 
 def test_name_sanitising_and_collisions(ngx):
@@ -494,7 +494,7 @@ def test_name_sanitising_and_collisions(ngx):
     ])
 
 
-# ---- host metrics --------------------------------------------------------------
+# ---- host metrics -----------------------------------------------------------
 
 
 def test_shm_zone_metrics(ngx):
@@ -533,6 +533,10 @@ def test_host_failure_counter_after_trap(ngx):
     failures = sample(families, "pw_host_plugin_failures_total",
                       module="t")
     assert failures >= 1, families.get("pw_host_plugin_failures_total")
+    # each instance that replaced a failed one is a restart
+    restarts = sample(families, "pw_host_instance_restarts_total",
+                      module="t")
+    assert 1 <= restarts <= failures
 
 
 def test_host_instances_gauge(ngx):
@@ -542,3 +546,45 @@ def test_host_instances_gauge(ngx):
     ngx.wait_log("[wasm] t: instance started", count=2, exact=False)
     families, _ = scrape(ngx)
     assert sample(families, "pw_host_instances", module="t") == 2
+
+
+def test_values_survive_reload(ngx):
+    """The metrics zone outlives a reload; the instances gauge follows the
+    workers (old ones count themselves out when they exit)."""
+    kw = dict(wasm=module("t", "testplugin.wasm"),
+              proxy=pw("t", "on configure: define_metric counter reqs\n"
+                       "on request_headers: increment_metric reqs 1"),
+              locations=METRICS_LOC, workers=2)
+    ngx.start(**kw)
+    for _ in range(5):
+        assert ngx.get("/").status == 200
+    assert ngx.reload(**kw)
+    for _ in range(3):
+        assert ngx.get("/").status == 200
+    families, _ = scrape(ngx)
+    assert sample(families, "reqs") == 8
+    assert sample(families, "pw_host_instances", module="t") == 2
+
+
+def test_page_larger_than_one_buffer(ngx):
+    # an nginx parameter holds < 4k: 20 metrics per location; the
+    # testplugin knows 64 metric names
+    names = ["metric_with_a_rather_long_name_%04d" % i for i in range(60)]
+    locs = []
+    for k in range(3):
+        part = names[k * 20:(k + 1) * 20]
+        script = "\n".join(["on configure:"]
+                           + ["define_metric counter %s" % n for n in part]
+                           + ["on request_headers:"]
+                           + ["increment_metric %s %d" % (n, names.index(n))
+                              for n in part]
+                           + ["send_local_response 200"])
+        locs.append("location = /m%d { %s }" % (k, pw("t", script)))
+    ngx.start(wasm=module("t", "testplugin.wasm"),
+              locations=METRICS_LOC + "\n".join(locs))
+    for k in range(3):
+        assert ngx.get("/m%d" % k).status == 200
+    r = ngx.get("/metrics")
+    assert len(r.body) > 2 * 4096
+    families, _ = scrape(ngx)          # checks Content-Length too
+    assert [sample(families, n) for n in names] == list(range(60))
