@@ -1180,6 +1180,8 @@ ngx_pw_backoff(ngx_pw_module_t *m)
 
     m->last_failure = now ? now : 1;
     m->failures++;
+    ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "plugin_failures",
+                       &m->name, 1);
 }
 
 
@@ -1234,6 +1236,9 @@ ngx_pw_instance_start(ngx_pw_module_t *m, ngx_log_t *log)
         return NULL;
     }
 
+    /* from here on ngx_pw_instance_destroy() undoes it */
+    ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "instances", &m->name, 1);
+
     ppc = m->plugins.elts;
     for (i = 0; i < inst->nroots; i++) {
         root = &inst->roots[i];
@@ -1280,6 +1285,8 @@ ngx_pw_instance_start(ngx_pw_module_t *m, ngx_log_t *log)
 
     if (m->current || m->failures) {
         m->restarts++;
+        ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "instance_restarts",
+                           &m->name, 1);
     }
 
     ngx_log_error(NGX_LOG_INFO, log, 0, "[wasm] %V: instance started",
@@ -1297,6 +1304,9 @@ ngx_pw_instance_destroy(ngx_pw_instance_t *inst)
     /* root on_done/on_delete may still call host functions: the roots
      * stay valid until the VM is gone */
     pw_vm_free(inst->vm);
+
+    ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "instances",
+                       &inst->module->name, -1);
 
     for (i = 0; i < inst->nroots; i++) {
         if (inst->roots[i].tick.timer_set) {
