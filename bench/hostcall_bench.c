@@ -4,7 +4,12 @@
  * and the median are printed (these machines are noisy: compare medians
  * and ratios, not single runs).
  *
- *   hostcall_bench BUILD_DIR [rounds]
+ *   hostcall_bench BUILD_DIR [rounds [variant]]
+ *
+ * With a variant number (0 ..), only that variant runs: for perf record
+ * (PW_BENCH_V8_FLAGS=--perf-basic-prof names the wasm functions).
+ * PW_BENCH_CLOCK=cpu times the thread's CPU time instead of the wall
+ * clock: on a shared machine, time spent preempted is not counted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,12 +42,14 @@ bench_noop(void *d, pw_einstance_t *i, const pw_val_t *a, pw_val_t *r,
     return PW_OK;
 }
 
+static clockid_t clock_id = CLOCK_MONOTONIC;
+
 static double
 now_ns(void)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock_id, &ts);
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
@@ -102,6 +109,7 @@ main(int argc, char **argv)
     char err[256], path[512];
     const char *build = argc > 1 ? argv[1] : "build/rel";
     int rounds = argc > 2 ? atoi(argv[2]) : 7, r, v, i;
+    int only = argc > 3 ? atoi(argv[3]) : -1;
     double res[V_MAX][64], t0, med[V_MAX];
     pw_engine_t *e;
     pw_emodule_t *emod;
@@ -121,10 +129,18 @@ main(int argc, char **argv)
     pw_vm_conf_t vc = { .host = &host, .vm_id = PW_STR("bench") };
     pw_plugin_conf_t pc = { .name = PW_STR("bench") };
 
+    if (getenv("PW_BENCH_CLOCK") && strcmp(getenv("PW_BENCH_CLOCK"), "cpu")
+        == 0)
+    {
+        clock_id = CLOCK_THREAD_CPUTIME_ID;
+    }
     if (rounds < 1 || rounds > 64) {
         rounds = 7;
     }
-    if (pw_engine_v8.init(&(pw_engine_conf_t){ 0 }, &e, err, sizeof(err))) {
+    if (pw_engine_v8.init(&(pw_engine_conf_t){
+                              .flags = getenv("PW_BENCH_V8_FLAGS") },
+                          &e, err, sizeof(err)))
+    {
         fprintf(stderr, "engine: %s\n", err);
         return 1;
     }
@@ -158,6 +174,10 @@ main(int argc, char **argv)
 
     for (r = 0; r < rounds; r++) {
         for (v = 0; v < V_MAX; v++) {
+            if (only >= 0 && v != only) {
+                res[v][r] = 0;
+                continue;
+            }
             t0 = now_ns();
             switch (v) {
             case V_IMPORT:

@@ -258,7 +258,18 @@ int pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
 void pw__vm_fail(pw_vm_t *vm, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 pw__ctx_t *pw__ctx_find(pw_vm_t *vm, uint32_t id);
-void pw__hctx(pw_vm_t *vm, pw__ctx_t *ctx, pw_hctx_t *c);
+
+/* Who a host call runs for; inline, as every hostcall builds one. */
+static inline void
+pw__hctx(pw_vm_t *vm, pw__ctx_t *ctx, pw_hctx_t *c)
+{
+    c->host = vm->host_data;
+    c->plugin = ctx ? ctx->root : NULL;
+    c->plugin_data = ctx && ctx->root ? ctx->root->host_data : NULL;
+    c->stream = ctx ? ctx->stream : NULL;
+    c->stream_data = ctx && ctx->stream ? ctx->stream->host_data : NULL;
+}
+
 void pw__log(pw_vm_t *vm, pw_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 pw__callout_t *pw__callout_add(pw_vm_t *vm, pw__ctx_t *ctx, int grpc);

@@ -11,6 +11,8 @@
 #ifndef PW_HOSTCALL_H
 #define PW_HOSTCALL_H
 
+#include <string.h>
+
 #include "core/core.h"
 
 /*
@@ -48,10 +50,70 @@ struct pw__hostcall_s {
 };
 
 int pw__hc_mem(pw__hc_t *hc);
-int pw__hc_span(pw__hc_t *hc, uint32_t ptr, uint32_t len, uint8_t **p);
-int pw__hc_str(pw__hc_t *hc, uint32_t ptr, uint32_t len, pw_str_t *s);
-int pw__hc_put_u32(pw__hc_t *hc, uint32_t ptr, uint32_t v);
-int pw__hc_put_u64(pw__hc_t *hc, uint32_t ptr, uint64_t v);
+
+/*
+ * Inline: every hostcall goes through these, and -fPIC keeps gcc from
+ * inlining global functions across their callers.
+ */
+static inline int
+pw__hc_span(pw__hc_t *hc, uint32_t ptr, uint32_t len, uint8_t **p)
+{
+    if ((uint64_t) ptr + len > hc->size || hc->base == NULL) {
+        return PW_EBOUNDS;
+    }
+    *p = hc->base + ptr;
+    return PW_OK;
+}
+
+static inline int
+pw__hc_str(pw__hc_t *hc, uint32_t ptr, uint32_t len, pw_str_t *s)
+{
+    uint8_t *p;
+
+    if (len == 0) {
+        s->data = "";
+        s->len = 0;
+        return PW_OK;
+    }
+    if (pw__hc_span(hc, ptr, len, &p) != PW_OK) {
+        return PW_EBOUNDS;
+    }
+    s->data = (const char *) p;
+    s->len = len;
+    return PW_OK;
+}
+
+static inline int
+pw__hc_put_u32(pw__hc_t *hc, uint32_t ptr, uint32_t v)
+{
+    uint8_t *p, b[4];
+
+    if (pw__hc_span(hc, ptr, 4, &p) != PW_OK) {
+        return PW_EBOUNDS;
+    }
+    b[0] = (uint8_t) v;
+    b[1] = (uint8_t) (v >> 8);
+    b[2] = (uint8_t) (v >> 16);
+    b[3] = (uint8_t) (v >> 24);
+    memcpy(p, b, 4);
+    return PW_OK;
+}
+
+static inline int
+pw__hc_put_u64(pw__hc_t *hc, uint32_t ptr, uint64_t v)
+{
+    uint8_t *p, b[8];
+    int i;
+
+    if (pw__hc_span(hc, ptr, 8, &p) != PW_OK) {
+        return PW_EBOUNDS;
+    }
+    for (i = 0; i < 8; i++) {
+        b[i] = (uint8_t) (v >> (8 * i));
+    }
+    memcpy(p, b, 8);
+    return PW_OK;
+}
 uint64_t pw__hc_clock(pw__hc_t *hc, int monotonic);
 /* Log once per VM and hostcall that the host lacks it. */
 int pw__hc_unimplemented(pw__hc_t *hc);

@@ -31,66 +31,6 @@ pw__hc_mem(pw__hc_t *hc)
     return PW_OK;
 }
 
-int
-pw__hc_span(pw__hc_t *hc, uint32_t ptr, uint32_t len, uint8_t **p)
-{
-    if ((uint64_t) ptr + len > hc->size || hc->base == NULL) {
-        return PW_EBOUNDS;
-    }
-    *p = hc->base + ptr;
-    return PW_OK;
-}
-
-int
-pw__hc_str(pw__hc_t *hc, uint32_t ptr, uint32_t len, pw_str_t *s)
-{
-    uint8_t *p;
-
-    if (len == 0) {
-        s->data = "";
-        s->len = 0;
-        return PW_OK;
-    }
-    if (pw__hc_span(hc, ptr, len, &p) != PW_OK) {
-        return PW_EBOUNDS;
-    }
-    s->data = (const char *) p;
-    s->len = len;
-    return PW_OK;
-}
-
-int
-pw__hc_put_u32(pw__hc_t *hc, uint32_t ptr, uint32_t v)
-{
-    uint8_t *p, b[4];
-
-    if (pw__hc_span(hc, ptr, 4, &p) != PW_OK) {
-        return PW_EBOUNDS;
-    }
-    b[0] = (uint8_t) v;
-    b[1] = (uint8_t) (v >> 8);
-    b[2] = (uint8_t) (v >> 16);
-    b[3] = (uint8_t) (v >> 24);
-    memcpy(p, b, 4);
-    return PW_OK;
-}
-
-int
-pw__hc_put_u64(pw__hc_t *hc, uint32_t ptr, uint64_t v)
-{
-    uint8_t *p, b[8];
-    int i;
-
-    if (pw__hc_span(hc, ptr, 8, &p) != PW_OK) {
-        return PW_EBOUNDS;
-    }
-    for (i = 0; i < 8; i++) {
-        b[i] = (uint8_t) (v >> (8 * i));
-    }
-    memcpy(p, b, 8);
-    return PW_OK;
-}
-
 /* The statuses for library codes, at the hostcall boundary only. */
 static int
 pw__status(int rc)

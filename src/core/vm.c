@@ -68,16 +68,6 @@ pw__strv_dup(const pw_str_t *src, size_t n, char ***out)
 /* ---- logging and failure ---- */
 
 void
-pw__hctx(pw_vm_t *vm, pw__ctx_t *ctx, pw_hctx_t *c)
-{
-    c->host = vm->host_data;
-    c->plugin = ctx ? ctx->root : NULL;
-    c->plugin_data = ctx && ctx->root ? ctx->root->host_data : NULL;
-    c->stream = ctx ? ctx->stream : NULL;
-    c->stream_data = ctx && ctx->stream ? ctx->stream->host_data : NULL;
-}
-
-void
 pw__log(pw_vm_t *vm, pw_log_level_t level, const char *fmt, ...)
 {
     char buf[PW_TRAP_BT_MAX + 512];

@@ -53,6 +53,7 @@ typedef struct {
     pw_host_fn_t fn;
     void *fn_data;
     pw_einstance_t *inst;
+    pw_engine_t *engine;            /* inst's */
     uint8_t nparams;
     uint8_t nresults;
     int16_t fast_slot;              /* -1, or its fast function's slot */
@@ -147,6 +148,21 @@ static v8::CFunction pw__v8_fast_cfns[PW__V8_FAST_ARGS + 1]
 extern "C" {
 unsigned long pw__v8_fast_calls;
 unsigned long pw__v8_host_calls;
+}
+
+/*
+ * A Global used as a Local, without a new handle: both are one pointer to
+ * the slot that holds the object (Node's PersistentToLocal::Strong does the
+ * same). Valid while the Global is.
+ */
+template <class T>
+static inline v8::Local<T>
+pw__v8_borrow(const v8::Global<T> &g)
+{
+    static_assert(sizeof(v8::Global<T>) == sizeof(v8::Local<T>)
+                  && sizeof(v8::Local<T>) == sizeof(void *),
+                  "Global and Local differ in layout");
+    return *reinterpret_cast<const v8::Local<T> *>(&g);
 }
 
 static int
@@ -326,57 +342,59 @@ pw__v8_pump(pw_engine_t *engine)
 /* ---- fast imports ------------------------------------------------------ */
 
 /*
- * A fast API call: no handles, no exceptions, no JS. A failure cannot
- * throw here; it terminates execution instead, which stops the guest at
- * its next check, and the call reports the host's trap message.
+ * A fast API call cannot throw: a failure terminates execution instead,
+ * which stops the guest at its next check, and the call reports the host's
+ * trap message.
  */
-static int32_t
-pw__v8_fast_call(pw__v8_import_t *imp, const int32_t *v)
+static void __attribute__((noinline))
+pw__v8_fast_trap(pw_engine_t *engine, const char *trap_msg)
 {
-    pw_val_t args[PW__V8_FAST_ARGS], res;
-    pw_engine_t *engine;
-    const char *trap_msg;
-    unsigned i;
-    int rc;
+    if (engine->host_trap == NULL) {
+        engine->host_trap = trap_msg ? trap_msg : "host function failed";
+        engine->host_trap_depth = engine->depth;
+        engine->host_trap_term = 1;
+        engine->isolate->TerminateExecution();
+    }
+}
 
+static inline pw_val_t
+pw__v8_i32(int32_t i)
+{
+    pw_val_t v;
+
+    v.kind = PW_I32;
+    v.of.i32 = i;
+    return v;
+}
+
+template <size_t I> using pw__v8_i32_t = int32_t;
+
+/*
+ * The fast C function of slot S with sizeof...(I) i32 parameters: no
+ * handles, no exceptions, no JS. Everything is inline here, one function
+ * per slot: this is the whole cost of a fast call on our side.
+ */
+template <size_t S, size_t... I>
+static int32_t
+pw__v8_fast_fn(v8::Local<v8::Object> receiver, pw__v8_i32_t<I>... a)
+{
+    pw__v8_import_t *imp;
+    pw_val_t args[] = { pw__v8_i32(a)..., pw__v8_i32(0) }, res;
+    const char *trap_msg;
+
+    imp = pw__v8_fast_slots[sizeof...(I)][S];
     if (imp == NULL) {
         return 0;                   /* a released slot: nothing calls it */
     }
-    engine = imp->inst->engine;
-    engine->epoch++;
+    imp->engine->epoch++;
     pw__v8_fast_calls++;
-
-    for (i = 0; i < imp->nparams; i++) {
-        args[i].kind = PW_I32;
-        args[i].of.i32 = v[i];
-    }
-    res.kind = PW_I32;
-    res.of.i32 = 0;
-
+    res = pw__v8_i32(0);
     trap_msg = NULL;
-    rc = imp->fn(imp->fn_data, imp->inst, args, &res, &trap_msg);
-    if (rc != PW_OK) {
-        if (engine->host_trap == NULL) {
-            engine->host_trap = trap_msg ? trap_msg : "host function failed";
-            engine->host_trap_depth = engine->depth;
-            engine->host_trap_term = 1;
-            engine->isolate->TerminateExecution();
-        }
+    if (imp->fn(imp->fn_data, imp->inst, args, &res, &trap_msg) != PW_OK) {
+        pw__v8_fast_trap(imp->engine, trap_msg);
         return 0;
     }
     return res.of.i32;
-}
-
-template <size_t I> using pw__v8_i32 = int32_t;
-
-/* The fast C function of slot S with sizeof...(I) i32 parameters. */
-template <size_t S, size_t... I>
-static int32_t
-pw__v8_fast_fn(v8::Local<v8::Object> receiver, pw__v8_i32<I>... a)
-{
-    int32_t v[] = { a..., 0 };
-
-    return pw__v8_fast_call(pw__v8_fast_slots[sizeof...(I)][S], v);
 }
 
 template <size_t S, size_t... I>
@@ -1012,6 +1030,7 @@ pw__v8_link(pw_einstance_t *inst, const pw_import_t *imports,
         b->fn = imp->fn;
         b->fn_data = imp->fn_data;
         b->inst = inst;
+        b->engine = inst->engine;
         if (pw__v8_sig_kinds(decl->sig, b->kinds, &b->nparams, &b->nresults)
             != PW_OK)
         {
@@ -1232,6 +1251,7 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     /* raw storage: a Local array would be zeroed on every call */
     alignas(v8::Local<v8::Value>) unsigned char
         argv_buf[PW_SIG_MAX * sizeof(v8::Local<v8::Value>)];
+    v8::internal::Address smis[PW_SIG_MAX];
     const char *host_trap;
     uint64_t gen, prev;
     size_t i;
@@ -1255,11 +1275,23 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     }
 
     v8::HandleScope hs(isolate);
-    ctx = engine->context.Get(isolate);
+    ctx = pw__v8_borrow(engine->context);
 
+    /*
+     * An i32 is a Smi when Smis have 32 bits: a Local is a pointer to a
+     * slot holding the tagged value, and a Smi needs no handle (the GC
+     * never moves or scans it), so its slot can be ours, on the stack.
+     */
     argv = reinterpret_cast<v8::Local<v8::Value> *>(argv_buf);
     for (i = 0; i < nargs; i++) {
-        new (&argv[i]) v8::Local<v8::Value>(pw__v8_to_js(isolate, &args[i]));
+        if (v8::internal::SmiValuesAre32Bits() && args[i].kind == PW_I32) {
+            smis[i] = v8::internal::IntToSmi(args[i].of.i32);
+            reinterpret_cast<v8::internal::Address **>(argv_buf)[i] =
+                &smis[i];
+        } else {
+            new (&argv[i]) v8::Local<v8::Value>(pw__v8_to_js(isolate,
+                                                             &args[i]));
+        }
     }
 
     gen = 0;
@@ -1271,7 +1303,7 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     engine->depth++;
 
     v8::TryCatch tc(isolate);
-    ok = fn->fn.Get(isolate)->Call(ctx, v8::Undefined(isolate),
+    ok = pw__v8_borrow(fn->fn)->Call(ctx, v8::Undefined(isolate),
                                    (int) nargs, argv).ToLocal(&ret);
 
     host_trap = NULL;
