@@ -230,6 +230,19 @@ run_wrk() {
 
 logsize() { stat -c %s "$prefix/$1/logs/error.log"; }
 
+# "NOW_NS RUN_NS WAIT_NS..." : the wall clock, then each worker's time on
+# a CPU and waiting for one (/proc/PID/schedstat): whether the two workers
+# really ran at once
+oncpu() {
+    local w out
+    out=$(date +%s%N)
+    for w in ${workers[$1]}; do
+        out="$out $(cut -d' ' -f1,2 "/proc/$w/schedstat" 2>/dev/null \
+                    || die "worker $w of $1 is gone")"
+    done
+    echo "$out"
+}
+
 for v in $instances; do
     for m in $modes; do
         run_wrk "$v" "$m" "$warmup" >/dev/null
@@ -243,7 +256,7 @@ for v in $instances; do
     done
 done
 
-printf 'round\tinst\tmode\tfrom\tto\treqs\terrors\n' > "$results"
+printf 'round\tinst\tmode\tfrom\tto\treqs\toncpu\terrors\n' > "$results"
 set -- $pairs
 for r in $(seq 1 "$rounds"); do
     order=""
@@ -257,9 +270,18 @@ for r in $(seq 1 "$rounds"); do
         m=${p#*:}
         sleep 0.1
         from=$(logsize "$v")
+        s0=$(oncpu "$v")
         out=$(run_wrk "$v" "$m" "$duration")
+        s1=$(oncpu "$v")
         sleep 0.1
         to=$(logsize "$v")
+        share=$(awk -v a="$s0" -v b="$s1" 'BEGIN {
+                    n = split(a, x); split(b, y); s = ""; t = y[1] - x[1]
+                    for (i = 2; i < n; i += 2)
+                        s = s (i > 2 ? "/" : "") \
+                            sprintf("%.2f(w%.2f)", (y[i] - x[i]) / t,
+                                    (y[i + 1] - x[i + 1]) / t)
+                    print s }')
         reqs=$(printf '%s\n' "$out" | awk '/requests in/ { print $1 }')
         errs=$(printf '%s\n' "$out" \
                | awk '/Non-2xx|Socket errors/ { e = e $0 "; " }
@@ -267,8 +289,8 @@ for r in $(seq 1 "$rounds"); do
         [ -n "$reqs" ] && [ "$reqs" -gt 0 ] \
             || die "$v /$m: wrk made no requests:
 $out"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$v" "$m" "$from" "$to" \
-            "$reqs" "${errs:--}" >> "$results"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$v" "$m" "$from" \
+            "$to" "$reqs" "$share" "${errs:--}" >> "$results"
     done
     echo "shared_bench: round $r/$rounds done"
 done
@@ -366,7 +388,8 @@ rows = [l.rstrip("\n").split("\t") for l in open(results)][1:]
 per = {}        # (inst, mode) -> {round: [ns/op]}, also (inst, mode, part)
 split = {}      # (inst, mode) -> {round: {pid: requests}}
 errors = []
-for rnd, v, m, frm, to, reqs, errs in rows:
+oncpu = {}      # (inst, mode) -> {round: "share/share"}
+for rnd, v, m, frm, to, reqs, share, errs in rows:
     rnd = int(rnd)
     chunk = logs[v][int(frm):int(to)]
     xs, ivs, pids = [], [], {}
@@ -383,6 +406,7 @@ for rnd, v, m, frm, to, reqs, errs in rows:
         sys.exit("%s %s round %d: no samples logged" % (v, m, rnd))
     per.setdefault((v, m), {})[rnd] = xs
     split.setdefault((v, m), {})[rnd] = pids
+    oncpu.setdefault((v, m), {})[rnd] = share
     if v == "two" and m != "none":
         ov = overlaps(ivs)
         per.setdefault((v, m, "both"), {})[rnd] = \
@@ -443,11 +467,25 @@ for k in keys:
     print("%-17s " % " ".join(k) +
           " ".join("%8.1f" % med(per[k][r]) for r in rounds))
 print()
-print("two workers, requests per worker (per round):")
+print("two workers, requests per worker, share of the run each worker was"
+      " on a CPU (and\nwaiting for one: w) from schedstat; contention needs"
+      " both near 1:")
 for m in modes:
-    print("  %-6s " % m + "  ".join(
-        "/".join(str(c) for _, c in sorted(split[("two", m)][r].items()))
-        for r in rounds))
+    print("  %-6s " % m + "   ".join(
+        "/".join(str(c) for _, c in sorted(split[("two", m)][r].items())) +
+        " " + oncpu[("two", m)][r] for r in rounds))
+print("single worker on a CPU: " + "  ".join(
+    "%s %s" % (m, "/".join(oncpu[("single", m)][r] for r in rounds))
+    for m in modes))
+least = med([min(float(x.split("(")[0])
+                 for x in oncpu[("two", m)][r].split("/"))
+             for m in ("get", "set") for r in rounds])
+if least < 0.7:
+    print("NOTE: during the get/set runs the less running worker was on a CPU"
+          " only %.0f%% of\nthe time (median): other load shares the cores,"
+          " \"both looping\" is overlap in\nwall time, so the workers often"
+          " did not really run at once and the contended\nfigures understate"
+          " contention. Rerun on a quiet machine." % (100 * least))
 
 print()
 wakes = [(int(c), int(ns), int(p)) for c, ns, p in
