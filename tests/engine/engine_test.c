@@ -619,6 +619,35 @@ PW_TEST(call_each_kind)
     teardown(&f);
 }
 
+/* i32 arguments go to V8 as Smis without handles: every bit must survive */
+PW_TEST(call_i32_args_full_range)
+{
+    static const int32_t v[] = {
+        0, 1, -1, 2, -2, 0x3fffffff, -0x40000000, 0x40000000,
+        -0x40000001, INT32_MAX, INT32_MIN, INT32_MAX - 1, INT32_MIN + 1,
+        0x12345678, -0x12345678, 0x7fff0000
+    };
+    fixture_t f = setup();
+    pw_val_t a[2];
+    size_t i;
+
+    for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        a[0] = v_i32(v[i]);
+        PW_CHECK_EQ_INT(call_i32(f.inst, "id_i32", a, 1), v[i]);
+        /* and in the second position, order kept */
+        a[0] = v_i32(v[i]);
+        a[1] = v_i32(1);
+        PW_CHECK_EQ_INT(call_i32(f.inst, "div_s", a, 2), v[i]);
+        a[0] = v_i32(0);
+        a[1] = v_i32(v[i]);
+        PW_CHECK_EQ_INT(call_i32(f.inst, "call_add_i32", a, 2), v[i]);
+    }
+    a[0] = v_i32(-7);
+    a[1] = v_i32(2);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "div_s", a, 2), -3);
+    teardown(&f);
+}
+
 PW_TEST(trap_unreachable_with_backtrace)
 {
     fixture_t f = setup();
@@ -1464,6 +1493,7 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(import_signature_mismatch_is_link_error),
         PW_TEST_ENTRY(lookup_signatures_and_missing),
         PW_TEST_ENTRY(call_each_kind),
+        PW_TEST_ENTRY(call_i32_args_full_range),
         PW_TEST_ENTRY(trap_unreachable_with_backtrace),
         PW_TEST_ENTRY(trap_out_of_bounds),
         PW_TEST_ENTRY(trap_divide_by_zero),
