@@ -10,6 +10,7 @@
 #include "ngx_pw.h"
 #include "ngx_http_pw_headers.h"
 #include "ngx_http_pw_properties.h"
+#include "ngx_http_pw_callout.h"
 
 
 static ngx_pool_t  *ngx_http_pw_root_pool;
@@ -724,5 +725,11 @@ const pw_host_t  ngx_http_pw_host = {
     .clear_route_cache = ngx_http_pw_clear_route_cache,
     .get_property = ngx_http_pw_get_property,
     .set_property = ngx_http_pw_set_property,
+    .http_call = ngx_http_pw_http_call,
+    .grpc_call = ngx_http_pw_grpc_call,
+    .grpc_stream = ngx_http_pw_grpc_stream,
+    .grpc_send = ngx_http_pw_grpc_send,
+    .grpc_cancel = ngx_http_pw_grpc_cancel,
+    .grpc_close = ngx_http_pw_grpc_close,
     .set_tick_period = ngx_http_pw_set_tick_period,
 };

@@ -15,6 +15,7 @@
 #include <ngx_http.h>
 #include "ngx_pw.h"
 #include "ngx_http_pw_headers.h"
+#include "ngx_http_pw_callout.h"
 
 
 /* r->buffered has 4 bits, all taken by nginx's own filters; the image
@@ -366,6 +367,8 @@ ngx_http_pw_free_streams(ngx_http_pw_ctx_t *ctx)
 
     for (i = 0; i < ctx->nf; i++) {
         f = &ctx->f[i];
+
+        ngx_http_pw_callouts_cancel(f);
 
         if (f->stream) {
             /* on_done, on_log, on_delete (none when the VM failed) */
