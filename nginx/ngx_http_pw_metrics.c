@@ -89,6 +89,12 @@ static ngx_http_pw_host_family_t  ngx_http_pw_host_families[] = {
       PW_METRIC_GAUGE, 1,
       "Running instances (VMs) of each module, all workers." },
 
+    { ngx_string("hostcall_errors"),
+      ngx_string("pw_host_hostcall_errors_total"),
+      PW_METRIC_COUNTER, 1,
+      "Host calls refused with an error status (bad argument, bad memory "
+      "access, internal failure, unimplemented), by module." },
+
     { ngx_string("callouts_in_flight"),
       ngx_string("pw_host_callouts_in_flight"),
       PW_METRIC_GAUGE, 0,

@@ -67,6 +67,7 @@ struct ngx_pw_instance_s {
     ngx_pw_root_t              *roots;       /* module->plugins.nelts */
     ngx_uint_t                  nroots;
     ngx_uint_t                  refs;
+    uint64_t                    hostcall_errors;  /* counted so far */
     ngx_log_t                  *log;
     unsigned                    failed:1;
     unsigned                    per_request:1;

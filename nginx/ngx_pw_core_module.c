@@ -1375,9 +1375,18 @@ ngx_pw_instance_check(ngx_pw_instance_t *inst, ngx_log_t *log)
     const pw_trap_t    *trap;
     ngx_pw_module_t    *m;
     u_char              buf[1024], *p;
+    uint64_t            errors;
 
     if (inst->failed) {
         return 1;
+    }
+
+    errors = pw_vm_hostcall_errors(inst->vm);
+    if (errors != inst->hostcall_errors) {
+        ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "hostcall_errors",
+                           &inst->module->name,
+                           (int64_t) (errors - inst->hostcall_errors));
+        inst->hostcall_errors = errors;
     }
 
     if (!pw_vm_failed(inst->vm)) {

@@ -108,6 +108,10 @@ void pw_vm_free(pw_vm_t *vm);
 /* Non-zero once the VM failed; the reason stays readable. */
 int pw_vm_failed(const pw_vm_t *vm);
 const char *pw_vm_fail_reason(const pw_vm_t *vm);
+/* Host calls of vm's plugins answered with an error status so far
+ * (BAD_ARGUMENT, PARSE_FAILURE, INVALID_MEMORY_ACCESS, INTERNAL_FAILURE,
+ * UNIMPLEMENTED), for host metrics. */
+uint64_t pw_vm_hostcall_errors(const pw_vm_t *vm);
 /* The last trap (message and backtrace) or NULL. */
 const pw_trap_t *pw_vm_last_trap(const pw_vm_t *vm);
 

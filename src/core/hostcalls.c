@@ -1156,6 +1156,23 @@ pw__queue_id(size_t idx, uint32_t local, uint32_t *qid)
     return PW_OK;
 }
 
+/* Statuses that say the plugin asked something wrong of the host (not
+ * NOT_FOUND, EMPTY or CAS_MISMATCH, which are answers). */
+static int
+pw__status_is_error(int32_t st)
+{
+    switch (st) {
+    case PW_STATUS_BAD_ARGUMENT:
+    case PW_STATUS_PARSE_FAILURE:
+    case PW_STATUS_INVALID_MEMORY_ACCESS:
+    case PW_STATUS_INTERNAL_FAILURE:
+    case PW_STATUS_UNIMPLEMENTED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static int
 pw__hc_get_shared_data(pw__hc_t *hc, const pw_val_t *a)
 {
@@ -1830,6 +1847,8 @@ pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
     if (st == PW__HC_DEFER) {
         /* the shim allocates -st bytes, then calls pw.done */
         st = -(int32_t) hc.vm->pending.len;
+    } else if (h->module[0] == 'e' && pw__status_is_error(st)) {
+        hc.vm->hostcall_errors++;
     }
     if (b->nres) {
         results[0].kind = PW_I32;

@@ -119,6 +119,12 @@ pw_vm_failed(const pw_vm_t *vm)
     return vm->failed;
 }
 
+uint64_t
+pw_vm_hostcall_errors(const pw_vm_t *vm)
+{
+    return vm->hostcall_errors;
+}
+
 const char *
 pw_vm_fail_reason(const pw_vm_t *vm)
 {

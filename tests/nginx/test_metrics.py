@@ -588,3 +588,21 @@ def test_page_larger_than_one_buffer(ngx):
     assert len(r.body) > 2 * 4096
     families, _ = scrape(ngx)          # checks Content-Length too
     assert [sample(families, n) for n in names] == list(range(60))
+
+
+def test_host_hostcall_errors_counted(ngx):
+    # an empty shared-data key is refused with BAD_ARGUMENT; NOT_FOUND on a
+    # missing key is an answer, not an error
+    ngx.start(wasm=module("t", "testplugin.wasm"),
+              proxy=pw("t", 'on request_headers: set_shared "" v; '
+                            'get_shared missing'),
+              locations=METRICS_LOC)
+    families, _ = scrape(ngx)
+    assert sample(families, "pw_host_hostcall_errors_total",
+                  module="t") == 0
+    for _ in range(3):
+        assert ngx.get("/").status == 200
+    ngx.settle(0.2)
+    families, _ = scrape(ngx)
+    assert sample(families, "pw_host_hostcall_errors_total",
+                  module="t") == 3
