@@ -12,7 +12,7 @@ pkgs="clang lld wasi-libc libclang-rt-14-dev-wasm32 libclang-rt-14-dev wabt libn
       python3-pytest libcmocka-dev libicu72 libc-ares2 libbrotli1 libuv1
       libnghttp2-14 libssl3 make gcc g++ pkg-config
       nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-js
-      wrk hyperfine curl python3-grpcio procps"
+      wrk hyperfine curl python3-grpcio procps valgrind"
 missing=""
 for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
