@@ -100,6 +100,46 @@ static ngx_http_pw_host_family_t  ngx_http_pw_host_families[] = {
       PW_METRIC_GAUGE, 0,
       "HTTP and gRPC callouts waiting for an answer, all workers." },
 
+    { ngx_string("callouts"),
+      ngx_string("pw_host_callouts_total"),
+      PW_METRIC_COUNTER, 0,
+      "HTTP callouts answered or failed (not cancelled)." },
+
+    { ngx_string("callout_duration_ms"),
+      ngx_string("pw_host_callout_duration_milliseconds_total"),
+      PW_METRIC_COUNTER, 0,
+      "Time from HTTP callout to answer or failure, summed." },
+
+    { ngx_string("callouts_cancelled"),
+      ngx_string("pw_host_callouts_cancelled_total"),
+      PW_METRIC_COUNTER, 0,
+      "HTTP callouts dropped because their request ended." },
+
+    { ngx_string("callout_failures_refused"),
+      ngx_string("pw_host_callout_failures_refused_total"),
+      PW_METRIC_COUNTER, 0,
+      "HTTP callouts that could not connect." },
+
+    { ngx_string("callout_failures_reset"),
+      ngx_string("pw_host_callout_failures_reset_total"),
+      PW_METRIC_COUNTER, 0,
+      "HTTP callouts whose connection broke before the whole answer." },
+
+    { ngx_string("callout_failures_timeout"),
+      ngx_string("pw_host_callout_failures_timeout_total"),
+      PW_METRIC_COUNTER, 0,
+      "HTTP callouts not answered within their timeout." },
+
+    { ngx_string("callout_failures_malformed"),
+      ngx_string("pw_host_callout_failures_malformed_total"),
+      PW_METRIC_COUNTER, 0,
+      "HTTP callouts with an unparsable or too large answer." },
+
+    { ngx_string("callout_failures_other"),
+      ngx_string("pw_host_callout_failures_other_total"),
+      PW_METRIC_COUNTER, 0,
+      "HTTP callouts that failed otherwise (name resolution, memory)." },
+
     { ngx_null_string, ngx_null_string, 0, 0, NULL }
 };
 
