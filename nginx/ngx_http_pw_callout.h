@@ -34,5 +34,6 @@ int ngx_http_pw_grpc_close(const pw_hctx_t *c, uint32_t token);
 
 /* The request of fctx ends: cancel the calls it made (HTTP and gRPC). */
 void ngx_http_pw_callouts_cancel(ngx_http_pw_fctx_t *f);
+void ngx_http_pw_grpc_cancel_all(ngx_http_pw_fctx_t *f);
 
 #endif /* NGX_HTTP_PW_CALLOUT_H */

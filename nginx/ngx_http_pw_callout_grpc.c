@@ -1,11 +1,1515 @@
 /*
- * gRPC calls and streams from plugins. Not implemented yet: explicit
- * stubs answering UNIMPLEMENTED.
+ * gRPC calls and streams from plugins (proxy_grpc_call, proxy_grpc_stream,
+ * proxy_grpc_send, proxy_grpc_cancel, proxy_grpc_close) over plain-text
+ * HTTP/2 (h2c, prior knowledge) with nghttp2, on nginx's event loop.
+ *
+ * One HTTP/2 connection per target per worker carries every call to that
+ * target, one stream per call. nghttp2 callbacks only record what arrived
+ * on the call (a queue of events); a posted event per call hands them to
+ * the plugin afterwards, so a plugin never runs inside nghttp2 or inside
+ * the hostcall that started the call, and may cancel, send or start
+ * other calls from any callback.
+ *
+ * Answers follow Envoy: a unary call ends with one on_grpc_receive (the
+ * answer, status OK) or one on_grpc_close (any other outcome); a stream
+ * gets on_grpc_receive_initial_metadata, on_grpc_receive per message,
+ * on_grpc_receive_trailing_metadata and on_grpc_close.
  */
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
 #include <ngx_http.h>
+#include <nghttp2/nghttp2.h>
 #include "ngx_http_pw_callout.h"
+
+
+#define NGX_HTTP_PW_GRPC_CONNECT_TIMEOUT  10000
+#define NGX_HTTP_PW_GRPC_IDLE_TIMEOUT     60000
+/* as gRPC's default limit of a received message */
+#define NGX_HTTP_PW_GRPC_MAX_MESSAGE      (4 * 1024 * 1024)
+#define NGX_HTTP_PW_GRPC_MAX_METADATA     (64 * 1024)
+
+/* gRPC status codes */
+#define NGX_HTTP_PW_GRPC_OK                  0
+#define NGX_HTTP_PW_GRPC_CANCELLED           1
+#define NGX_HTTP_PW_GRPC_UNKNOWN             2
+#define NGX_HTTP_PW_GRPC_DEADLINE_EXCEEDED   4
+#define NGX_HTTP_PW_GRPC_NOT_FOUND           5
+#define NGX_HTTP_PW_GRPC_PERMISSION_DENIED   7
+#define NGX_HTTP_PW_GRPC_RESOURCE_EXHAUSTED  8
+#define NGX_HTTP_PW_GRPC_UNIMPLEMENTED       12
+#define NGX_HTTP_PW_GRPC_INTERNAL            13
+#define NGX_HTTP_PW_GRPC_UNAVAILABLE         14
+#define NGX_HTTP_PW_GRPC_UNAUTHENTICATED     16
+
+/* what a call has to hand to the plugin */
+#define NGX_HTTP_PW_GRPC_EV_INITIAL   0
+#define NGX_HTTP_PW_GRPC_EV_MESSAGE   1
+#define NGX_HTTP_PW_GRPC_EV_TRAILING  2
+#define NGX_HTTP_PW_GRPC_EV_CLOSE     3
+
+
+typedef struct ngx_http_pw_grpc_ev_s    ngx_http_pw_grpc_ev_t;
+typedef struct ngx_http_pw_grpc_conn_s  ngx_http_pw_grpc_conn_t;
+typedef struct ngx_http_pw_grpc_s       ngx_http_pw_grpc_t;
+
+struct ngx_http_pw_grpc_ev_s {
+    ngx_http_pw_grpc_ev_t      *next;
+    ngx_uint_t                  type;
+    pw_pairs_t                  md;          /* points inside this block */
+    pw_str_t                    data;        /* message, or close message */
+    uint32_t                    status;
+};
+
+typedef struct {
+    u_char                      sockaddr[NGX_SOCKADDRLEN];
+    socklen_t                   socklen;
+    ngx_str_t                   name;        /* address text, for logs */
+    ngx_str_t                   authority;
+    ngx_str_t                   key;         /* the upstream as given */
+    u_char                      text[NGX_SOCKADDR_STRLEN];
+} ngx_http_pw_grpc_target_t;
+
+struct ngx_http_pw_grpc_conn_s {
+    ngx_queue_t                 link;        /* in ngx_http_pw_grpc_conns */
+    ngx_str_t                   key;
+    ngx_str_t                   name;
+    u_char                      sockaddr[NGX_SOCKADDRLEN];
+    socklen_t                   socklen;
+    ngx_peer_connection_t       pc;
+    ngx_connection_t           *c;
+    nghttp2_session            *h2;
+    ngx_queue_t                 calls;       /* open streams */
+    ngx_event_t                 idle;
+    ngx_uint_t                  calls_made;  /* streams opened, for logs */
+    unsigned                    connected:1;
+    unsigned                    closing:1;   /* no new streams */
+};
+
+struct ngx_http_pw_grpc_s {
+    ngx_queue_t                 link;        /* in ngx_http_pw_grpc_calls */
+    ngx_queue_t                 clink;       /* in conn->calls */
+    ngx_http_pw_grpc_conn_t    *conn;        /* NULL once the stream ended */
+    int32_t                     stream_id;
+    uint32_t                    token;
+    ngx_pw_root_t              *root;
+    ngx_pw_instance_t          *inst;
+    ngx_http_pw_fctx_t         *fctx;
+    ngx_event_t                 timer;
+    ngx_event_t                 post;
+
+    ngx_http_pw_buf_t           out;         /* framed messages to send */
+    size_t                      out_pos;
+    ngx_http_pw_buf_t           in;          /* received DATA, unframed */
+    size_t                      in_pos;
+    ngx_http_pw_buf_t           hb;          /* header block being read */
+    ngx_uint_t                  hn;
+
+    ngx_http_pw_grpc_ev_t      *events;
+    ngx_http_pw_grpc_ev_t     **last;
+    ngx_http_pw_grpc_ev_t      *answer;      /* unary: the message */
+
+    ngx_uint_t                  http_status;
+    uint32_t                    status;
+    u_char                     *status_msg;  /* malloc'd, decoded */
+    size_t                      status_msg_len;
+
+    unsigned                    unary:1;
+    unsigned                    out_eos:1;   /* half-close asked */
+    unsigned                    headers_seen:1;
+    unsigned                    has_status:1;
+    unsigned                    done:1;      /* final event queued */
+    unsigned                    cancelled:1;
+    unsigned                    delivering:1;
+};
+
+
+static ngx_queue_t  ngx_http_pw_grpc_conns;
+static ngx_queue_t  ngx_http_pw_grpc_calls;
+static ngx_uint_t   ngx_http_pw_grpc_inited;
+
+
+static void
+ngx_http_pw_grpc_init(void)
+{
+    if (!ngx_http_pw_grpc_inited) {
+        ngx_queue_init(&ngx_http_pw_grpc_conns);
+        ngx_queue_init(&ngx_http_pw_grpc_calls);
+        ngx_http_pw_grpc_inited = 1;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_pw_grpc_buf_add(ngx_http_pw_buf_t *b, const void *data, size_t len)
+{
+    u_char  *p;
+    size_t   cap;
+
+    if (b->len + len > b->cap) {
+        cap = b->cap ? b->cap : 256;
+        while (cap < b->len + len) {
+            cap *= 2;
+        }
+        p = realloc(b->data, cap);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+        b->data = p;
+        b->cap = cap;
+    }
+
+    if (len) {
+        ngx_memcpy(b->data + b->len, data, len);
+        b->len += len;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pw_grpc_buf_free(ngx_http_pw_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+
+/* ---- targets ---- */
+
+static int
+ngx_http_pw_grpc_target(pw_str_t upstream, ngx_http_pw_grpc_target_t *t)
+{
+    u_char                          *colon;
+    ngx_int_t                        rc;
+    ngx_uint_t                       i;
+    ngx_addr_t                       addr;
+    ngx_pool_t                      *pool;
+    ngx_http_upstream_server_t      *server;
+    ngx_http_upstream_srv_conf_t   **uscfp;
+    ngx_http_upstream_main_conf_t   *umcf;
+
+    ngx_memzero(t, sizeof(ngx_http_pw_grpc_target_t));
+    t->key.data = (u_char *) upstream.data;
+    t->key.len = upstream.len;
+
+    if (upstream.len == 0) {
+        return PW_ENOTFOUND;
+    }
+
+    umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_upstream_module);
+    uscfp = umcf ? umcf->upstreams.elts : NULL;
+
+    for (i = 0; umcf && i < umcf->upstreams.nelts; i++) {
+        if (!(uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
+            || uscfp[i]->host.len != upstream.len
+            || ngx_strncmp(uscfp[i]->host.data, upstream.data,
+                           upstream.len) != 0)
+        {
+            continue;
+        }
+
+        server = uscfp[i]->servers ? uscfp[i]->servers->elts : NULL;
+        if (server == NULL || uscfp[i]->servers->nelts == 0
+            || server[0].naddrs == 0)
+        {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "proxy_wasm: grpc call to upstream \"%V\": "
+                          "it has no server address", &uscfp[i]->host);
+            return PW_EINVAL;
+        }
+
+        if (server[0].addrs[0].socklen > NGX_SOCKADDRLEN) {
+            return PW_EINVAL;
+        }
+
+        ngx_memcpy(t->sockaddr, server[0].addrs[0].sockaddr,
+                   server[0].addrs[0].socklen);
+        t->socklen = server[0].addrs[0].socklen;
+        t->name = server[0].addrs[0].name;
+        t->authority = uscfp[i]->host;
+        return PW_OK;
+    }
+
+    colon = ngx_strlchr((u_char *) upstream.data,
+                        (u_char *) upstream.data + upstream.len, ':');
+    if (colon == NULL) {
+        /* neither an upstream block nor host:port (Envoy: unknown
+         * cluster) */
+        return PW_ENOTFOUND;
+    }
+
+    pool = ngx_create_pool(512, ngx_cycle->log);
+    if (pool == NULL) {
+        return PW_ENOMEM;
+    }
+
+    rc = ngx_parse_addr_port(pool, &addr, (u_char *) upstream.data,
+                             upstream.len);
+
+    if (rc == NGX_OK && ngx_inet_get_port(addr.sockaddr) != 0
+        && addr.socklen <= NGX_SOCKADDRLEN)
+    {
+        ngx_memcpy(t->sockaddr, addr.sockaddr, addr.socklen);
+        t->socklen = addr.socklen;
+        t->name.data = t->text;
+        t->name.len = ngx_sock_ntop((struct sockaddr *) t->sockaddr,
+                                    t->socklen, t->text,
+                                    NGX_SOCKADDR_STRLEN, 1);
+        t->authority = t->key;
+        ngx_destroy_pool(pool);
+        return PW_OK;
+    }
+
+    ngx_destroy_pool(pool);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call to \"%*s\": host names are not "
+                      "resolved (no resolver support yet): use an IP "
+                      "address or an upstream block",
+                      upstream.len, upstream.data);
+    } else {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call to \"%*s\": bad address",
+                      upstream.len, upstream.data);
+    }
+
+    return PW_EINVAL;
+}
+
+
+/* ---- events to the plugin ---- */
+
+static ngx_http_pw_grpc_ev_t *
+ngx_http_pw_grpc_ev_new(ngx_uint_t type, ngx_http_pw_buf_t *hb, ngx_uint_t hn,
+    const u_char *data, size_t len)
+{
+    u_char                 *p, *end, *copy;
+    size_t                  size, hlen;
+    uint32_t                klen, vlen;
+    pw_pair_t              *pairs;
+    ngx_uint_t              i;
+    ngx_http_pw_grpc_ev_t  *ev;
+
+    hlen = hb ? hb->len : 0;
+    size = sizeof(ngx_http_pw_grpc_ev_t) + hn * sizeof(pw_pair_t) + hlen
+           + len;
+
+    ev = malloc(size);
+    if (ev == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(ev, sizeof(ngx_http_pw_grpc_ev_t));
+    ev->type = type;
+
+    pairs = (pw_pair_t *) (ev + 1);
+    copy = (u_char *) (pairs + hn);
+
+    if (hlen) {
+        ngx_memcpy(copy, hb->data, hlen);
+    }
+
+    /* records of the header block: u32 klen, u32 vlen, key, value */
+    p = copy;
+    end = copy + hlen;
+
+    for (i = 0; i < hn && p + 8 <= end; i++) {
+        ngx_memcpy(&klen, p, 4);
+        ngx_memcpy(&vlen, p + 4, 4);
+        p += 8;
+        pairs[i].key.data = (const char *) p;
+        pairs[i].key.len = klen;
+        p += klen;
+        pairs[i].value.data = (const char *) p;
+        pairs[i].value.len = vlen;
+        p += vlen;
+    }
+
+    ev->md.pairs = pairs;
+    ev->md.n = i;
+
+    if (len) {
+        ngx_memcpy(end, data, len);
+    }
+
+    ev->data.data = (const char *) end;
+    ev->data.len = len;
+
+    return ev;
+}
+
+
+static void
+ngx_http_pw_grpc_push(ngx_http_pw_grpc_t *call, ngx_http_pw_grpc_ev_t *ev)
+{
+    ev->next = NULL;
+    *call->last = ev;
+    call->last = &ev->next;
+
+    if (!call->delivering && !call->post.posted) {
+        ngx_post_event(&call->post, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_pw_grpc_push_close(ngx_http_pw_grpc_t *call, uint32_t status,
+    const u_char *msg, size_t len)
+{
+    ngx_http_pw_grpc_ev_t  *ev;
+
+    ev = ngx_http_pw_grpc_ev_new(NGX_HTTP_PW_GRPC_EV_CLOSE, NULL, 0, msg, len);
+    if (ev == NULL) {
+        /* the plugin is not told: drop the call at delivery time */
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call %uD: no memory for its answer",
+                      call->token);
+        call->cancelled = 1;
+        if (!call->delivering && !call->post.posted) {
+            ngx_post_event(&call->post, &ngx_posted_events);
+        }
+        return;
+    }
+
+    ev->status = status;
+    ngx_http_pw_grpc_push(call, ev);
+}
+
+
+static void
+ngx_http_pw_grpc_conn_kick(ngx_http_pw_grpc_conn_t *conn)
+{
+    if (conn->connected && conn->c && !conn->c->write->posted) {
+        ngx_post_event(conn->c->write, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_pw_grpc_conn_arm_idle(ngx_http_pw_grpc_conn_t *conn)
+{
+    if (!ngx_queue_empty(&conn->calls)) {
+        return;
+    }
+
+    /* while the worker exits an idle connection goes at once, and the
+     * timer holds the worker until then */
+    conn->idle.cancelable = ngx_exiting ? 0 : 1;
+    ngx_add_timer(&conn->idle, ngx_exiting ? 1
+                                           : NGX_HTTP_PW_GRPC_IDLE_TIMEOUT);
+}
+
+
+/*
+ * The call's stream is over (or abandoned): detach it from the connection
+ * (reset when rst) and, unless cancelled, queue what the plugin gets last.
+ */
+static void
+ngx_http_pw_grpc_finish(ngx_http_pw_grpc_t *call, uint32_t status,
+    const char *msg, ngx_uint_t rst)
+{
+    size_t                    len;
+    ngx_http_pw_grpc_conn_t  *conn;
+
+    if (call->done) {
+        return;
+    }
+
+    call->done = 1;
+
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
+    }
+
+    conn = call->conn;
+
+    if (conn) {
+        if (call->stream_id > 0) {
+            if (rst) {
+                (void) nghttp2_submit_rst_stream(conn->h2,
+                                                 NGHTTP2_FLAG_NONE,
+                                                 call->stream_id,
+                                                 NGHTTP2_CANCEL);
+                ngx_http_pw_grpc_conn_kick(conn);
+            }
+            (void) nghttp2_session_set_stream_user_data(conn->h2,
+                                                        call->stream_id,
+                                                        NULL);
+        }
+
+        ngx_queue_remove(&call->clink);
+        call->conn = NULL;
+        ngx_http_pw_grpc_conn_arm_idle(conn);
+    }
+
+    if (call->cancelled) {
+        return;
+    }
+
+    if (call->unary) {
+        if (status == NGX_HTTP_PW_GRPC_OK && call->answer) {
+            ngx_http_pw_grpc_push(call, call->answer);
+            call->answer = NULL;
+            return;
+        }
+
+        if (status == NGX_HTTP_PW_GRPC_OK) {
+            status = NGX_HTTP_PW_GRPC_INTERNAL;
+            msg = "no response message";
+        }
+    }
+
+    if (msg) {
+        len = ngx_strlen(msg);
+        ngx_http_pw_grpc_push_close(call, status, (u_char *) msg, len);
+
+    } else {
+        ngx_http_pw_grpc_push_close(call, status, call->status_msg,
+                                    call->status_msg_len);
+    }
+}
+
+
+static void
+ngx_http_pw_grpc_free(ngx_http_pw_grpc_t *call)
+{
+    ngx_pw_instance_t      *inst;
+    ngx_http_pw_grpc_ev_t  *ev, *next;
+
+    call->cancelled = 1;
+    ngx_http_pw_grpc_finish(call, 0, NULL, 1);
+
+    if (call->post.posted) {
+        ngx_delete_posted_event(&call->post);
+    }
+
+    for (ev = call->events; ev; ev = next) {
+        next = ev->next;
+        free(ev);
+    }
+
+    free(call->answer);
+    free(call->status_msg);
+    ngx_http_pw_grpc_buf_free(&call->out);
+    ngx_http_pw_grpc_buf_free(&call->in);
+    ngx_http_pw_grpc_buf_free(&call->hb);
+
+    ngx_queue_remove(&call->link);
+
+    ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "callouts_in_flight", NULL,
+                       -1);
+
+    inst = call->inst;
+    free(call);
+    ngx_pw_instance_release(inst);
+}
+
+
+static void
+ngx_http_pw_grpc_deliver(ngx_event_t *ev)
+{
+    ngx_pw_root_t          *root;
+    ngx_pw_instance_t      *inst;
+    ngx_http_pw_grpc_t     *call;
+    ngx_http_pw_grpc_ev_t  *e;
+
+    call = ev->data;
+    inst = call->inst;
+    root = call->root;
+
+    call->delivering = 1;
+
+    while (call->events && !call->cancelled) {
+        e = call->events;
+        call->events = e->next;
+        if (call->events == NULL) {
+            call->last = &call->events;
+        }
+
+        if (inst->failed || root->plugin == NULL) {
+            free(e);
+            call->cancelled = 1;
+            break;
+        }
+
+        switch (e->type) {
+
+        case NGX_HTTP_PW_GRPC_EV_INITIAL:
+            (void) pw_plugin_grpc_initial_metadata(root->plugin, call->token,
+                                                   &e->md);
+            break;
+
+        case NGX_HTTP_PW_GRPC_EV_MESSAGE:
+            (void) pw_plugin_grpc_message(root->plugin, call->token,
+                                          e->data);
+            break;
+
+        case NGX_HTTP_PW_GRPC_EV_TRAILING:
+            (void) pw_plugin_grpc_trailing_metadata(root->plugin,
+                                                    call->token, &e->md);
+            break;
+
+        default: /* NGX_HTTP_PW_GRPC_EV_CLOSE */
+            (void) pw_plugin_grpc_close(root->plugin, call->token,
+                                        e->status, e->data);
+            break;
+        }
+
+        free(e);
+
+        if (ngx_pw_instance_check(inst, ngx_cycle->log)) {
+            call->cancelled = 1;
+        }
+    }
+
+    call->delivering = 0;
+
+    if (call->cancelled || (call->done && call->events == NULL)) {
+        ngx_http_pw_grpc_free(call);
+    }
+}
+
+
+static void
+ngx_http_pw_grpc_timeout(ngx_event_t *ev)
+{
+    ngx_http_pw_grpc_t  *call = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "proxy_wasm: grpc call %uD timed out", call->token);
+
+    ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_DEADLINE_EXCEEDED,
+                            "deadline exceeded", 1);
+}
+
+
+/* ---- the HTTP/2 connection ---- */
+
+static void
+ngx_http_pw_grpc_conn_close(ngx_http_pw_grpc_conn_t *conn, const char *why)
+{
+    ngx_queue_t         *q;
+    ngx_http_pw_grpc_t  *call;
+
+    while (!ngx_queue_empty(&conn->calls)) {
+        q = ngx_queue_head(&conn->calls);
+        call = ngx_queue_data(q, ngx_http_pw_grpc_t, clink);
+
+        /* the session goes: no reset, no stream data */
+        ngx_queue_remove(&call->clink);
+        call->conn = NULL;
+        call->stream_id = 0;
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call %uD to %V failed: %s",
+                      call->token, &conn->name, why);
+
+        ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_UNAVAILABLE, why, 0);
+    }
+
+    if (conn->idle.timer_set) {
+        ngx_del_timer(&conn->idle);
+    }
+
+    if (conn->h2) {
+        nghttp2_session_del(conn->h2);
+    }
+
+    if (conn->c) {
+        ngx_close_connection(conn->c);
+    }
+
+    ngx_queue_remove(&conn->link);
+    free(conn->key.data);
+    free(conn);
+}
+
+
+static void
+ngx_http_pw_grpc_idle(ngx_event_t *ev)
+{
+    ngx_http_pw_grpc_conn_t  *conn = ev->data;
+
+    if (ngx_queue_empty(&conn->calls)) {
+        ngx_http_pw_grpc_conn_close(conn, "idle");
+    }
+}
+
+
+static void
+ngx_http_pw_grpc_conn_send(ngx_http_pw_grpc_conn_t *conn)
+{
+    int  rv;
+
+    rv = nghttp2_session_send(conn->h2);
+    if (rv != 0) {
+        ngx_http_pw_grpc_conn_close(conn, nghttp2_strerror(rv));
+        return;
+    }
+
+    if (!nghttp2_session_want_read(conn->h2)
+        && !nghttp2_session_want_write(conn->h2))
+    {
+        ngx_http_pw_grpc_conn_close(conn, "connection closed (GOAWAY)");
+        return;
+    }
+
+    if (ngx_handle_write_event(conn->c->write, 0) != NGX_OK) {
+        ngx_http_pw_grpc_conn_close(conn, "cannot watch the connection");
+    }
+}
+
+
+static ngx_int_t
+ngx_http_pw_grpc_test_connect(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        ngx_log_error(NGX_LOG_ERR, c->log, err, "connect() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pw_grpc_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t         *c = wev->data;
+    ngx_http_pw_grpc_conn_t  *conn = c->data;
+
+    if (wev->timedout) {
+        ngx_http_pw_grpc_conn_close(conn, "connect() timed out");
+        return;
+    }
+
+    if (!conn->connected) {
+        if (ngx_http_pw_grpc_test_connect(c) != NGX_OK) {
+            ngx_http_pw_grpc_conn_close(conn, "connect() failed");
+            return;
+        }
+        conn->connected = 1;
+        if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+    }
+
+    ngx_http_pw_grpc_conn_send(conn);
+}
+
+
+static void
+ngx_http_pw_grpc_read_handler(ngx_event_t *rev)
+{
+    ssize_t                   n, rv;
+    ngx_connection_t         *c = rev->data;
+    ngx_http_pw_grpc_conn_t  *conn = c->data;
+    static u_char             buf[16384];
+
+    if (c->close) {
+        ngx_http_pw_grpc_conn_close(conn, "worker is shutting down");
+        return;
+    }
+
+    for ( ;; ) {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_http_pw_grpc_conn_close(conn,
+                                        n == 0 ? "connection closed by peer"
+                                        : conn->connected ? "recv() failed"
+                                        : "connect() failed");
+            return;
+        }
+
+        if (!conn->connected) {
+            conn->connected = 1;
+            if (c->write->timer_set) {
+                ngx_del_timer(c->write);
+            }
+        }
+
+        rv = nghttp2_session_mem_recv(conn->h2, buf, n);
+        if (rv < 0) {
+            ngx_http_pw_grpc_conn_close(conn, nghttp2_strerror((int) rv));
+            return;
+        }
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_pw_grpc_conn_close(conn, "cannot watch the connection");
+        return;
+    }
+
+    if (conn->connected) {
+        ngx_http_pw_grpc_conn_send(conn);
+    }
+}
+
+
+/* ---- nghttp2 callbacks (record only; never call the plugin) ---- */
+
+static ssize_t
+ngx_http_pw_grpc_h2_send(nghttp2_session *session, const uint8_t *data,
+    size_t length, int flags, void *user_data)
+{
+    ssize_t                   n;
+    ngx_http_pw_grpc_conn_t  *conn = user_data;
+
+    n = conn->c->send(conn->c, (u_char *) data, length);
+
+    if (n == NGX_AGAIN) {
+        return NGHTTP2_ERR_WOULDBLOCK;
+    }
+
+    if (n == NGX_ERROR) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+
+    return n;
+}
+
+
+static ssize_t
+ngx_http_pw_grpc_h2_read_data(nghttp2_session *session, int32_t stream_id,
+    uint8_t *buf, size_t length, uint32_t *data_flags,
+    nghttp2_data_source *source, void *user_data)
+{
+    size_t               n;
+    ngx_http_pw_grpc_t  *call;
+
+    call = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (call == NULL) {
+        /* cancelled: its RST_STREAM is on the way */
+        return NGHTTP2_ERR_DEFERRED;
+    }
+
+    n = call->out.len - call->out_pos;
+
+    if (n == 0) {
+        if (call->out_eos) {
+            *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+            return 0;
+        }
+        return NGHTTP2_ERR_DEFERRED;
+    }
+
+    if (n > length) {
+        n = length;
+    }
+
+    ngx_memcpy(buf, call->out.data + call->out_pos, n);
+    call->out_pos += n;
+
+    if (call->out_pos == call->out.len) {
+        call->out_pos = 0;
+        call->out.len = 0;
+        if (call->out_eos) {
+            *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        }
+    }
+
+    return (ssize_t) n;
+}
+
+
+static int
+ngx_http_pw_grpc_h2_header(nghttp2_session *session,
+    const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+    const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data)
+{
+    u_char               *d, *s;
+    uint32_t              len;
+    ngx_int_t             code;
+    ngx_http_pw_grpc_t   *call;
+
+    if (frame->hd.type != NGHTTP2_HEADERS) {
+        return 0;
+    }
+
+    call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (call == NULL || call->done) {
+        return 0;
+    }
+
+    if (namelen == 7 && ngx_strncmp(name, ":status", 7) == 0) {
+        code = ngx_atoi((u_char *) value, valuelen);
+        call->http_status = code == NGX_ERROR ? 0 : (ngx_uint_t) code;
+
+    } else if (namelen == 11 && ngx_strncmp(name, "grpc-status", 11) == 0) {
+        code = ngx_atoi((u_char *) value, valuelen);
+        call->status = code == NGX_ERROR ? NGX_HTTP_PW_GRPC_UNKNOWN
+                                         : (uint32_t) code;
+        call->has_status = 1;
+
+    } else if (namelen == 12 && ngx_strncmp(name, "grpc-message", 12) == 0) {
+        free(call->status_msg);
+        call->status_msg_len = 0;
+        call->status_msg = malloc(valuelen + 1);
+        if (call->status_msg) {
+            /* grpc-message is percent-encoded */
+            d = call->status_msg;
+            s = (u_char *) value;
+            ngx_unescape_uri(&d, &s, valuelen, 0);
+            call->status_msg_len = d - call->status_msg;
+        }
+    }
+
+    if (call->hb.len + namelen + valuelen + 8 > NGX_HTTP_PW_GRPC_MAX_METADATA
+        || call->hn >= PW_MAX_MAP_PAIRS)
+    {
+        return 0;
+    }
+
+    len = (uint32_t) namelen;
+    if (ngx_http_pw_grpc_buf_add(&call->hb, &len, 4) != NGX_OK) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    len = (uint32_t) valuelen;
+    if (ngx_http_pw_grpc_buf_add(&call->hb, &len, 4) != NGX_OK
+        || ngx_http_pw_grpc_buf_add(&call->hb, name, namelen) != NGX_OK
+        || ngx_http_pw_grpc_buf_add(&call->hb, value, valuelen) != NGX_OK)
+    {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+
+    call->hn++;
+
+    return 0;
+}
+
+
+static void
+ngx_http_pw_grpc_push_md(ngx_http_pw_grpc_t *call, ngx_uint_t type,
+    ngx_uint_t with_block)
+{
+    ngx_http_pw_grpc_ev_t  *ev;
+
+    ev = ngx_http_pw_grpc_ev_new(type, with_block ? &call->hb : NULL,
+                                 with_block ? call->hn : 0, NULL, 0);
+    if (ev == NULL) {
+        ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_INTERNAL,
+                                "out of memory", 1);
+        return;
+    }
+
+    ngx_http_pw_grpc_push(call, ev);
+}
+
+
+static int
+ngx_http_pw_grpc_h2_frame(nghttp2_session *session,
+    const nghttp2_frame *frame, void *user_data)
+{
+    ngx_http_pw_grpc_t  *call;
+
+    if (frame->hd.type != NGHTTP2_HEADERS) {
+        return 0;
+    }
+
+    call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (call == NULL || call->done) {
+        return 0;
+    }
+
+    if (call->http_status >= 100 && call->http_status < 200
+        && !call->headers_seen)
+    {
+        /* informational: not metadata */
+        call->http_status = 0;
+
+    } else if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        /* trailers, or a trailers-only answer */
+        if (!call->unary) {
+            if (!call->headers_seen) {
+                /* as Envoy: empty initial metadata first */
+                call->headers_seen = 1;
+                ngx_http_pw_grpc_push_md(call, NGX_HTTP_PW_GRPC_EV_INITIAL,
+                                         0);
+            }
+            ngx_http_pw_grpc_push_md(call, NGX_HTTP_PW_GRPC_EV_TRAILING, 1);
+        }
+
+    } else if (!call->headers_seen) {
+        call->headers_seen = 1;
+        if (!call->unary) {
+            ngx_http_pw_grpc_push_md(call, NGX_HTTP_PW_GRPC_EV_INITIAL, 1);
+        }
+    }
+
+    call->hb.len = 0;
+    call->hn = 0;
+
+    return 0;
+}
+
+
+static int
+ngx_http_pw_grpc_h2_data(nghttp2_session *session, uint8_t flags,
+    int32_t stream_id, const uint8_t *data, size_t len, void *user_data)
+{
+    u_char                 *p;
+    size_t                  avail;
+    uint32_t                mlen;
+    ngx_http_pw_grpc_t     *call;
+    ngx_http_pw_grpc_ev_t  *ev;
+
+    call = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (call == NULL || call->done) {
+        return 0;
+    }
+
+    if (ngx_http_pw_grpc_buf_add(&call->in, data, len) != NGX_OK) {
+        ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_INTERNAL,
+                                "out of memory", 1);
+        return 0;
+    }
+
+    /* length-prefixed messages: 1 byte compressed flag, 4 bytes length */
+    for ( ;; ) {
+        avail = call->in.len - call->in_pos;
+        if (avail < 5) {
+            break;
+        }
+
+        p = call->in.data + call->in_pos;
+        mlen = ((uint32_t) p[1] << 24) | ((uint32_t) p[2] << 16)
+               | ((uint32_t) p[3] << 8) | p[4];
+
+        if (p[0] != 0) {
+            ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_INTERNAL,
+                                    "compressed message (not supported)", 1);
+            return 0;
+        }
+
+        if (mlen > NGX_HTTP_PW_GRPC_MAX_MESSAGE) {
+            ngx_http_pw_grpc_finish(call,
+                                    NGX_HTTP_PW_GRPC_RESOURCE_EXHAUSTED,
+                                    "message larger than 4 MiB", 1);
+            return 0;
+        }
+
+        if (avail - 5 < mlen) {
+            break;
+        }
+
+        ev = ngx_http_pw_grpc_ev_new(NGX_HTTP_PW_GRPC_EV_MESSAGE, NULL, 0,
+                                     p + 5, mlen);
+        if (ev == NULL) {
+            ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_INTERNAL,
+                                    "out of memory", 1);
+            return 0;
+        }
+
+        call->in_pos += 5 + mlen;
+
+        if (call->unary) {
+            /* the answer goes to the plugin once the status is OK */
+            free(call->answer);
+            call->answer = ev;
+
+        } else {
+            ngx_http_pw_grpc_push(call, ev);
+        }
+    }
+
+    if (call->in_pos == call->in.len) {
+        call->in.len = 0;
+        call->in_pos = 0;
+
+    } else if (call->in_pos > 65536) {
+        ngx_memmove(call->in.data, call->in.data + call->in_pos,
+                    call->in.len - call->in_pos);
+        call->in.len -= call->in_pos;
+        call->in_pos = 0;
+    }
+
+    return 0;
+}
+
+
+static uint32_t
+ngx_http_pw_grpc_from_http(ngx_uint_t status)
+{
+    /* gRPC's "HTTP to gRPC status code mapping" */
+    switch (status) {
+    case 400:
+        return NGX_HTTP_PW_GRPC_INTERNAL;
+    case 401:
+        return NGX_HTTP_PW_GRPC_UNAUTHENTICATED;
+    case 403:
+        return NGX_HTTP_PW_GRPC_PERMISSION_DENIED;
+    case 404:
+        return NGX_HTTP_PW_GRPC_UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+        return NGX_HTTP_PW_GRPC_UNAVAILABLE;
+    default:
+        return NGX_HTTP_PW_GRPC_UNKNOWN;
+    }
+}
+
+
+static int
+ngx_http_pw_grpc_h2_close(nghttp2_session *session, int32_t stream_id,
+    uint32_t error_code, void *user_data)
+{
+    ngx_http_pw_grpc_t  *call;
+
+    call = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (call == NULL || call->done) {
+        return 0;
+    }
+
+    /* the stream is gone from the session: nothing to reset */
+    call->stream_id = 0;
+
+    if (call->has_status) {
+        ngx_http_pw_grpc_finish(call, call->status, NULL, 0);
+
+    } else if (error_code == NGHTTP2_REFUSED_STREAM) {
+        ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_UNAVAILABLE,
+                                "stream refused", 0);
+
+    } else if (error_code == NGHTTP2_CANCEL) {
+        ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_CANCELLED,
+                                "stream cancelled by the server", 0);
+
+    } else if (error_code != NGHTTP2_NO_ERROR) {
+        ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_INTERNAL,
+                                "stream reset", 0);
+
+    } else if (call->http_status != 200) {
+        ngx_http_pw_grpc_finish(call,
+                                ngx_http_pw_grpc_from_http(call->http_status),
+                                "not a gRPC answer (HTTP status)", 0);
+
+    } else {
+        ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_INTERNAL,
+                                "stream ended without grpc-status", 0);
+    }
+
+    return 0;
+}
+
+
+static ngx_http_pw_grpc_conn_t *
+ngx_http_pw_grpc_conn_new(ngx_http_pw_grpc_target_t *t)
+{
+    ngx_int_t                  rc;
+    nghttp2_settings_entry     iv[2];
+    nghttp2_session_callbacks *cbs;
+    ngx_http_pw_grpc_conn_t   *conn;
+
+    conn = calloc(1, sizeof(ngx_http_pw_grpc_conn_t));
+    if (conn == NULL) {
+        return NULL;
+    }
+
+    conn->key.data = malloc(t->key.len + t->name.len);
+    if (conn->key.data == NULL) {
+        free(conn);
+        return NULL;
+    }
+
+    ngx_memcpy(conn->key.data, t->key.data, t->key.len);
+    conn->key.len = t->key.len;
+    conn->name.data = conn->key.data + t->key.len;
+    ngx_memcpy(conn->name.data, t->name.data, t->name.len);
+    conn->name.len = t->name.len;
+
+    ngx_memcpy(conn->sockaddr, t->sockaddr, t->socklen);
+    conn->socklen = t->socklen;
+    ngx_queue_init(&conn->calls);
+    ngx_queue_insert_tail(&ngx_http_pw_grpc_conns, &conn->link);
+
+    conn->idle.handler = ngx_http_pw_grpc_idle;
+    conn->idle.data = conn;
+    conn->idle.log = ngx_cycle->log;
+
+    if (nghttp2_session_callbacks_new(&cbs) != 0) {
+        ngx_http_pw_grpc_conn_close(conn, "out of memory");
+        return NULL;
+    }
+
+    nghttp2_session_callbacks_set_send_callback(cbs,
+                                                ngx_http_pw_grpc_h2_send);
+    nghttp2_session_callbacks_set_on_header_callback(cbs,
+        ngx_http_pw_grpc_h2_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs,
+        ngx_http_pw_grpc_h2_frame);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs,
+        ngx_http_pw_grpc_h2_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
+        ngx_http_pw_grpc_h2_close);
+
+    rc = nghttp2_session_client_new(&conn->h2, cbs, conn);
+    nghttp2_session_callbacks_del(cbs);
+
+    if (rc != 0) {
+        conn->h2 = NULL;
+        ngx_http_pw_grpc_conn_close(conn, "out of memory");
+        return NULL;
+    }
+
+    iv[0].settings_id = NGHTTP2_SETTINGS_ENABLE_PUSH;
+    iv[0].value = 0;
+    iv[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
+    iv[1].value = 1024 * 1024;
+
+    if (nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv, 2) != 0) {
+        ngx_http_pw_grpc_conn_close(conn, "out of memory");
+        return NULL;
+    }
+
+    conn->pc.sockaddr = (struct sockaddr *) conn->sockaddr;
+    conn->pc.socklen = conn->socklen;
+    conn->pc.name = &conn->name;
+    conn->pc.get = ngx_event_get_peer;
+    conn->pc.log = ngx_cycle->log;
+    conn->pc.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&conn->pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        if (conn->pc.connection) {
+            ngx_close_connection(conn->pc.connection);
+        }
+        ngx_http_pw_grpc_conn_close(conn, "connect() failed");
+        return NULL;
+    }
+
+    conn->c = conn->pc.connection;
+    conn->c->data = conn;
+    conn->c->read->handler = ngx_http_pw_grpc_read_handler;
+    conn->c->write->handler = ngx_http_pw_grpc_write_handler;
+    /* told (c->close) when the worker shuts down gracefully */
+    conn->c->idle = 1;
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(conn->c->write, NGX_HTTP_PW_GRPC_CONNECT_TIMEOUT);
+
+    } else {
+        conn->connected = 1;
+    }
+
+    return conn;
+}
+
+
+static ngx_http_pw_grpc_conn_t *
+ngx_http_pw_grpc_conn_get(ngx_http_pw_grpc_target_t *t)
+{
+    ngx_queue_t              *q;
+    ngx_http_pw_grpc_conn_t  *conn;
+
+    for (q = ngx_queue_head(&ngx_http_pw_grpc_conns);
+         q != ngx_queue_sentinel(&ngx_http_pw_grpc_conns);
+         q = ngx_queue_next(q))
+    {
+        conn = ngx_queue_data(q, ngx_http_pw_grpc_conn_t, link);
+
+        if (!conn->closing && conn->key.len == t->key.len
+            && ngx_memcmp(conn->key.data, t->key.data, t->key.len) == 0)
+        {
+            return conn;
+        }
+    }
+
+    return ngx_http_pw_grpc_conn_new(t);
+}
+
+
+/* ---- the hostcalls ---- */
+
+static ngx_int_t
+ngx_http_pw_grpc_nv(nghttp2_nv *nv, const char *name, size_t nlen,
+    const char *value, size_t vlen)
+{
+    nv->name = (uint8_t *) name;
+    nv->namelen = nlen;
+    nv->value = (uint8_t *) value;
+    nv->valuelen = vlen;
+    nv->flags = NGHTTP2_NV_FLAG_NONE;
+    return 1;
+}
+
+
+/* Open the call's stream on conn: NGX_OK, NGX_DECLINED when conn takes no
+ * new stream (GOAWAY), NGX_ERROR. */
+static ngx_int_t
+ngx_http_pw_grpc_submit(ngx_http_pw_grpc_t *call,
+    ngx_http_pw_grpc_conn_t *conn, ngx_http_pw_grpc_target_t *t,
+    pw_str_t service, pw_str_t method, const pw_pairs_t *metadata,
+    uint32_t timeout_ms)
+{
+    u_char                 *path, *lower, *p, tbuf[NGX_INT32_LEN + 2];
+    size_t                  n, i, j, plen, klen;
+    int32_t                 sid;
+    ngx_int_t               rc;
+    nghttp2_nv             *nva;
+    nghttp2_data_provider   prd;
+
+    n = 7 + (metadata ? metadata->n : 0);
+    klen = 0;
+    for (i = 0; metadata && i < metadata->n; i++) {
+        klen += metadata->pairs[i].key.len;
+    }
+
+    plen = 2 + service.len + method.len;
+
+    nva = malloc(n * sizeof(nghttp2_nv) + plen + klen);
+    if (nva == NULL) {
+        return NGX_ERROR;
+    }
+
+    path = (u_char *) (nva + n);
+    p = path;
+    *p++ = '/';
+    p = ngx_cpymem(p, service.data, service.len);
+    *p++ = '/';
+    p = ngx_cpymem(p, method.data, method.len);
+    lower = p;
+
+    i = 0;
+    i += ngx_http_pw_grpc_nv(&nva[i], ":method", 7, "POST", 4);
+    i += ngx_http_pw_grpc_nv(&nva[i], ":scheme", 7, "http", 4);
+    i += ngx_http_pw_grpc_nv(&nva[i], ":path", 5, (char *) path, plen);
+    i += ngx_http_pw_grpc_nv(&nva[i], ":authority", 10,
+                             (char *) t->authority.data, t->authority.len);
+    i += ngx_http_pw_grpc_nv(&nva[i], "content-type", 12,
+                             "application/grpc", 16);
+    i += ngx_http_pw_grpc_nv(&nva[i], "te", 2, "trailers", 8);
+
+    if (timeout_ms) {
+        /* at most 8 digits */
+        if (timeout_ms <= 99999999) {
+            p = ngx_sprintf(tbuf, "%uDm", timeout_ms);
+        } else {
+            p = ngx_sprintf(tbuf, "%uDS", timeout_ms / 1000);
+        }
+        i += ngx_http_pw_grpc_nv(&nva[i], "grpc-timeout", 12, (char *) tbuf,
+                                 p - tbuf);
+    }
+
+    for (j = 0; metadata && j < metadata->n; j++) {
+        klen = metadata->pairs[j].key.len;
+        if (klen == 0 || metadata->pairs[j].key.data[0] == ':') {
+            continue;
+        }
+        /* HTTP/2 field names are lowercase */
+        ngx_strlow(lower, (u_char *) metadata->pairs[j].key.data, klen);
+        i += ngx_http_pw_grpc_nv(&nva[i], (char *) lower, klen,
+                                 metadata->pairs[j].value.data,
+                                 metadata->pairs[j].value.len);
+        lower += klen;
+    }
+
+    prd.source.ptr = NULL;
+    prd.read_callback = ngx_http_pw_grpc_h2_read_data;
+
+    /* nghttp2 copies the header fields */
+    sid = nghttp2_submit_request(conn->h2, NULL, nva, i, &prd, call);
+
+    free(nva);
+
+    if (sid == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE
+        || sid == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED)
+    {
+        conn->closing = 1;
+        return NGX_DECLINED;
+    }
+
+    if (sid < 0) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call to %V: %s", &conn->name,
+                      nghttp2_strerror(sid));
+        return NGX_ERROR;
+    }
+
+    call->stream_id = sid;
+    call->conn = conn;
+    ngx_queue_insert_tail(&conn->calls, &call->clink);
+    conn->calls_made++;
+
+    if (conn->idle.timer_set) {
+        ngx_del_timer(&conn->idle);
+    }
+
+    rc = NGX_OK;
+    ngx_http_pw_grpc_conn_kick(conn);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_pw_grpc_frame(ngx_http_pw_grpc_t *call, pw_str_t msg)
+{
+    u_char  hdr[5];
+
+    hdr[0] = 0;
+    hdr[1] = (u_char) (msg.len >> 24);
+    hdr[2] = (u_char) (msg.len >> 16);
+    hdr[3] = (u_char) (msg.len >> 8);
+    hdr[4] = (u_char) msg.len;
+
+    if (ngx_http_pw_grpc_buf_add(&call->out, hdr, 5) != NGX_OK
+        || ngx_http_pw_grpc_buf_add(&call->out, msg.data, msg.len) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static int
+ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
+    pw_str_t service, pw_str_t method, const pw_pairs_t *metadata,
+    pw_str_t *message, uint32_t timeout_ms)
+{
+    int                        rc;
+    ngx_int_t                  n;
+    ngx_uint_t                 attempt;
+    ngx_pw_root_t             *root;
+    ngx_http_pw_grpc_t        *call;
+    ngx_http_pw_grpc_conn_t   *conn;
+    ngx_http_pw_grpc_target_t  t;
+
+    ngx_http_pw_grpc_init();
+
+    root = c->plugin_data;
+    if (root == NULL) {
+        return PW_EINVAL;
+    }
+
+    if (message && message->len > 0xffffffff - 5) {
+        return PW_ELIMIT;
+    }
+
+    rc = ngx_http_pw_grpc_target(upstream, &t);
+    if (rc != PW_OK) {
+        return rc;
+    }
+
+    call = calloc(1, sizeof(ngx_http_pw_grpc_t));
+    if (call == NULL) {
+        return PW_ENOMEM;
+    }
+
+    call->token = token;
+    call->root = root;
+    call->inst = root->inst;
+    call->fctx = ngx_http_pw_hctx_fctx(c);
+    call->unary = message != NULL;
+    call->last = &call->events;
+
+    call->post.handler = ngx_http_pw_grpc_deliver;
+    call->post.data = call;
+    call->post.log = ngx_cycle->log;
+    call->timer.handler = ngx_http_pw_grpc_timeout;
+    call->timer.data = call;
+    call->timer.log = ngx_cycle->log;
+
+    if (message) {
+        if (ngx_http_pw_grpc_frame(call, *message) != NGX_OK) {
+            ngx_http_pw_grpc_buf_free(&call->out);
+            free(call);
+            return PW_ENOMEM;
+        }
+        call->out_eos = 1;
+    }
+
+    ngx_queue_insert_tail(&ngx_http_pw_grpc_calls, &call->link);
+    call->inst->refs++;
+    ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "callouts_in_flight", NULL,
+                       1);
+
+    n = NGX_ERROR;
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        conn = ngx_http_pw_grpc_conn_get(&t);
+        if (conn == NULL) {
+            break;
+        }
+
+        n = ngx_http_pw_grpc_submit(call, conn, &t, service, method,
+                                    metadata, timeout_ms);
+        if (n != NGX_DECLINED) {
+            break;
+        }
+    }
+
+    if (n != NGX_OK) {
+        /* answered from the event loop, not from inside this hostcall */
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call %uD to %V failed: %s",
+                      token, &t.name,
+                      conn ? "cannot open a stream" : "connect() failed");
+        ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_UNAVAILABLE,
+                                conn ? "cannot open a stream"
+                                     : "connect() failed", 0);
+        return PW_OK;
+    }
+
+    if (timeout_ms) {
+        ngx_add_timer(&call->timer, (ngx_msec_t) timeout_ms);
+    }
+
+    return PW_OK;
+}
+
+
+static ngx_http_pw_grpc_t *
+ngx_http_pw_grpc_find(const pw_hctx_t *c, uint32_t token)
+{
+    ngx_queue_t         *q;
+    ngx_pw_root_t       *root;
+    ngx_http_pw_grpc_t  *call;
+
+    root = c->plugin_data;
+    if (root == NULL || !ngx_http_pw_grpc_inited) {
+        return NULL;
+    }
+
+    for (q = ngx_queue_head(&ngx_http_pw_grpc_calls);
+         q != ngx_queue_sentinel(&ngx_http_pw_grpc_calls);
+         q = ngx_queue_next(q))
+    {
+        call = ngx_queue_data(q, ngx_http_pw_grpc_t, link);
+        if (call->token == token && call->inst == root->inst
+            && !call->cancelled)
+        {
+            return call;
+        }
+    }
+
+    return NULL;
+}
 
 
 int
@@ -13,7 +1517,8 @@ ngx_http_pw_grpc_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     pw_str_t service, pw_str_t method, const pw_pairs_t *metadata,
     pw_str_t message, uint32_t timeout_ms)
 {
-    return PW_EUNIMPLEMENTED;
+    return ngx_http_pw_grpc_start(c, token, upstream, service, method,
+                                  metadata, &message, timeout_ms);
 }
 
 
@@ -22,7 +1527,8 @@ ngx_http_pw_grpc_stream(const pw_hctx_t *c, uint32_t token,
     pw_str_t upstream, pw_str_t service, pw_str_t method,
     const pw_pairs_t *metadata)
 {
-    return PW_EUNIMPLEMENTED;
+    return ngx_http_pw_grpc_start(c, token, upstream, service, method,
+                                  metadata, NULL, 0);
 }
 
 
@@ -30,19 +1536,112 @@ int
 ngx_http_pw_grpc_send(const pw_hctx_t *c, uint32_t token, pw_str_t message,
     int end_stream)
 {
-    return PW_EUNIMPLEMENTED;
+    ngx_http_pw_grpc_t  *call;
+
+    call = ngx_http_pw_grpc_find(c, token);
+    if (call == NULL || call->done) {
+        /* the stream ended (its close is on the way) */
+        return PW_ENOTFOUND;
+    }
+
+    if (call->unary || call->out_eos) {
+        return PW_EINVAL;
+    }
+
+    if (message.len > 0xffffffff - 5) {
+        return PW_ELIMIT;
+    }
+
+    if (ngx_http_pw_grpc_frame(call, message) != NGX_OK) {
+        return PW_ENOMEM;
+    }
+
+    if (end_stream) {
+        call->out_eos = 1;
+    }
+
+    if (call->conn && call->stream_id > 0) {
+        (void) nghttp2_session_resume_data(call->conn->h2, call->stream_id);
+        ngx_http_pw_grpc_conn_kick(call->conn);
+    }
+
+    return PW_OK;
 }
 
 
+/* Reset the stream; the plugin hears nothing more of it. */
 int
 ngx_http_pw_grpc_cancel(const pw_hctx_t *c, uint32_t token)
 {
-    return PW_EUNIMPLEMENTED;
+    ngx_http_pw_grpc_t  *call;
+
+    call = ngx_http_pw_grpc_find(c, token);
+    if (call == NULL) {
+        return PW_OK;
+    }
+
+    call->cancelled = 1;
+    ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_CANCELLED, NULL, 1);
+
+    if (!call->delivering) {
+        ngx_http_pw_grpc_free(call);
+    }
+
+    return PW_OK;
 }
 
 
+/*
+ * Half-close: no more messages from the plugin (END_STREAM); the answer
+ * and on_grpc_close still come. A unary call is half-closed already.
+ */
 int
 ngx_http_pw_grpc_close(const pw_hctx_t *c, uint32_t token)
 {
-    return PW_EUNIMPLEMENTED;
+    ngx_http_pw_grpc_t  *call;
+
+    call = ngx_http_pw_grpc_find(c, token);
+    if (call == NULL || call->done || call->out_eos) {
+        return PW_OK;
+    }
+
+    call->out_eos = 1;
+
+    if (call->conn && call->stream_id > 0) {
+        (void) nghttp2_session_resume_data(call->conn->h2, call->stream_id);
+        ngx_http_pw_grpc_conn_kick(call->conn);
+    }
+
+    return PW_OK;
+}
+
+
+void
+ngx_http_pw_grpc_cancel_all(ngx_http_pw_fctx_t *f)
+{
+    ngx_queue_t         *q, *next;
+    ngx_http_pw_grpc_t  *call;
+
+    if (!ngx_http_pw_grpc_inited) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&ngx_http_pw_grpc_calls);
+         q != ngx_queue_sentinel(&ngx_http_pw_grpc_calls);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        call = ngx_queue_data(q, ngx_http_pw_grpc_t, link);
+
+        if (call->fctx != f || call->cancelled) {
+            continue;
+        }
+
+        call->cancelled = 1;
+        ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_CANCELLED, NULL, 1);
+
+        if (!call->delivering) {
+            ngx_http_pw_grpc_free(call);
+        }
+    }
 }

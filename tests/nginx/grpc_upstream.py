@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""A real gRPC server (Debian's python3-grpcio) for the nginx gRPC callout
+tests. Generic handlers on raw bytes: no .proto, no generated code.
+
+Methods of service "test.Echo":
+
+  Unary    echoes the request message. Request metadata steers it:
+             x-status: N     end with gRPC status N (not OK: no message)
+             x-message: T    the grpc-message sent with a non-OK status
+             x-delay: S      sleep S seconds (float) first
+           The initial metadata carries "x-echo-<key>: <value>" for every
+           x-md-* key of the request, and "x-timeout" (the deadline the
+           server saw, in ms, or "none").
+  Stream   bidirectional: echoes each message as "echo:<message>" as it
+           comes; when the client half-closes, ends with trailing metadata
+           "x-count: N" (messages seen) and status OK. x-delay applies
+           before each echo.
+
+Every call is recorded (GrpcUpstream.calls: method, metadata, outcome) and
+every peer address (GrpcUpstream.peers), so a test can count the HTTP/2
+connections nginx used. Run standalone: python3 grpc_upstream.py [PORT]
+"""
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+
+
+class GrpcUpstream:
+    def __init__(self, port=0):
+        self.port = port
+        self.server = None
+        self.lock = threading.Lock()
+        self.calls = []        # dicts: method, md, outcome
+        self.peers = []        # peer of each call, in order
+
+    # ---- recording ----------------------------------------------------
+
+    def _record(self, method, context):
+        md = {k: v for k, v in context.invocation_metadata()}
+        call = {"method": method, "md": md, "outcome": None,
+                "peer": context.peer()}
+        with self.lock:
+            self.calls.append(call)
+            self.peers.append(context.peer())
+        return call
+
+    def reset(self):
+        with self.lock:
+            self.calls.clear()
+            self.peers.clear()
+
+    def wait_outcome(self, n=1, timeout=5):
+        """Wait until n calls have an outcome; returns the calls."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                done = [c for c in self.calls if c["outcome"] is not None]
+                if len(done) >= n:
+                    return list(self.calls)
+            time.sleep(0.02)
+        with self.lock:
+            return list(self.calls)
+
+    # ---- methods ------------------------------------------------------
+
+    @staticmethod
+    def _delay(md):
+        d = md.get("x-delay")
+        if d:
+            time.sleep(float(d))
+
+    def unary(self, request, context):
+        call = self._record("Unary", context)
+        md = call["md"]
+        echo = [("x-echo-" + k[5:], v) for k, v in md.items()
+                if k.startswith("x-md-")]
+        remaining = context.time_remaining()
+        echo.append(("x-timeout", "none" if remaining is None
+                     else str(int(remaining * 1000))))
+        self._delay(md)
+        if not context.is_active():
+            call["outcome"] = "cancelled"
+            return b""
+        context.send_initial_metadata(echo)
+        status = int(md.get("x-status", "0"))
+        if status != 0:
+            call["outcome"] = "status %d" % status
+            context.abort(_code(status), md.get("x-message", ""))
+        call["outcome"] = "ok"
+        return request
+
+    def stream(self, request_iterator, context):
+        call = self._record("Stream", context)
+        md = call["md"]
+        context.send_initial_metadata([("x-stream", "open")])
+        n = 0
+        try:
+            for msg in request_iterator:
+                n += 1
+                self._delay(md)
+                yield b"echo:" + msg
+        except Exception:
+            pass
+        if not context.is_active():
+            call["outcome"] = "cancelled after %d" % n
+            return
+        context.set_trailing_metadata([("x-count", str(n))])
+        call["outcome"] = "ok %d" % n
+
+    # ---- server -------------------------------------------------------
+
+    def start(self):
+        handler = grpc.method_handlers_generic_handler("test.Echo", {
+            "Unary": grpc.unary_unary_rpc_method_handler(
+                self.unary, request_deserializer=None,
+                response_serializer=None),
+            "Stream": grpc.stream_stream_rpc_method_handler(
+                self.stream, request_deserializer=None,
+                response_serializer=None),
+        })
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
+                                  handlers=(handler,))
+        self.port = self.server.add_insecure_port("127.0.0.1:%d" % self.port)
+        self.server.start()
+        return self
+
+    def stop(self):
+        if self.server:
+            self.server.stop(0)
+            self.server = None
+
+
+def _code(n):
+    for c in grpc.StatusCode:
+        if c.value[0] == n:
+            return c
+    return grpc.StatusCode.UNKNOWN
+
+
+if __name__ == "__main__":
+    up = GrpcUpstream(int(sys.argv[1]) if len(sys.argv) > 1 else 50051)
+    up.start()
+    print("listening on", up.port)
+    up.server.wait_for_termination()
