@@ -103,6 +103,7 @@ typedef struct {
     unsigned                    reused:1;      /* a kept-alive connection */
     unsigned                    retried:1;
     unsigned                    connecting:1;
+    unsigned                    ref_pending:1; /* made while inst started */
 } ngx_http_pw_call_t;
 
 /* An idle kept-alive connection. */
@@ -126,6 +127,7 @@ static void ngx_http_pw_call_fail(ngx_http_pw_call_t *call, ngx_uint_t cause,
 static void ngx_http_pw_call_finish(ngx_http_pw_call_t *call,
     ngx_uint_t cause);
 static void ngx_http_pw_call_free(ngx_http_pw_call_t *call);
+static void ngx_http_pw_call_drop(ngx_http_pw_call_t *call);
 static ngx_int_t ngx_http_pw_call_parse(ngx_http_pw_call_t *call,
     const char **reason);
 static ngx_connection_t *ngx_http_pw_idle_get(ngx_http_pw_call_t *call);
@@ -740,8 +742,20 @@ ngx_http_pw_http_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     call->timer.data = call;
     call->timer.log = call->log;
 
+    /*
+     * An instance still starting (a call from on_vm_start/on_configure)
+     * has no count yet: ngx_pw_instance_acquire() sets it when the start
+     * returns, so the reference is taken when the call starts, once the
+     * instance is known to have started.
+     */
+    if (call->inst->refs == 0) {
+        call->ref_pending = 1;
+
+    } else {
+        call->inst->refs++;
+    }
+
     call->started = ngx_current_msec;
-    call->inst->refs++;
     ngx_queue_insert_tail(&ngx_http_pw_calls, &call->queue);
 
     ngx_add_timer(&call->timer, timeout_ms ? (ngx_msec_t) timeout_ms
@@ -761,11 +775,62 @@ ngx_http_pw_http_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
 /* ---- the network side ---- */
 
 
+/*
+ * Take the reference a call made while its instance started could not:
+ * NGX_DECLINED when that instance did not become its module's running
+ * one (its start failed and freed it).
+ */
+static ngx_int_t
+ngx_http_pw_call_ref(ngx_http_pw_call_t *call)
+{
+    ngx_uint_t           i;
+    ngx_pw_module_t     *m;
+    ngx_pw_core_conf_t  *pcf;
+
+    if (!call->ref_pending) {
+        return NGX_OK;
+    }
+
+    pcf = ngx_pw_core_conf(ngx_cycle);
+    m = pcf ? pcf->modules.elts : NULL;
+
+    for (i = 0; m && i < pcf->modules.nelts; i++) {
+        if (m[i].current == call->inst) {
+            call->inst->refs++;
+            call->ref_pending = 0;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* Drop a call whose instance is gone, without a word to the plugin. */
+static void
+ngx_http_pw_call_drop(ngx_http_pw_call_t *call)
+{
+    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                  "[wasm] http call %uD to \"%V\" dropped: its instance "
+                  "did not start", call->token, &call->target);
+
+    ngx_queue_remove(&call->queue);
+    ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "callouts_in_flight", NULL,
+                       -1);
+    ngx_http_pw_call_free(call);
+}
+
+
 static void
 ngx_http_pw_call_start(ngx_event_t *ev)
 {
     ngx_http_pw_call_t  *call = ev->data;
     ngx_resolver_ctx_t  *rctx;
+
+    if (ngx_http_pw_call_ref(call) != NGX_OK) {
+        ngx_http_pw_call_drop(call);
+        return;
+    }
 
     if (call->host.len == 0) {
         ngx_http_pw_call_connect(call);
@@ -1537,6 +1602,11 @@ ngx_http_pw_call_finish(ngx_http_pw_call_t *call, ngx_uint_t cause)
     ngx_pw_instance_t         *inst;
     ngx_http_pw_call_field_t  *fld;
 
+    if (ngx_http_pw_call_ref(call) != NGX_OK) {
+        ngx_http_pw_call_drop(call);
+        return;
+    }
+
     ngx_queue_remove(&call->queue);
 
     if (call->timer.timer_set) {
@@ -1657,9 +1727,11 @@ ngx_http_pw_callouts_cancel(ngx_http_pw_fctx_t *f)
         ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "callouts_cancelled",
                            NULL, 1);
 
-        inst = call->inst;
+        inst = call->ref_pending ? NULL : call->inst;
         ngx_http_pw_call_free(call);
-        ngx_pw_instance_release(inst);
+        if (inst) {
+            ngx_pw_instance_release(inst);
+        }
     }
 }
 

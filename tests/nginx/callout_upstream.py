@@ -23,6 +23,8 @@ connections and requests are counted. Paths:
     /token           200, body "tok-N" (N counts the /token requests)
     /auth            200 "ok" when authorization is "Bearer good", else 403
     /close-after     200 "bye" with Connection: close
+    /idle-close      200 "idle" (keep-alive), then closes the connection
+                     0.1 s later as an idle server would
 
 Run standalone: python3 tests/nginx/callout_upstream.py [PORT]
 """
@@ -47,6 +49,7 @@ class CalloutUpstream:
         self.lock = threading.Lock()
         self.connections = 0
         self.requests = []          # (method, path, headers, body, trailers)
+        self.arrivals = []          # (path, time.time())
         self.closed_early = 0
         self.tokens = 0
         self.stopping = False
@@ -58,6 +61,7 @@ class CalloutUpstream:
         with self.lock:
             self.connections = 0
             self.requests = []
+            self.arrivals = []
             self.closed_early = 0
 
     def count(self, path_prefix):
@@ -159,6 +163,7 @@ class CalloutUpstream:
         method, path, headers, body, trailers = req
         with self.lock:
             self.requests.append(req)
+            self.arrivals.append((path, time.time()))
         hmap = {k.lower(): v for k, v in headers}
 
         if path == "/echo":
@@ -228,6 +233,10 @@ class CalloutUpstream:
         elif path == "/auth":
             ok = hmap.get("authorization") == "Bearer good"
             self._send(conn, 200 if ok else 403, b"ok" if ok else b"no")
+        elif path == "/idle-close":
+            self._send(conn, 200, b"idle")
+            time.sleep(0.1)
+            return False
         elif path == "/close-after":
             self._send(conn, 200, b"bye", close=True)
             return False
