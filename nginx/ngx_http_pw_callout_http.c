@@ -1703,6 +1703,8 @@ ngx_http_pw_callouts_cancel(ngx_http_pw_fctx_t *f)
     ngx_pw_instance_t   *inst;
     ngx_http_pw_call_t  *call;
 
+    ngx_http_pw_grpc_cancel_all(f);
+
     if (!ngx_http_pw_calls_ready) {
         return;
     }
