@@ -103,6 +103,7 @@ check:
 	$(MAKE) deps
 	$(MAKE) -j2 all
 	$(MAKE) test
+	$(MAKE) test-valgrind
 	$(MAKE) -j2 SAN=1 all
 	$(MAKE) SAN=1 test
 

@@ -22,6 +22,15 @@ parts of the configuration it needs:
 At teardown nginx is stopped (SIGQUIT, then SIGKILL) and the test fails if
 the error log has [alert] or [emerg] lines or a worker exited on a signal,
 unless the test set ngx.allow_alerts = True.
+
+PW_NGINX_VALGRIND=1 runs nginx under valgrind's memcheck (the rel module
+cannot use ASan: Debian's nginx is not instrumented). Every process writes
+logs/vg.<pid>.log; timeouts are stretched by SLOW; tests marked
+@pytest.mark.no_valgrind (timing-sensitive ones) are skipped. At teardown,
+after a graceful quit so that exit_process and the leak check run, the test
+fails on any memory error in any process, and on a definitely lost block
+allocated from our code (ngx_http_pw_*, ngx_pw_*, pw_*). Known noise of
+nginx and V8 is suppressed in valgrind.supp, one commented entry each.
 """
 import http.client
 import os
@@ -47,6 +56,26 @@ WASM_DIR = os.environ.get("PW_WASM_DIR", os.path.join(ROOT, "build/wasm"))
 NGX_WASM_DIR = os.environ.get("PW_NGINX_WASM_DIR",
                               os.path.join(WASM_DIR, "nginx"))
 NGINX = os.environ.get("PW_NGINX", "/usr/sbin/nginx")
+
+VALGRIND = os.environ.get("PW_NGINX_VALGRIND") == "1"
+VALGRIND_SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "valgrind.supp")
+# Factor for harness timeouts: V8 under valgrind starts in ~20 s and a
+# request takes ~0.5 s.
+SLOW = 20 if VALGRIND else 1
+
+# Valgrind error kinds that fail a test wherever they happen.
+VG_ERROR = re.compile(r"Invalid (read|write) of size|uninitialised|"
+                      r"Conditional jump|Mismatched free|Invalid free|"
+                      r"Source and destination overlap")
+VG_LEAK = re.compile(r"are definitely lost in loss record")
+# A stack frame in our code (the module, the library, the V8 glue): by
+# function name, by source file (--fullpath-after= leaves paths relative to
+# the repository), or by object when there is no debug information.
+VG_OURS = re.compile(r"^==\d+==\s+(?:at|by) 0x[0-9A-Fa-f]+: "
+                     r"[^\n]*?(?<![A-Za-z0-9_])(?:ngx_http_pw_|ngx_pw_|pw_)"
+                     r"|\((?:src|nginx)/[^:()\n]+:\d+\)$"
+                     r"|\(in [^()\n]*ngx_http_pw_module\.so\)$", re.M)
 
 TEMPLATE = """\
 {user}
@@ -222,6 +251,15 @@ class Nginx:
         return [NGINX, "-p", self.prefix + "/", "-c", "conf/" + conf,
                 "-e", elog] + list(extra)
 
+    def _valgrind(self):
+        """valgrind's command line; it follows the fork into the workers."""
+        return ["valgrind", "--tool=memcheck", "--smc-check=all-non-file",
+                "--leak-check=full", "--show-leak-kinds=definite",
+                "--errors-for-leak-kinds=definite", "--num-callers=30",
+                "--fullpath-after=" + ROOT + "/",
+                "--suppressions=" + VALGRIND_SUPP,
+                "--log-file=" + os.path.join(self.prefix, "logs/vg.%p.log")]
+
     def test_conf(self, **kw):
         """`nginx -t` on the rendered configuration: (rc, output)."""
         kw.setdefault("error_log", "test.log")
@@ -242,10 +280,11 @@ class Nginx:
         self.write_conf(self.conf_text)
         self._stderr = open(os.path.join(self.prefix, "logs/stderr.log"),
                             "ab")
-        self.proc = subprocess.Popen(self._cmd(), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen((self._valgrind() if VALGRIND else [])
+                                     + self._cmd(), stdin=subprocess.DEVNULL,
                                      stdout=self._stderr,
                                      stderr=self._stderr)
-        deadline = time.time() + 15
+        deadline = time.time() + 15 * SLOW
         while True:
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
@@ -274,7 +313,7 @@ class Nginx:
         if not self._notice_logged():
             time.sleep(0.3)
             return []
-        deadline = time.time() + timeout
+        deadline = time.time() + timeout * SLOW
         while True:
             pids = re.findall(r"start worker process (\d+)",
                               self.error_log()[since:])
@@ -303,7 +342,7 @@ class Nginx:
         self.conf_text = self.render(**kw)
         self.write_conf(self.conf_text)
         self.proc.send_signal(signal.SIGHUP)
-        deadline = time.time() + timeout
+        deadline = time.time() + timeout * SLOW
         while True:
             log = self.error_log()[mark:]
             if "[emerg]" in log:
@@ -326,11 +365,9 @@ class Nginx:
             return None
         self.proc.send_signal(signal.SIGQUIT)
         try:
-            rc = self.proc.wait(timeout)
+            rc = self.proc.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+            self.kill()
             pytest.fail("nginx did not quit within %ds:\n%s"
                         % (timeout, self.error_log()[-3000:]))
         self.proc = None
@@ -341,6 +378,17 @@ class Nginx:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+            # a SIGKILLed master leaves its workers running (e.g. one that
+            # waits for a request to finish before it quits)
+            for pid in set(re.findall(r"start worker process (\d+)",
+                                      self.error_log())):
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as f:
+                        if b"nginx" not in f.read():
+                            continue
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
 
     # ---- logs ------------------------------------------------------------
 
@@ -371,7 +419,7 @@ class Nginx:
     def wait_log(self, text, count=1, since=0, timeout=5, exact=True):
         """Wait until `text` is logged `count` times (as a whole message,
         or anywhere in a line with exact=False); returns the lines."""
-        deadline = time.time() + timeout
+        deadline = time.time() + timeout * SLOW
         while True:
             if exact:
                 lines = self.log_lines(text, since)
@@ -388,7 +436,7 @@ class Nginx:
 
     def settle(self, t=0.2):
         """Give the worker time to finish the log phase of a request."""
-        time.sleep(t)
+        time.sleep(t * (5 if VALGRIND else 1))
 
     # ---- requests --------------------------------------------------------
 
@@ -398,7 +446,7 @@ class Nginx:
         of pairs; `body` bytes/str, or an iterable of chunks with
         chunked=True."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port,
-                                          timeout=timeout)
+                                          timeout=timeout * SLOW)
         try:
             pairs = list(headers.items()) if isinstance(headers, dict) \
                 else list(headers or [])
@@ -437,7 +485,7 @@ class Nginx:
     def raw(self, data, read=True, timeout=5):
         """Send raw bytes; return what comes back until close (or b"")."""
         s = socket.create_connection(("127.0.0.1", self.port),
-                                     timeout=timeout)
+                                     timeout=timeout * SLOW)
         try:
             s.sendall(data)
             if not read:
@@ -465,14 +513,56 @@ class Nginx:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGQUIT)
             try:
-                self.proc.wait(10)
+                self.proc.wait(10 * SLOW)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.proc = None
-                return "nginx did not quit within 10s"
+                self.kill()
+                return "nginx did not quit within %ds" % (10 * SLOW)
             self.proc = None
         return None
+
+    def valgrind_problems(self):
+        """Memory errors and our definite leaks in every process's log."""
+        problems = []
+        logs = sorted(f for f in os.listdir(os.path.join(self.prefix, "logs"))
+                      if re.match(r"vg\.\d+\.log$", f))
+        if not logs:
+            return ["valgrind wrote no log"]
+        killed = set(re.findall(r"process (\d+) exited on signal 9",
+                                self.error_log()))
+        for name in logs:
+            text = self.error_log(name)
+            if "ERROR SUMMARY" not in text and \
+                    name.split(".")[1] not in killed:
+                problems.append("%s: process did not finish under valgrind"
+                                % name)
+            # records are separated by "==pid== " lines
+            for rec in re.split(r"^==\d+==\s*$", text, flags=re.M):
+                head = rec.strip().split("\n", 1)[0]
+                if VG_ERROR.search(head) or (VG_LEAK.search(head)
+                                             and VG_OURS.search(rec)):
+                    problems.append("%s:\n%s" % (name, rec.strip()))
+        return problems
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "no_valgrind: timing-sensitive; skipped under "
+        "PW_NGINX_VALGRIND=1")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not VALGRIND:
+        return
+    skip = pytest.mark.skip(reason="timing-sensitive, not under valgrind")
+    for item in items:
+        if "no_valgrind" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _valgrind_present():
+    if VALGRIND and shutil.which("valgrind") is None:
+        pytest.fail("PW_NGINX_VALGRIND=1 but valgrind is not installed")
 
 
 @pytest.fixture(scope="session")
@@ -493,12 +583,15 @@ def _module_present():
 def ngx(tmp_path, upstream):
     n = Nginx(tmp_path / "nginx", upstream)
     yield n
+    started = n.conf_text is not None
     err = n.stop()
     problems = []
     if err:
         problems.append(err)
     if not n.allow_alerts:
         problems += n.bad_lines()
+    if VALGRIND and started:
+        problems += n.valgrind_problems()
     if problems:
         pytest.fail("nginx error log has problems:\n" + "\n".join(problems))
     # keep the prefix of a failing test for inspection; drop big temp files

@@ -50,3 +50,51 @@ nginx-test-plugins: $(NGX_TEST_WASMS)
 nginx-test: nginx-module $(NGX_PYTEST) $(NGX_TEST_WASMS) $(WASMS)
 	$(NGX_PYTEST)
 
+
+# A representative subset under valgrind's memcheck (conftest.py,
+# PW_NGINX_VALGRIND=1): the workers run V8 inside Debian's uninstrumented
+# nginx, out of ASan's reach. Any memory error, or a definite leak from our
+# code, fails the test. A few minutes on 2 cores.
+NGX_VALGRIND_TESTS := $(addprefix tests/nginx/, \
+    test_headers.py::test_request_header_add_replace_remove \
+    test_headers.py::test_response_header_add_replace_remove \
+    test_headers.py::test_set_headers_replaces_all \
+    test_headers.py::test_many_headers \
+    test_body.py::test_request_body_seen_chunked \
+    test_body.py::test_request_body_spooled_to_temp_file \
+    test_body.py::test_request_body_replaced_when_spooled \
+    test_body.py::test_request_body_replaced_unbuffered_proxying \
+    test_body.py::test_response_body_replaced_big_chunked \
+    test_body.py::test_response_body_replaced_big_static \
+    test_body.py::test_body_redact_across_chunks \
+    test_pause.py::test_pause_request_headers \
+    test_pause.py::test_pause_request_body_chunked_big \
+    test_pause.py::test_pause_response_body \
+    test_pause.py::test_close_stream_from_response_body \
+    test_local_response.py::test_local_response_from_request_headers \
+    test_local_response.py::test_local_response_from_response_headers \
+    test_local_response.py::test_local_response_keeps_connection_usable \
+    test_failure.py::test_trap_in_request_headers_fails_closed \
+    test_failure.py::test_trap_in_response_body_closed_cuts_the_answer \
+    test_failure.py::test_next_request_after_trap_works \
+    test_failure.py::test_trap_under_stream_isolation \
+    test_stream_end.py::test_end_callbacks_once_with_body \
+    test_stream_end.py::test_end_callbacks_when_client_leaves_during_upstream \
+    test_isolation.py::test_isolation_stream_fresh_state \
+    test_isolation.py::test_isolation_stream_with_chain \
+    test_chain.py::test_body_changes_compose \
+    test_abi.py::test_as_plugins_in_one_chain \
+    test_properties.py::test_set_nginx_variables \
+    test_lifecycle.py::test_reload_with_changed_plugin \
+    test_lifecycle.py::test_reload_while_a_request_is_paused \
+    test_lifecycle.py::test_quit_while_a_request_is_paused)
+
+.PHONY: test-valgrind
+test-valgrind: nginx-module $(NGX_TEST_WASMS) $(WASMS)
+	@command -v valgrind >/dev/null || \
+	    { echo "test-valgrind: valgrind is not installed"; exit 1; }
+	PW_NGINX_VALGRIND=1 PW_NGINX_MODULE=$(CURDIR)/$(NGX_MODULE) \
+	    PW_WASM_DIR=$(CURDIR)/$(WASM_OUT) \
+	    PW_NGINX_WASM_DIR=$(CURDIR)/$(NGX_TEST_WASM_DIR) \
+	    /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+	    $(NGX_VALGRIND_TESTS)

@@ -6,6 +6,8 @@ import re
 import time
 import uuid
 
+import pytest
+
 from conftest import module, pw
 
 VM = "log info vm-started"
@@ -97,6 +99,7 @@ def test_failed_instance_does_not_leak_state(ngx):
     assert ngx.get("/").header("x-count") == "4"
 
 
+@pytest.mark.no_valgrind
 def test_backoff_after_repeated_failures(ngx):
     ngx.start(wasm=tmod(),
               proxy=pw("t", "on request_headers: add_header x-ok 1"),
@@ -125,6 +128,7 @@ def test_backoff_fail_open_passes(ngx):
         assert ngx.get("/").status == 200
 
 
+@pytest.mark.no_valgrind
 def test_failure_logs_are_rate_limited(ngx):
     ngx.start(wasm=tmod("failmod"),
               server=pw("failmod", "on request_headers: unreachable"))
@@ -216,6 +220,7 @@ def test_configure_failure_of_one_root_leaves_others(ngx):
     assert r.status == 200 and r.echo_header("x-good") == "1"
 
 
+@pytest.mark.no_valgrind
 def test_max_call_time_interrupts_loop(ngx, upstream):
     ngx.start(wasm=tmod() + "max_call_time 200ms;",
               proxy=pw("t", "on request_headers: loop"),
@@ -231,6 +236,7 @@ def test_max_call_time_interrupts_loop(ngx, upstream):
     assert r.status == 200 and r.body == b"hello static secret world\n"
 
 
+@pytest.mark.no_valgrind
 def test_max_call_time_then_next_request_works(ngx):
     ngx.start(wasm=tmod() + "max_call_time 100ms;",
               proxy=pw("t", "on request_headers: add_header x-ok 1"),
@@ -241,6 +247,7 @@ def test_max_call_time_then_next_request_works(ngx):
     assert r.status == 200 and r.echo_header("x-ok") == "1"
 
 
+@pytest.mark.no_valgrind
 def test_max_call_time_in_configure(ngx):
     ngx.start(wasm=tmod() + "max_call_time 100ms;",
               server=pw("t", "on configure: loop"))
@@ -248,6 +255,7 @@ def test_max_call_time_in_configure(ngx):
 
 
 
+@pytest.mark.no_valgrind
 def test_failure_log_counts_those_not_logged(ngx):
     ngx.start(wasm=tmod("failmod"),
               server=pw("failmod", "on request_headers: unreachable"))

@@ -3,6 +3,8 @@ on_configure per plugin, ticks, logging levels, metrics, reload and quit."""
 import re
 import time
 
+import pytest
+
 from conftest import module, pw
 
 
@@ -88,6 +90,7 @@ def test_ticks(ngx):
     assert ngx.log_count("status proxy_get_current_time_nanoseconds = 0") >= 5
 
 
+@pytest.mark.no_valgrind
 def test_hello_tick_every_second(ngx):
     ngx.start(wasm=module("hello", "hello.wasm"), server=pw("hello", "x"))
     # hello's message has a variable part: match it by prefix
