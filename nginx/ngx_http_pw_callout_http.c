@@ -151,7 +151,7 @@ static const char  *ngx_http_pw_cause_metric[] = {
 };
 
 static const char  *ngx_http_pw_cause_name[] = {
-    "ok", "refused", "reset", "timeout", "malformed", "failed",
+    "ok", "refused", "reset", "timeout", "malformed", "other",
 };
 
 

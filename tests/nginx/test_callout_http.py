@@ -431,3 +431,93 @@ def test_unknown_upstream_is_logged(ngx, cup):
              ":method=GET :path=/ :authority=x")
     ngx.get("/")
     ngx.wait_log('http call: unknown upstream "nosuch"', exact=False)
+
+
+# ---- host names through nginx's resolver ----------------------------------------
+
+
+class TinyDns:
+    """A UDP DNS server: A 127.0.0.1 for names ending in .test, NXDOMAIN
+    for the others; counts the queries."""
+
+    def __init__(self):
+        import threading
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import struct
+        while True:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except OSError:
+                return
+            qid, = struct.unpack("!H", q[:2])
+            i, labels = 12, []
+            while q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode())
+                i += 1 + q[i]
+            qtype, = struct.unpack("!H", q[i + 1:i + 3])
+            question = q[12:i + 5]
+            name = ".".join(labels)
+            self.queries.append(name)
+            if not name.endswith(".test"):
+                hdr = struct.pack("!HHHHHH", qid, 0x8183, 1, 0, 0, 0)
+                self.sock.sendto(hdr + question, peer)
+                continue
+            an = b""
+            if qtype == 1:
+                an = struct.pack("!HHHIH", 0xc00c, 1, 1, 60, 4) \
+                    + socket.inet_aton("127.0.0.1")
+            hdr = struct.pack("!HHHHHH", qid, 0x8180, 1, 1 if an else 0,
+                              0, 0)
+            self.sock.sendto(hdr + question + an, peer)
+
+    def stop(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def dns():
+    d = TinyDns()
+    yield d
+    d.stop()
+
+
+def resolver(dns):
+    return "resolver 127.0.0.1:%d ipv6=off; resolver_timeout 2s;" % dns.port
+
+
+def test_host_name_resolved(ngx, cup, dns):
+    start_tp(ngx, cup, call_script("/status/202",
+                                   target="callee.test:%d" % cup.port),
+             http=ublock(cup) + resolver(dns))
+    assert ngx.get("/").status == 200
+    _, nh, _, _ = answer_of(answer_lines(ngx)[0])
+    assert nh == 2
+    assert "header :status: 202" in ngx.error_log()
+    assert "callee.test" in dns.queries
+
+
+def test_host_name_resolved_from_on_configure(ngx, cup, dns):
+    start_tp(ngx, cup,
+             "on configure: http_call callee.test:%d 2000 \"\" :method=GET "
+             ":path=/token :authority=x\n"
+             "on http_call_response: trace; get_body" % cup.port,
+             http=ublock(cup) + resolver(dns))
+    assert "headers=2" in answer_lines(ngx)[0]
+    assert re.match(r"tok-\d+$", values(ngx, "buffer")[0])
+
+
+def test_unresolvable_name_is_an_empty_answer(ngx, cup, dns):
+    start_tp(ngx, cup, call_script("/echo", target="nowhere.invalid:80",
+                                   on_answer="trace"),
+             http=ublock(cup) + resolver(dns))
+    assert ngx.get("/").status == 200
+    _, nh, _, _ = answer_of(answer_lines(ngx)[0])
+    assert nh == 0
+    ngx.wait_log("nowhere.invalid could not be resolved", exact=False)
+    ngx.wait_log("failed: other: name not resolved", exact=False)
