@@ -598,6 +598,8 @@ ngx_http_pw_grpc_conn_close(ngx_http_pw_grpc_conn_t *conn, const char *why)
     ngx_queue_t         *q;
     ngx_http_pw_grpc_t  *call;
 
+    conn->closing = 1;
+
     while (!ngx_queue_empty(&conn->calls)) {
         q = ngx_queue_head(&conn->calls);
         call = ngx_queue_data(q, ngx_http_pw_grpc_t, clink);
@@ -725,6 +727,10 @@ ngx_http_pw_grpc_read_handler(ngx_event_t *rev)
 
     if (c->close) {
         ngx_http_pw_grpc_conn_close(conn, "worker is shutting down");
+        /* the exiting worker's loop may sleep before it looks at posted
+         * events: tell the plugins now */
+        ngx_event_process_posted((ngx_cycle_t *) ngx_cycle,
+                                 &ngx_posted_events);
         return;
     }
 

@@ -20,6 +20,7 @@
  *   svc=SERVICE         (test.Echo)
  *   method=METHOD       (Unary or Stream, by kind)
  *   msg=TEXT            unary request message (hello)
+ *   size=N              unary request message of N bytes "abc..."
  *   timeout=MS          unary timeout (0: none)
  *   md=KEY:VALUE        request metadata (repeatable)
  *   send=A,B,C          stream: messages sent right after opening
@@ -29,7 +30,8 @@
  *                       cancels right after the start) and answer at once
  *
  * Answer lines: "start status=S token=T", "initial n=N K=V;...",
- * "message len=N data=D status=C", "trailing n=N K=V;...",
+ * "message len=N data=D status=C" (over 64 bytes: "sum=S" in place of
+ * data, S = fold of s * 31 + byte), "trailing n=N K=V;...",
  * "close status=C message=M", "cancel status=S". Every event is also
  * logged (info) as "grpc_callout: LINE"; an event for a request that is
  * gone is logged as "grpc_callout: late EVENT token=T".
@@ -117,6 +119,19 @@ req_of(uint32_t ctx, const char *what, uint32_t token)
         return NULL;
     }
     return r;
+}
+
+
+static unsigned
+sum(const char *p, size_t len)
+{
+    unsigned  s = 0;
+    size_t    i;
+
+    for (i = 0; i < len; i++) {
+        s = s * 31 + (unsigned char) p[i];
+    }
+    return s;
 }
 
 
@@ -223,7 +238,8 @@ on_request_headers(uint32_t ctx, uint32_t n, bool eos)
     uint32_t     timeout = 0;
     px_status_t  st;
     req_t       *r;
-    char        *c, *m, *next;
+    char        *c, *m, *next, *bigmsg = NULL;
+    size_t       i, big = 0;
 
     (void) n;
     (void) eos;
@@ -259,6 +275,8 @@ on_request_headers(uint32_t ctx, uint32_t n, bool eos)
             msg = w + 4;
         } else if (strncmp(w, "timeout=", 8) == 0) {
             timeout = (uint32_t) strtoul(w + 8, NULL, 10);
+        } else if (strncmp(w, "size=", 5) == 0) {
+            big = strtoul(w + 5, NULL, 10);
         } else if (strncmp(w, "send=", 5) == 0) {
             send = w + 5;
         } else if (strncmp(w, "end=", 4) == 0) {
@@ -276,6 +294,19 @@ on_request_headers(uint32_t ctx, uint32_t n, bool eos)
         }
     }
 
+    if (big) {
+        bigmsg = malloc(big + 1);
+        if (bigmsg == NULL) {
+            free(cmd);
+            return PX_CONTINUE;
+        }
+        for (i = 0; i < big; i++) {
+            bigmsg[i] = (char) ('a' + i % 26);
+        }
+        bigmsg[big] = '\0';
+        msg = bigmsg;
+    }
+
     if (strcmp(kind, "stream") == 0) {
         st = px_grpc_stream(up, svc, method ? method : "Stream", md, nmd,
                             &r->token);
@@ -289,6 +320,7 @@ on_request_headers(uint32_t ctx, uint32_t n, bool eos)
 
     if (st != PX_OK) {
         free(cmd);
+        free(bigmsg);
         answer(ctx, r, 200);
         return PX_PAUSE;
     }
@@ -311,6 +343,7 @@ on_request_headers(uint32_t ctx, uint32_t n, bool eos)
     }
 
     free(cmd);
+    free(bigmsg);
 
     if (r->cancel_after == 0) {
         add(r, "cancel status=%d", (int) px_grpc_cancel(r->token));
@@ -357,8 +390,13 @@ on_grpc_receive(uint32_t ctx, uint32_t token, uint32_t size)
 
     (void) px_get_buffer(PX_BUFFER_GRPC_CALL_MESSAGE, 0, size, &data, &len);
     (void) px_get_status(&code, NULL, NULL);
-    add(r, "message len=%u data=%.*s status=%u", size, (int) len,
-        data ? data : "", code);
+    if (len <= 64) {
+        add(r, "message len=%u data=%.*s status=%u", size, (int) len,
+            data ? data : "", code);
+    } else {
+        add(r, "message len=%u sum=%u status=%u", size, sum(data, len),
+            code);
+    }
     r->received++;
 
     if (r->auth) {
