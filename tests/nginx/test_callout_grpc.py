@@ -16,6 +16,7 @@ import pytest
 
 from conftest import module, pw
 from grpc_upstream import GrpcUpstream
+from test_metrics import METRICS_LOC, sample, scrape
 from upstream import free_port
 
 GRPC = module("g", "grpc_callout.wasm")
@@ -343,6 +344,9 @@ def test_client_gone_during_slow_call(ngx, grpc_up):
     s.close()
     time.sleep(1.2)
     assert "grpc_callout: late" not in ngx.error_log()
+    # the end of the request reset both streams
+    calls = grpc_up.wait_outcome(2)
+    assert [c["outcome"][:9] for c in calls] == ["cancelled"] * 2, calls
     # still serving, on the same connection to the server
     assert call(ngx, "kind=unary msg=after")[1] == \
         "message len=5 data=after status=0"
@@ -373,3 +377,31 @@ def test_worker_quits_with_open_stream(ngx, grpc_up):
     assert ngx.quit(timeout=10) == 0
     s.close()
     assert not ngx.bad_lines(), ngx.bad_lines()
+
+
+def test_in_flight_gauge(ngx, grpc_up):
+    """callouts_in_flight counts gRPC calls and streams until they end,
+    whatever the end (answer, cancel, refused, request gone)."""
+    import threading
+    start(ngx, grpc_up, locations=METRICS_LOC)
+    out = []
+    t = threading.Thread(target=lambda: out.append(
+        call(ngx, "kind=unary md=x-delay:1 timeout=5000")))
+    t.start()
+    time.sleep(0.5)
+    families, _ = scrape(ngx)
+    assert sample(families, "pw_host_callouts_in_flight") == 1
+    t.join()
+    assert out[0][1].startswith("message len=5"), out
+    call(ngx, "kind=stream send=a,b")
+    call(ngx, "kind=stream send=a end=none cancel_after=1")
+    call(ngx, "kind=unary up=nowhere")
+    call(ngx, "kind=unary timeout=50 md=x-delay:0.2")
+    s = socket.create_connection(("127.0.0.1", ngx.port))
+    s.sendall(b"GET /gone HTTP/1.1\r\nHost: x\r\n"
+              b"x-grpc: kind=stream send=a end=none\r\n\r\n")
+    time.sleep(0.3)
+    s.close()
+    ngx.settle(0.3)
+    families, _ = scrape(ngx)
+    assert sample(families, "pw_host_callouts_in_flight") == 0
