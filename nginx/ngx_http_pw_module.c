@@ -610,6 +610,23 @@ ngx_http_pw_wait(ngx_http_pw_ctx_t *ctx, ngx_uint_t phase)
 }
 
 
+/* While a plugin holds the request, a client that goes away must end it.
+ * With edge-triggered events a close that arrived with the request
+ * itself raises no new event: look once now. */
+static void
+ngx_http_pw_watch_client(ngx_http_request_t *r)
+{
+    ngx_event_t  *rev;
+
+    r->read_event_handler = ngx_http_test_reading;
+
+    rev = r->connection->read;
+    if (rev->ready && !rev->posted) {
+        ngx_post_event(rev, &ngx_posted_events);
+    }
+}
+
+
 void
 ngx_http_pw_post_resume(ngx_http_pw_ctx_t *ctx)
 {
@@ -1073,7 +1090,7 @@ ngx_http_pw_request_body_read(ngx_http_request_t *r)
     }
 
     ctx->body_read = 1;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_http_pw_watch_client(r);
 
     if (ctx->waiting == NGX_HTTP_PW_WAIT_REQ_BODY) {
         /* paused at the end of the body: proxy_continue_stream resumes */
@@ -1213,7 +1230,7 @@ ngx_http_pw_rewrite_handler(ngx_http_request_t *r)
     case NGX_HTTP_PW_PAUSED:
         ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_REQ_HEADERS);
         /* notice a client that goes away while the plugin holds it */
-        r->read_event_handler = ngx_http_test_reading;
+        ngx_http_pw_watch_client(r);
         r->write_event_handler = ngx_http_request_empty_handler;
         return NGX_DONE;
 
