@@ -80,6 +80,7 @@ NGX_VALGRIND_TESTS := $(addprefix tests/nginx/, \
     test_failure.py::test_trap_under_stream_isolation \
     test_stream_end.py::test_end_callbacks_once_with_body \
     test_stream_end.py::test_end_callbacks_when_client_leaves_during_upstream \
+    test_stream_end.py::test_end_callbacks_when_client_leaves_while_paused \
     test_isolation.py::test_isolation_stream_fresh_state \
     test_isolation.py::test_isolation_stream_with_chain \
     test_chain.py::test_body_changes_compose \
