@@ -122,6 +122,7 @@ struct ngx_http_pw_grpc_s {
     unsigned                    done:1;      /* final event queued */
     unsigned                    cancelled:1;
     unsigned                    delivering:1;
+    unsigned                    ref_pending:1;
 };
 
 
@@ -507,8 +508,42 @@ ngx_http_pw_grpc_free(ngx_http_pw_grpc_t *call)
                        -1);
 
     inst = call->inst;
+
+    if (call->ref_pending) {
+        free(call);
+        return;
+    }
+
     free(call);
     ngx_pw_instance_release(inst);
+}
+
+
+/*
+ * Take the reference a call made while its instance started could not
+ * (the count is set when the start returns): NGX_DECLINED when that
+ * instance did not become its module's running one (its start failed and
+ * freed it, or it is a per-request instance).
+ */
+static ngx_int_t
+ngx_http_pw_grpc_ref(ngx_http_pw_grpc_t *call)
+{
+    ngx_uint_t           i;
+    ngx_pw_module_t     *m;
+    ngx_pw_core_conf_t  *pcf;
+
+    pcf = ngx_pw_core_conf(ngx_cycle);
+    m = pcf ? pcf->modules.elts : NULL;
+
+    for (i = 0; m && i < pcf->modules.nelts; i++) {
+        if (m[i].current == call->inst) {
+            call->inst->refs++;
+            call->ref_pending = 0;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -521,6 +556,15 @@ ngx_http_pw_grpc_deliver(ngx_event_t *ev)
     ngx_http_pw_grpc_ev_t  *e;
 
     call = ev->data;
+
+    if (call->ref_pending && ngx_http_pw_grpc_ref(call) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call %uD dropped: its instance "
+                      "did not start", call->token);
+        ngx_http_pw_grpc_free(call);
+        return;
+    }
+
     inst = call->inst;
     root = call->root;
 
@@ -1451,7 +1495,16 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     }
 
     ngx_queue_insert_tail(&ngx_http_pw_grpc_calls, &call->link);
-    call->inst->refs++;
+
+    if (call->inst->refs == 0) {
+        /* from on_vm_start/on_configure: see ngx_http_pw_grpc_ref() */
+        call->ref_pending = 1;
+        ngx_post_event(&call->post, &ngx_posted_events);
+
+    } else {
+        call->inst->refs++;
+    }
+
     ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "callouts_in_flight", NULL,
                        1);
 

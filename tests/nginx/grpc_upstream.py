@@ -112,6 +112,8 @@ class GrpcUpstream:
                 yield b"echo:" + msg
         except Exception:
             pass
+        # a reset may end the iterator before the RPC reads as inactive
+        time.sleep(0.1)
         if not context.is_active():
             call["outcome"] = "cancelled after %d" % n
             return

@@ -405,3 +405,13 @@ def test_in_flight_gauge(ngx, grpc_up):
     ngx.settle(0.3)
     families, _ = scrape(ngx)
     assert sample(families, "pw_host_callouts_in_flight") == 0
+
+
+def test_call_from_on_configure(ngx, grpc_up):
+    """A call from proxy_on_configure (the instance still starting) is
+    answered on the root context once the worker runs."""
+    start(ngx, grpc_up, "configure grpc")
+    ngx.wait_log("grpc_callout: configure call status=0", exact=False)
+    ngx.wait_log("grpc_callout: configure answer data=from-configure",
+                 exact=False)
+    assert grpc_up.wait_outcome(1)[0]["outcome"] == "ok"

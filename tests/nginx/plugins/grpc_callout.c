@@ -13,6 +13,9 @@
  *                  "letmein" lets the request through with "x-auth: ok",
  *                  any other answer or a failed call gets 403 with the
  *                  reason in the body
+ *   configure UPSTREAM  in on_configure, a unary call with message
+ *                  "from-configure"; its answer is logged as
+ *                  "grpc_callout: configure answer data=D"
  *
  * x-grpc: words KEY=VALUE:
  *   kind=unary|stream   (unary)
@@ -57,6 +60,7 @@ typedef struct {
 } req_t;
 
 static int   auth_mode;
+static uint32_t configure_token;
 static char  auth_upstream[128];
 
 
@@ -151,6 +155,16 @@ on_configure(uint32_t root_id, uint32_t size)
             auth_mode = 1;
             memcpy(auth_upstream, conf + 5, len - 5);
             auth_upstream[len - 5] = '\0';
+
+        } else if (strncmp(conf, "configure ", 10) == 0
+                   && len - 10 < sizeof(auth_upstream))
+        {
+            memcpy(auth_upstream, conf + 10, len - 10);
+            auth_upstream[len - 10] = '\0';
+            px_logf(PX_LOG_INFO, "grpc_callout: configure call status=%d",
+                    (int) px_grpc_call(auth_upstream, "test.Echo", "Unary",
+                                       NULL, 0, "from-configure", 14, 2000,
+                                       &configure_token));
         }
         free(conf);
     }
@@ -382,8 +396,18 @@ on_grpc_receive(uint32_t ctx, uint32_t token, uint32_t size)
     char      *data = NULL;
     size_t     len = 0;
     uint32_t   code = 999;
-    req_t     *r = req_of(ctx, "message", token);
+    req_t     *r;
 
+    if (token == configure_token && px_root_of(ctx) == ctx) {
+        (void) px_get_buffer(PX_BUFFER_GRPC_CALL_MESSAGE, 0, size, &data,
+                             &len);
+        px_logf(PX_LOG_INFO, "grpc_callout: configure answer data=%.*s",
+                (int) len, data ? data : "");
+        free(data);
+        return;
+    }
+
+    r = req_of(ctx, "message", token);
     if (r == NULL) {
         return;
     }
