@@ -58,6 +58,7 @@ typedef struct {
     ngx_http_pw_fctx_t         *fctx;        /* NULL: made by a root */
     uint32_t                    token;
     ngx_msec_t                  started;
+    ngx_msec_t                  timeout;
     ngx_log_t                  *log;
 
     ngx_event_t                 start;       /* posted */
@@ -758,8 +759,8 @@ ngx_http_pw_http_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     call->started = ngx_current_msec;
     ngx_queue_insert_tail(&ngx_http_pw_calls, &call->queue);
 
-    ngx_add_timer(&call->timer, timeout_ms ? (ngx_msec_t) timeout_ms
-                                           : NGX_HTTP_PW_CALL_TIMEOUT);
+    call->timeout = timeout_ms ? (ngx_msec_t) timeout_ms
+                               : NGX_HTTP_PW_CALL_TIMEOUT;
     ngx_post_event(&call->start, &ngx_posted_events);
 
     ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "callouts_in_flight", NULL,
@@ -831,6 +832,10 @@ ngx_http_pw_call_start(ngx_event_t *ev)
         ngx_http_pw_call_drop(call);
         return;
     }
+
+    /* armed here, on the event loop's clock: a call from on_configure
+     * waits for the loop without losing its time */
+    ngx_add_timer(&call->timer, call->timeout);
 
     if (call->host.len == 0) {
         ngx_http_pw_call_connect(call);
