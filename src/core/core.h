@@ -233,7 +233,8 @@ struct pw__callout_s {
     uint32_t token;
     pw_plugin_t *plugin;
     pw_stream_t *stream;          /* NULL when made by a root context */
-    int grpc;
+    int grpc;                     /* 0 HTTP, PW__CALLOUT_GRPC_STREAM or
+                                     PW__CALLOUT_GRPC_UNARY */
     pw__callout_t *next;
 };
 
@@ -273,6 +274,8 @@ pw__hctx(pw_vm_t *vm, pw__ctx_t *ctx, pw_hctx_t *c)
 
 void pw__log(pw_vm_t *vm, pw_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+#define PW__CALLOUT_GRPC_STREAM 1
+#define PW__CALLOUT_GRPC_UNARY 2
 pw__callout_t *pw__callout_add(pw_vm_t *vm, pw__ctx_t *ctx, int grpc);
 pw__callout_t *pw__callout_find(pw_vm_t *vm, uint32_t token);
 void pw__callout_remove(pw_vm_t *vm, pw__callout_t *co);

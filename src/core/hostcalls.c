@@ -1000,7 +1000,9 @@ pw__grpc_start(pw__hc_t *hc, const pw_val_t *a, int unary)
         st = pw__hc_unimplemented(hc);
         goto done;
     }
-    co = pw__callout_add(hc->vm, hc->vm->effective, 1);
+    co = pw__callout_add(hc->vm, hc->vm->effective,
+                         unary ? PW__CALLOUT_GRPC_UNARY
+                               : PW__CALLOUT_GRPC_STREAM);
     if (co == NULL) {
         st = PW_STATUS_INTERNAL_FAILURE;
         goto done;

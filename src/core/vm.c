@@ -991,7 +991,7 @@ pw__callout_of(pw_plugin_t *p, uint32_t token, int grpc)
     pw__callout_t *co;
 
     co = pw__callout_find(p->vm, token);
-    if (co == NULL || co->plugin != p || co->grpc != grpc) {
+    if (co == NULL || co->plugin != p || (grpc ? !co->grpc : co->grpc)) {
         return NULL;
     }
     return co;
@@ -1093,8 +1093,33 @@ pw_plugin_grpc_initial_metadata(pw_plugin_t *p, uint32_t token,
 int
 pw_plugin_grpc_message(pw_plugin_t *p, uint32_t token, pw_str_t msg)
 {
-    return pw__grpc_deliver(p, token, PW__CB_ON_GRPC_RECEIVE, NULL, NULL,
-                            msg, (uint32_t) msg.len);
+    pw__callout_t *co;
+    pw__saved_delivery_t saved;
+    uint32_t rest[2];
+    int rc;
+
+    co = pw__callout_of(p, token, 1);
+    if (co == NULL) {
+        return PW_ENOTFOUND;
+    }
+    if (co->grpc != PW__CALLOUT_GRPC_UNARY) {
+        return pw__grpc_deliver(p, token, PW__CB_ON_GRPC_RECEIVE, NULL, NULL,
+                                msg, (uint32_t) msg.len);
+    }
+
+    /* a unary call ends with its answer (Envoy sends no close after it):
+     * its record goes now, and proxy_get_status says OK */
+    pw__callout_remove(p->vm, co);
+    pw__delivery_save(p->vm, &saved);
+    memset(&p->vm->delivery, 0, sizeof(p->vm->delivery));
+    pw__set_status(p->vm, 0, (pw_str_t){ NULL, 0 });
+    p->vm->delivery.body = msg;
+    p->vm->delivery.active = 1;
+    rest[0] = token;
+    rest[1] = (uint32_t) msg.len;
+    rc = pw__root_call(p, PW__CB_ON_GRPC_RECEIVE, rest, 2);
+    pw__delivery_restore(p->vm, &saved);
+    return rc;
 }
 
 int

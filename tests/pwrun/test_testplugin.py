@@ -146,9 +146,41 @@ def test_close_stream(pwrun, wasm):
     assert ex["response"]["source"] == "none"
 
 
+def test_grpc_unary_answer_is_one_message(pwrun, wasm):
+    # as in Envoy: an OK unary call gets its answer and nothing after it;
+    # proxy_get_status then says OK
+    r = run_script(pwrun, wasm,
+                   "on request_headers: grpc_call up pkg.Svc Get 1000 req; "
+                   "return pause\n"
+                   "on grpc_receive: get_body; get_status; "
+                   "set_effective_context caller; continue_stream request\n"
+                   "on grpc_close: log info closed",
+                   [http("/", callouts={"up": {
+                       "initial_metadata": [["im", "1"]],
+                       "messages": ["m1", "m2"],
+                       "trailing_metadata": [["tm", "2"]],
+                       "status": 0}})])
+    ex = r.ex()
+    assert [a["callback"] for a in cbs(ex)] == [
+        "on_request_headers", "on_grpc_receive", "on_response_headers"]
+    assert "value buffer = m1" in r.logs
+    assert "value status_code = 0" in r.logs
+    assert "closed" not in r.logs
+    # a failed unary call gets only its close
+    r = run_script(pwrun, wasm,
+                   "on request_headers: grpc_call up pkg.Svc Get 1000 req\n"
+                   "on grpc_close: get_status",
+                   [http("/", callouts={"up": {
+                       "messages": ["m1"], "status": 7,
+                       "message": "denied"}})])
+    assert [a["callback"] for a in cbs(r.ex())] == [
+        "on_request_headers", "on_grpc_close", "on_response_headers"]
+    assert "value status_code = 7" in r.logs
+
+
 def test_grpc_call_full_answer(pwrun, wasm):
     r = run_script(pwrun, wasm,
-                   "on request_headers: grpc_call up pkg.Svc Get 1000 req "
+                   "on request_headers: grpc_stream up pkg.Svc Get "
                    "x-md=1; return pause\n"
                    "on grpc_initial_metadata: get_headers\n"
                    "on grpc_receive: get_body\n"
@@ -166,8 +198,8 @@ def test_grpc_call_full_answer(pwrun, wasm):
         "on_grpc_receive", "on_grpc_receive", "on_grpc_receive_trailing_metadata",
         "on_grpc_close", "on_response_headers"]
     co = ex["callouts"][0]
-    assert (co["kind"], co["service"], co["method"], co["message"]) == \
-        ("grpc", "pkg.Svc", "Get", "req")
+    assert (co["kind"], co["service"], co["method"]) == \
+        ("grpc_stream", "pkg.Svc", "Get")
     assert co["metadata"] == [["x-md", "1"]]
     assert "header im: 1" in r.logs
     assert "value buffer = m1" in r.logs

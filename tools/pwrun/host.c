@@ -753,9 +753,12 @@ pwr_http_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
                              a && a->kind == PWR_ANSWER_OK ? a : NULL, 0);
 }
 
-/* Queue the whole canned gRPC answer: metadata, messages, close. */
+/* Queue the canned gRPC answer. A stream gets all of it: metadata,
+ * messages, close. A unary call gets what Envoy delivers: its one answer
+ * message when the status is OK, else only the close. */
 static int
-pwr_grpc_answer(pwr_run_t *run, uint32_t token, const pwr_answer_t *a)
+pwr_grpc_answer(pwr_run_t *run, uint32_t token, const pwr_answer_t *a,
+    int unary)
 {
     size_t i;
     int rc = PW_OK;
@@ -765,6 +768,12 @@ pwr_grpc_answer(pwr_run_t *run, uint32_t token, const pwr_answer_t *a)
     }
     if (a == NULL || a->kind == PWR_ANSWER_FAIL) {
         return pwr_deliver_later(run, PWR_DLV_GRPC_CLOSE, token, NULL, 0);
+    }
+    if (unary) {
+        if (a->status == 0 && a->messages.n > 0) {
+            return pwr_deliver_later(run, PWR_DLV_GRPC_MESSAGE, token, a, 0);
+        }
+        return pwr_deliver_later(run, PWR_DLV_GRPC_CLOSE, token, a, 0);
     }
     if (a->has_initial_metadata) {
         rc = pwr_deliver_later(run, PWR_DLV_GRPC_INITIAL, token, a, 0);
@@ -802,7 +811,7 @@ pwr_grpc_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     if (!found) {
         return PW_ENOTFOUND;
     }
-    return pwr_grpc_answer(run, token, a);
+    return pwr_grpc_answer(run, token, a, 1);
 }
 
 static int
@@ -824,7 +833,7 @@ pwr_grpc_stream(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     if (!found) {
         return PW_ENOTFOUND;
     }
-    return pwr_grpc_answer(run, token, a);
+    return pwr_grpc_answer(run, token, a, 0);
 }
 
 static pwr_json_t *
