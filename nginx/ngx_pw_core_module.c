@@ -1345,7 +1345,7 @@ ngx_pw_instance_acquire(ngx_pw_module_t *m, ngx_uint_t per_request,
         return NULL;
     }
 
-    inst->refs = 1;
+    inst->refs++;           /* calls made while starting may hold some */
 
     if (per_request) {
         inst->per_request = 1;
