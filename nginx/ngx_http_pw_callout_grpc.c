@@ -528,22 +528,13 @@ ngx_http_pw_grpc_free(ngx_http_pw_grpc_t *call)
 static ngx_int_t
 ngx_http_pw_grpc_ref(ngx_http_pw_grpc_t *call)
 {
-    ngx_uint_t           i;
-    ngx_pw_module_t     *m;
-    ngx_pw_core_conf_t  *pcf;
-
-    pcf = ngx_pw_core_conf(ngx_cycle);
-    m = pcf ? pcf->modules.elts : NULL;
-
-    for (i = 0; m && i < pcf->modules.nelts; i++) {
-        if (m[i].current == call->inst) {
-            call->inst->refs++;
-            call->ref_pending = 0;
-            return NGX_OK;
-        }
+    if (ngx_pw_instance_take_ref(call->inst) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
-    return NGX_DECLINED;
+    call->ref_pending = 0;
+
+    return NGX_OK;
 }
 
 

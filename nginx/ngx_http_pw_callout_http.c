@@ -784,26 +784,17 @@ ngx_http_pw_http_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
 static ngx_int_t
 ngx_http_pw_call_ref(ngx_http_pw_call_t *call)
 {
-    ngx_uint_t           i;
-    ngx_pw_module_t     *m;
-    ngx_pw_core_conf_t  *pcf;
-
     if (!call->ref_pending) {
         return NGX_OK;
     }
 
-    pcf = ngx_pw_core_conf(ngx_cycle);
-    m = pcf ? pcf->modules.elts : NULL;
-
-    for (i = 0; m && i < pcf->modules.nelts; i++) {
-        if (m[i].current == call->inst) {
-            call->inst->refs++;
-            call->ref_pending = 0;
-            return NGX_OK;
-        }
+    if (ngx_pw_instance_take_ref(call->inst) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
-    return NGX_DECLINED;
+    call->ref_pending = 0;
+
+    return NGX_OK;
 }
 
 

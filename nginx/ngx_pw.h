@@ -133,6 +133,11 @@ ngx_pw_instance_t *ngx_pw_instance_acquire(ngx_pw_module_t *m,
     ngx_uint_t per_request, ngx_log_t *log);
 void ngx_pw_instance_release(ngx_pw_instance_t *inst);
 
+/* A reference on inst when it is its module's running instance (a call
+ * made while inst was starting takes its reference later this way);
+ * NGX_DECLINED when inst is not (or no longer) running. */
+ngx_int_t ngx_pw_instance_take_ref(ngx_pw_instance_t *inst);
+
 /*
  * After any call into inst's VM: when the VM failed, retire the instance
  * (the next acquire starts a new one), count and log the failure, rate

@@ -1359,6 +1359,27 @@ ngx_pw_instance_acquire(ngx_pw_module_t *m, ngx_uint_t per_request,
 }
 
 
+ngx_int_t
+ngx_pw_instance_take_ref(ngx_pw_instance_t *inst)
+{
+    ngx_uint_t           i;
+    ngx_pw_module_t     *m;
+    ngx_pw_core_conf_t  *pcf;
+
+    pcf = ngx_pw_core_conf(ngx_cycle);
+    m = pcf ? pcf->modules.elts : NULL;
+
+    for (i = 0; m && i < pcf->modules.nelts; i++) {
+        if (m[i].current == inst) {
+            inst->refs++;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
 void
 ngx_pw_instance_release(ngx_pw_instance_t *inst)
 {
