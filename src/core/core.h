@@ -129,11 +129,16 @@ typedef struct pw__binding_s {
  * from "pw" as plain ones. The shim calls the fast one first; when it
  * answers PW__SHIM_SLOW (nothing done: not armed, a nested shimmed call,
  * memory not known), the plain one. Each phase gets the plugin's memory
- * size in pages first (the shim reads it through a function in slot 1 of
- * its table, put there with the allocator in slot 0; before that slot 1
- * answers -1): memory only grows, so an unchanged size means the base
- * and size cached below by the plain path are still right, and the fast
- * path needs no engine call at all.
+ * size in pages first: memory only grows, so an unchanged size means the
+ * base and size cached below by the plain path are still right, and the
+ * fast path needs no engine call at all.
+ *
+ * The bodies that do this live in a second module, the binder, made once
+ * the plugin is: it imports the plugin's memory and allocator, so it
+ * reads the size with memory.size and calls the allocator directly. The
+ * shim's exports only jump to them through its table; until the binder
+ * fills it (or when it cannot be made), they call plain phase 1 with -1
+ * pages, which does the whole hostcall itself.
  */
 #define PW__SHIM_SLOW INT32_MIN
 typedef struct {
@@ -184,9 +189,13 @@ struct pw_vm_s {
     /* the shim (see pw__pending_t); all NULL/0 on the plain path */
     pw_emodule_t *shim_mod;
     pw_einstance_t *shim_inst;
+    pw_emodule_t *binder_mod;     /* kept: it owns the fast imports */
+    pw_einstance_t *binder_inst;
+    const struct pw__hostcall_s **shim_hs; /* shimmed, in order */
+    size_t shim_n;
     pw__binding_t *shim_bindings;
     pw__binding_t shim_done;
-    unsigned shim_armed:1;        /* its table holds the allocator */
+    unsigned shim_armed:1;        /* its table holds the binder's bodies */
     pw__pending_t pending;
 
     pw__binding_t *bindings;
@@ -296,19 +305,21 @@ int pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
 /* Whether the hostcall returns bytes through the allocator (shimmed). */
 int pw__hostcall_shimmed(const pw__hostcall_t *h);
 /*
- * Build the shim for the n hostcalls h[] (bytes in *out, malloc'd); see
- * pw__pending_t. Its imports: "pw" <name> per hostcall, then "pw.fast"
- * <name> per hostcall, each taking the memory size first, then "pw"
- * "pw.done" and "pw.fast" "pw.done", (pages, ptr) -> status; its exports:
- * <name> per hostcall and the table "table" (2 slots).
+ * The shim for the hostcalls h[0..n-1] (see pw__pending_t). Its imports:
+ * "pw" <name> per hostcall, taking the memory size first; its exports:
+ * <name> per hostcall, each a stub calling slot k of its table "table"
+ * (n slots, filled with plain calls until the binder replaces them).
  */
 int pw__shim_build(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
     size_t *len);
 /*
- * A module that puts its import "p" "alloc" in slot 0 of "s" "table" and
- * a function answering the pages of its import "p" "memory" in slot 1.
+ * The binder for the same hostcalls: imports "s" "table", then "pw"
+ * <name> and "pw.fast" <name> per hostcall (pages first), "pw" "pw.done"
+ * and "pw.fast" "pw.done", (pages, ptr) -> status, "p" "alloc" and "p"
+ * "memory"; puts the hostcall bodies in slots 0..n-1 of the table.
  */
-int pw__shim_binder(uint8_t **out, size_t *len);
+int pw__shim_binder(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
+    size_t *len);
 /* Phase 2 of a shimmed hostcall: fn_data is vm->shim_done. */
 int pw__shim_done(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
     pw_val_t *results, const char **trap_msg);

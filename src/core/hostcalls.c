@@ -2098,28 +2098,37 @@ pw__wb_done(pw__wbuf_t *w, pw__wbuf_t *sec, uint8_t **out, size_t *len)
 }
 
 /*
- * Function k (of n) of the shim, in wasm text ($S is PW__SHIM_SLOW):
+ * The shim (made before the plugin) exports one stub per hostcall that
+ * jumps through its table: slot k first holds a function calling plain
+ * phase 1 with -1 pages (the whole hostcall on the plain path). The
+ * binder (made after the plugin, so it imports the plugin's memory and
+ * allocator) puts in slot k the body below, in wasm text ($S is
+ * PW__SHIM_SLOW):
  *
  *   (func (param ...) (result i32) (local $r i32) (local $m i32)
  *     (local $t i32)
- *     (local.set $m (call_indirect (type $pages) (i32.const 1)))
+ *     (local.set $m (memory.size))
  *     (local.set $r (call $fast_k (local.get $m) (local.get 0) ...))
  *     (if (i32.eq (local.get $r) $S) (then
  *       (local.set $r (call $plain_k (local.get $m) (local.get 0) ...))))
  *     (if (i32.ge_s (local.get $r) (i32.const 0))
  *       (then (return (local.get $r))))
- *     (local.set $r (call_indirect (type $alloc)
- *                     (i32.sub (i32.const 0) (local.get $r)) (i32.const 0)))
- *     (local.set $m (call_indirect (type $pages) (i32.const 1)))
+ *     (local.set $r (call $alloc (i32.sub (i32.const 0) (local.get $r))))
+ *     (local.set $m (memory.size))
  *     (local.set $t (call $fast_done (local.get $m) (local.get $r)))
  *     (if (i32.eq (local.get $t) $S) (then
  *       (local.set $t (call $plain_done (local.get $m) (local.get $r)))))
  *     (local.get $t))
  *
- * Types: 0..n-1 the hostcalls', n..2n-1 the same with the pages first,
- * 2n (i32) -> i32 (alloc), 2n+1 (i32, i32) -> i32 (done), 2n+2 () -> i32
- * (pages). Functions: 0..n-1 import plain phase 1, n..2n-1 fast phase 1,
- * 2n plain done, 2n+1 fast done, 2n+2+k the shim's, 3n+2 answers -1.
+ * Memory size and allocator are then plain instructions and a direct
+ * call, not calls into another instance through the shim's table.
+ *
+ * Types (both modules): 0..n-1 the hostcalls', n..2n-1 the same with the
+ * pages first, then in the binder 2n (i32) -> i32 (alloc), 2n+1
+ * (i32, i32) -> i32 (done).
+ * Shim functions: 0..n-1 import plain phase 1, n+k the stubs, 2n+k the
+ * plain ones. Binder functions: 0..n-1 import plain phase 1, n..2n-1 fast
+ * phase 1, 2n plain done, 2n+1 fast done, 2n+2 alloc, 2n+3+k the bodies.
  */
 static const uint8_t pw__shim_slow_leb[5] = { 0x80, 0x80, 0x80, 0x80, 0x78 };
 
@@ -2155,6 +2164,16 @@ pw__shim_op_idx(pw__wbuf_t *body, uint8_t op, uint32_t idx)
 }
 
 static void
+pw__shim_code(pw__wbuf_t *sec, pw__wbuf_t *body)
+{
+    pw__wb_byte(body, 0x0b);
+    sec->oom |= body->oom;
+    pw__wb_u32(sec, (uint32_t) body->len);
+    pw__wb_bytes(sec, body->p, body->len);
+}
+
+/* The binder's body k. */
+static void
 pw__shim_body(pw__wbuf_t *sec, pw__wbuf_t *body, uint32_t k, uint32_t n,
     uint32_t nparams)
 {
@@ -2163,9 +2182,7 @@ pw__shim_body(pw__wbuf_t *sec, pw__wbuf_t *body, uint32_t k, uint32_t n,
     body->len = 0;
     pw__wb_bytes(body, "\x01\x03\x7f", 3);      /* three i32 locals */
 
-    pw__wb_bytes(body, "\x41\x01", 2);          /* pages */
-    pw__shim_op_idx(body, 0x11, 2 * n + 2);
-    pw__wb_byte(body, 0x00);
+    pw__wb_bytes(body, "\x3f\x00", 2);          /* pages */
     pw__shim_op_idx(body, 0x21, m);
 
     pw__shim_args(body, m, nparams);            /* fast phase 1 */
@@ -2184,14 +2201,11 @@ pw__shim_body(pw__wbuf_t *sec, pw__wbuf_t *body, uint32_t k, uint32_t n,
 
     pw__wb_bytes(body, "\x41\x00", 2);          /* alloc(-r) */
     pw__shim_op_idx(body, 0x20, r);
-    pw__wb_bytes(body, "\x6b\x41\x00", 3);
-    pw__shim_op_idx(body, 0x11, 2 * n);
-    pw__wb_byte(body, 0x00);
+    pw__wb_byte(body, 0x6b);
+    pw__shim_op_idx(body, 0x10, 2 * n + 2);
     pw__shim_op_idx(body, 0x21, r);
 
-    pw__wb_bytes(body, "\x41\x01", 2);          /* pages again */
-    pw__shim_op_idx(body, 0x11, 2 * n + 2);
-    pw__wb_byte(body, 0x00);
+    pw__wb_bytes(body, "\x3f\x00", 2);          /* pages again */
     pw__shim_op_idx(body, 0x21, m);
 
     pw__shim_op_idx(body, 0x20, m);             /* fast done */
@@ -2206,10 +2220,7 @@ pw__shim_body(pw__wbuf_t *sec, pw__wbuf_t *body, uint32_t k, uint32_t n,
     pw__wb_byte(body, 0x0b);
 
     pw__shim_op_idx(body, 0x20, t);
-    pw__wb_byte(body, 0x0b);
-    sec->oom |= body->oom;
-    pw__wb_u32(sec, (uint32_t) body->len);
-    pw__wb_bytes(sec, body->p, body->len);
+    pw__shim_code(sec, body);
 }
 
 /* The phase 1 type: the hostcall's with the pages first. */
@@ -2227,120 +2238,198 @@ pw__wb_phase1_type(pw__wbuf_t *w, const char *sig)
     return pw__wb_functype(w, psig, &np);
 }
 
+/* Types 0..2n-1 of both modules (see above), the binder's two more. */
+static int
+pw__shim_types(pw__wbuf_t *w, pw__wbuf_t *sec, const pw__hostcall_t *const *h,
+    uint32_t n, uint32_t *nparams, int binder)
+{
+    uint32_t k;
+    int rc = PW_OK;
+
+    pw__wb_u32(sec, 2 * n + (binder ? 2 : 0));
+    for (k = 0; k < n && rc == PW_OK; k++) {
+        rc = pw__wb_functype(sec, h[k]->sig, &nparams[k]);
+    }
+    for (k = 0; k < n && rc == PW_OK; k++) {
+        rc = pw__wb_phase1_type(sec, h[k]->sig);
+    }
+    if (binder) {
+        pw__wb_bytes(sec, "\x60\x01\x7f\x01\x7f", 5);
+        pw__wb_bytes(sec, "\x60\x02\x7f\x7f\x01\x7f", 6);
+    }
+    pw__wb_section(w, 1, sec);
+    return rc;
+}
+
+/* A funcref table of exactly n slots. */
+static void
+pw__shim_table(pw__wbuf_t *w, uint32_t n)
+{
+    pw__wb_bytes(w, "\x70\x01", 2);
+    pw__wb_u32(w, n);
+    pw__wb_u32(w, n);
+}
+
+/* Slots 0..n-1 get functions first..first+n-1. */
+static void
+pw__shim_elem(pw__wbuf_t *w, pw__wbuf_t *sec, uint32_t n, uint32_t first)
+{
+    uint32_t k;
+
+    pw__wb_bytes(sec, "\x01\x00\x41\x00\x0b", 5);
+    pw__wb_u32(sec, n);
+    for (k = 0; k < n; k++) {
+        pw__wb_u32(sec, first + k);
+    }
+    pw__wb_section(w, 9, sec);
+}
+
+static int
+pw__shim_end(pw__wbuf_t *w, pw__wbuf_t *sec, pw__wbuf_t *body,
+    uint32_t *nparams, int rc, uint8_t **out, size_t *len)
+{
+    free(body->p);
+    free(nparams);
+    if (rc != PW_OK) {
+        free(sec->p);
+        free(w->p);
+        return rc;
+    }
+    return pw__wb_done(w, sec, out, len);
+}
+
 int
 pw__shim_build(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
     size_t *len)
 {
     pw__wbuf_t w = { 0 }, sec = { 0 }, body = { 0 };
-    uint32_t k, *nparams;
-    int rc = PW_OK;
+    uint32_t k, i, nn = (uint32_t) n, *nparams;
+    int rc;
 
     nparams = calloc(n ? n : 1, sizeof(uint32_t));
     if (nparams == NULL) {
         return PW_ENOMEM;
     }
     pw__wb_bytes(&w, pw__wasm_head, sizeof(pw__wasm_head));
+    rc = pw__shim_types(&w, &sec, h, nn, nparams, 0);
 
-    pw__wb_u32(&sec, 2 * (uint32_t) n + 3);     /* types */
-    for (k = 0; k < n && rc == PW_OK; k++) {
-        rc = pw__wb_functype(&sec, h[k]->sig, &nparams[k]);
-    }
-    for (k = 0; k < n && rc == PW_OK; k++) {
-        rc = pw__wb_phase1_type(&sec, h[k]->sig);
-    }
-    pw__wb_bytes(&sec, "\x60\x01\x7f\x01\x7f", 5);
-    pw__wb_bytes(&sec, "\x60\x02\x7f\x7f\x01\x7f", 6);
-    pw__wb_bytes(&sec, "\x60\x00\x01\x7f", 4);
-    pw__wb_section(&w, 1, &sec);
-
-    pw__wb_u32(&sec, 2 * (uint32_t) n + 2);     /* imports */
-    for (k = 0; k < 2 * n; k++) {
-        pw__wb_name(&sec, k < n ? "pw" : "pw.fast");
-        pw__wb_name(&sec, h[k % n]->name);
+    pw__wb_u32(&sec, nn);                       /* imports */
+    for (k = 0; k < nn; k++) {
+        pw__wb_name(&sec, "pw");
+        pw__wb_name(&sec, h[k]->name);
         pw__wb_byte(&sec, 0x00);
-        pw__wb_u32(&sec, (uint32_t) n + k % n);
-    }
-    for (k = 0; k < 2; k++) {
-        pw__wb_name(&sec, k == 0 ? "pw" : "pw.fast");
-        pw__wb_name(&sec, "pw.done");
-        pw__wb_byte(&sec, 0x00);
-        pw__wb_u32(&sec, 2 * (uint32_t) n + 1);
+        pw__wb_u32(&sec, nn + k);
     }
     pw__wb_section(&w, 2, &sec);
 
-    pw__wb_u32(&sec, (uint32_t) n + 1);         /* functions */
-    for (k = 0; k < n; k++) {
-        pw__wb_u32(&sec, k);
+    pw__wb_u32(&sec, 2 * nn);                   /* functions */
+    for (k = 0; k < 2 * nn; k++) {
+        pw__wb_u32(&sec, k % nn);
     }
-    pw__wb_u32(&sec, 2 * (uint32_t) n + 2);
     pw__wb_section(&w, 3, &sec);
 
-    /* one funcref table of exactly two slots */
-    pw__wb_bytes(&sec, "\x01\x70\x01\x02\x02", 5);
+    pw__wb_byte(&sec, 0x01);                    /* table */
+    pw__shim_table(&sec, nn);
     pw__wb_section(&w, 4, &sec);
 
-    pw__wb_u32(&sec, (uint32_t) n + 1);         /* exports */
-    for (k = 0; k < n; k++) {
+    pw__wb_u32(&sec, nn + 1);                   /* exports */
+    for (k = 0; k < nn; k++) {
         pw__wb_name(&sec, h[k]->name);
         pw__wb_byte(&sec, 0x00);
-        pw__wb_u32(&sec, 2 * (uint32_t) n + 2 + k);
+        pw__wb_u32(&sec, nn + k);
     }
     pw__wb_name(&sec, "table");
     pw__wb_byte(&sec, 0x01);
     pw__wb_byte(&sec, 0x00);
     pw__wb_section(&w, 7, &sec);
 
-    /* slot 1 answers -1 pages until the binder fills it */
-    pw__wb_bytes(&sec, "\x01\x00\x41\x01\x0b\x01", 6);
-    pw__wb_u32(&sec, 3 * (uint32_t) n + 2);
-    pw__wb_section(&w, 9, &sec);
+    pw__shim_elem(&w, &sec, nn, 2 * nn);
 
-    pw__wb_u32(&sec, (uint32_t) n + 1);         /* code */
-    for (k = 0; k < n; k++) {
-        pw__shim_body(&sec, &body, k, (uint32_t) n, nparams[k]);
+    pw__wb_u32(&sec, 2 * nn);                   /* code */
+    for (k = 0; k < nn; k++) {                  /* stubs */
+        body.len = 0;
+        pw__wb_byte(&body, 0x00);
+        for (i = 0; i < nparams[k]; i++) {
+            pw__shim_op_idx(&body, 0x20, i);
+        }
+        pw__wb_byte(&body, 0x41);               /* i32.const k */
+        pw__wb_u32(&body, k);
+        if (!body.oom && (body.p[body.len - 1] & 0x40)) {
+            body.p[body.len - 1] |= 0x80;       /* signed LEB: sign 0 */
+            pw__wb_byte(&body, 0x00);
+        }
+        pw__shim_op_idx(&body, 0x11, k);
+        pw__wb_byte(&body, 0x00);
+        pw__shim_code(&sec, &body);
     }
-    pw__wb_bytes(&sec, "\x04\x00\x41\x7f\x0b", 5);
+    for (k = 0; k < nn; k++) {                  /* plain: -1 pages */
+        body.len = 0;
+        pw__wb_bytes(&body, "\x00\x41\x7f", 3);
+        for (i = 0; i < nparams[k]; i++) {
+            pw__shim_op_idx(&body, 0x20, i);
+        }
+        pw__shim_op_idx(&body, 0x10, k);
+        pw__shim_code(&sec, &body);
+    }
     pw__wb_section(&w, 10, &sec);
 
-    free(body.p);
-    free(nparams);
-    if (rc != PW_OK) {
-        free(sec.p);
-        free(w.p);
-        return rc;
-    }
-    return pw__wb_done(&w, &sec, out, len);
+    return pw__shim_end(&w, &sec, &body, nparams, rc, out, len);
 }
 
 int
-pw__shim_binder(uint8_t **out, size_t *len)
+pw__shim_binder(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
+    size_t *len)
 {
-    /*
-     * (module
-     *   (import "s" "table" (table 2 2 funcref))
-     *   (import "p" "alloc" (func (param i32) (result i32)))
-     *   (import "p" "memory" (memory 0))
-     *   (func (result i32) (memory.size))
-     *   (elem (i32.const 0) 0 1))
-     */
-    static const uint8_t b[] = {
-        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-        0x01, 0x0a, 0x02, 0x60, 0x01, 0x7f, 0x01, 0x7f, 0x60, 0x00, 0x01,
-        0x7f,
-        0x02, 0x24, 0x03,
-        0x01, 's', 0x05, 't', 'a', 'b', 'l', 'e', 0x01, 0x70, 0x01, 0x02,
-        0x02,
-        0x01, 'p', 0x05, 'a', 'l', 'l', 'o', 'c', 0x00, 0x00,
-        0x01, 'p', 0x06, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, 0x00,
-        0x03, 0x02, 0x01, 0x01,
-        0x09, 0x08, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x02, 0x00, 0x01,
-        0x0a, 0x06, 0x01, 0x04, 0x00, 0x3f, 0x00, 0x0b
-    };
-    *out = malloc(sizeof(b));
-    if (*out == NULL) {
+    pw__wbuf_t w = { 0 }, sec = { 0 }, body = { 0 };
+    uint32_t k, nn = (uint32_t) n, *nparams;
+    int rc;
+
+    nparams = calloc(n ? n : 1, sizeof(uint32_t));
+    if (nparams == NULL) {
         return PW_ENOMEM;
     }
-    memcpy(*out, b, sizeof(b));
-    *len = sizeof(b);
-    return PW_OK;
+    pw__wb_bytes(&w, pw__wasm_head, sizeof(pw__wasm_head));
+    rc = pw__shim_types(&w, &sec, h, nn, nparams, 1);
+
+    pw__wb_u32(&sec, 2 * nn + 5);               /* imports */
+    pw__wb_name(&sec, "s");
+    pw__wb_name(&sec, "table");
+    pw__wb_byte(&sec, 0x01);
+    pw__shim_table(&sec, nn);
+    for (k = 0; k < 2 * nn; k++) {
+        pw__wb_name(&sec, k < nn ? "pw" : "pw.fast");
+        pw__wb_name(&sec, h[k % nn]->name);
+        pw__wb_byte(&sec, 0x00);
+        pw__wb_u32(&sec, nn + k % nn);
+    }
+    for (k = 0; k < 2; k++) {
+        pw__wb_name(&sec, k == 0 ? "pw" : "pw.fast");
+        pw__wb_name(&sec, "pw.done");
+        pw__wb_byte(&sec, 0x00);
+        pw__wb_u32(&sec, 2 * nn + 1);
+    }
+    pw__wb_name(&sec, "p");
+    pw__wb_name(&sec, "alloc");
+    pw__wb_byte(&sec, 0x00);
+    pw__wb_u32(&sec, 2 * nn);
+    pw__wb_name(&sec, "p");
+    pw__wb_name(&sec, "memory");
+    pw__wb_bytes(&sec, "\x02\x00\x00", 3);
+    pw__wb_section(&w, 2, &sec);
+
+    pw__wb_u32(&sec, nn);                       /* functions */
+    for (k = 0; k < nn; k++) {
+        pw__wb_u32(&sec, k);
+    }
+    pw__wb_section(&w, 3, &sec);
+
+    pw__shim_elem(&w, &sec, nn, 2 * nn + 3);
+
+    pw__wb_u32(&sec, nn);                       /* code */
+    for (k = 0; k < nn; k++) {
+        pw__shim_body(&sec, &body, k, nn, nparams[k]);
+    }
+    pw__wb_section(&w, 10, &sec);
+
+    return pw__shim_end(&w, &sec, &body, nparams, rc, out, len);
 }

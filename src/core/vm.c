@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/hostcall.h"
 
 #define PW__DEFAULT_STORE_SIZE (4 * 1024 * 1024)
 
@@ -329,6 +330,13 @@ pw__guest_alloc(pw_vm_t *vm, uint32_t len, uint32_t *ptr)
 void
 pw__shim_free(pw_vm_t *vm)
 {
+    /* the binder owns fast import slots; the plugin is gone by now */
+    if (vm->binder_inst) {
+        vm->vt->instance_free(vm->binder_inst);
+    }
+    if (vm->binder_mod) {
+        vm->vt->module_free(vm->binder_mod);
+    }
     if (vm->shim_inst) {
         vm->vt->instance_free(vm->shim_inst);
     }
@@ -336,10 +344,15 @@ pw__shim_free(pw_vm_t *vm)
         vm->vt->module_free(vm->shim_mod);
     }
     free(vm->shim_bindings);
+    free(vm->shim_hs);
     free(vm->pending.buf);
+    vm->binder_inst = NULL;
+    vm->binder_mod = NULL;
     vm->shim_inst = NULL;
     vm->shim_mod = NULL;
     vm->shim_bindings = NULL;
+    vm->shim_hs = NULL;
+    vm->shim_n = 0;
     vm->shim_armed = 0;
     memset(&vm->pending, 0, sizeof(vm->pending));
 }
@@ -361,7 +374,7 @@ pw__shim_setup(pw_vm_t *vm, pw_import_t *imports, pw_import_link_t *links)
     int rc;
 
     hs = calloc(info->nimports ? info->nimports : 1, sizeof(*hs));
-    si = calloc(2 * info->nimports + 2, sizeof(*si));
+    si = calloc(info->nimports ? info->nimports : 1, sizeof(*si));
     vm->shim_bindings = calloc(info->nimports ? info->nimports : 1,
                                sizeof(pw__binding_t));
     if (hs == NULL || si == NULL || vm->shim_bindings == NULL) {
@@ -388,32 +401,21 @@ pw__shim_setup(pw_vm_t *vm, pw_import_t *imports, pw_import_link_t *links)
         rc = PW_ENOTFOUND;
         goto done;
     }
-    /* plain phase 1, fast phase 1 (see pw__pending_t), then the dones */
-    for (i = 0; i < n; i++) {
-        si[n + i] = (pw_import_t){ "pw.fast", si[i].name, NULL,
-                                   pw__shim_fast, &vm->shim_bindings[i],
-                                   PW_IMPORT_FAST };
-    }
-    vm->shim_done.vm = vm;
-    vm->shim_done.nres = 1;
-    si[2 * n] = (pw_import_t){ "pw", "pw.done", "ii:i", pw__shim_done,
-                               &vm->shim_done, 0 };
-    si[2 * n + 1] = (pw_import_t){ "pw.fast", "pw.done", "ii:i",
-                                   pw__shim_done_fast, &vm->shim_done,
-                                   PW_IMPORT_FAST };
-
     rc = pw__shim_build(hs, n, &bytes, &len);
     if (rc == PW_OK) {
         rc = vm->vt->compile(vm->mod->engine, bytes, len, &vm->shim_mod, err,
                              sizeof(err));
     }
     if (rc == PW_OK) {
-        rc = vm->vt->instantiate(vm->shim_mod, si, 2 * n + 2, &vm->shim_inst,
-                                 err, sizeof(err));
+        rc = vm->vt->instantiate(vm->shim_mod, si, n, &vm->shim_inst, err,
+                                 sizeof(err));
     }
     if (rc != PW_OK) {
         goto done;
     }
+    vm->shim_hs = hs;
+    vm->shim_n = n;
+    hs = NULL;
     for (i = 0; i < info->nimports; i++) {
         h = vm->bindings[i].entry;
         if (!pw__hostcall_shimmed(h) || strcmp(pw__hostcall_sig(h),
@@ -438,46 +440,64 @@ done:
 }
 
 /*
- * Put the plugin's allocator and its memory's size in the shim's table,
- * through a binder.
+ * Make the binder (see pw__pending_t): it fills the shim's table with the
+ * hostcall bodies, which import the plugin's memory and allocator.
  */
 static void
 pw__shim_arm(pw_vm_t *vm)
 {
     pw_import_link_t links[3];
-    pw_import_t imports[3];
-    pw_einstance_t *inst = NULL;
-    pw_emodule_t *mod = NULL;
+    pw_import_t *imports;
     char err[PW__ERR_MAX];
     uint8_t *bytes;
-    size_t len;
+    size_t i, n, len;
     int rc;
 
     if (vm->shim_inst == NULL || vm->alloc == NULL) {
+        return;
+    }
+    n = vm->shim_n;
+    imports = calloc(2 * n + 5, sizeof(*imports));
+    if (imports == NULL) {
         return;
     }
     links[0] = (pw_import_link_t){ vm->shim_inst, "table" };
     links[1] = (pw_import_link_t){ vm->inst, pw__cbs[vm->alloc_cb].name };
     links[2] = (pw_import_link_t){ vm->inst, "memory" };
     imports[0] = (pw_import_t){ "s", "table", NULL, NULL, &links[0], 0 };
-    imports[1] = (pw_import_t){ "p", "alloc", "i:i", NULL, &links[1], 0 };
-    imports[2] = (pw_import_t){ "p", "memory", NULL, NULL, &links[2], 0 };
-    if (pw__shim_binder(&bytes, &len) != PW_OK) {
-        return;
+    /* plain phase 1, fast phase 1, then the dones */
+    for (i = 0; i < n; i++) {
+        imports[1 + i] = (pw_import_t){ "pw", vm->shim_hs[i]->name, NULL,
+                                        pw__hostcall_trampoline,
+                                        &vm->shim_bindings[i], 0 };
+        imports[1 + n + i] = (pw_import_t){ "pw.fast", vm->shim_hs[i]->name,
+                                            NULL, pw__shim_fast,
+                                            &vm->shim_bindings[i],
+                                            PW_IMPORT_FAST };
     }
-    rc = vm->vt->compile(vm->mod->engine, bytes, len, &mod, err,
-                         sizeof(err));
-    free(bytes);
+    vm->shim_done.vm = vm;
+    vm->shim_done.nres = 1;
+    imports[2 * n + 1] = (pw_import_t){ "pw", "pw.done", "ii:i",
+                                        pw__shim_done, &vm->shim_done, 0 };
+    imports[2 * n + 2] = (pw_import_t){ "pw.fast", "pw.done", "ii:i",
+                                        pw__shim_done_fast, &vm->shim_done,
+                                        PW_IMPORT_FAST };
+    imports[2 * n + 3] = (pw_import_t){ "p", "alloc", "i:i", NULL,
+                                        &links[1], 0 };
+    imports[2 * n + 4] = (pw_import_t){ "p", "memory", NULL, NULL,
+                                        &links[2], 0 };
+
+    rc = pw__shim_binder(vm->shim_hs, n, &bytes, &len);
     if (rc == PW_OK) {
-        rc = vm->vt->instantiate(mod, imports, 3, &inst, err, sizeof(err));
+        rc = vm->vt->compile(vm->mod->engine, bytes, len, &vm->binder_mod,
+                             err, sizeof(err));
+        free(bytes);
     }
-    /* the table keeps the function; the binder is not needed any more */
-    if (inst) {
-        vm->vt->instance_free(inst);
+    if (rc == PW_OK) {
+        rc = vm->vt->instantiate(vm->binder_mod, imports, 2 * n + 5,
+                                 &vm->binder_inst, err, sizeof(err));
     }
-    if (mod) {
-        vm->vt->module_free(mod);
-    }
+    free(imports);
     vm->shim_armed = rc == PW_OK;
 }
 

@@ -425,22 +425,36 @@ PW_TEST(shim_bytes_validate)
     PW_CHECK_EQ_INT(pw__shim_build(h, 3, &b, &len), PW_OK);
     /* the reader sees the imports and exports the core links */
     PW_CHECK_EQ_INT(pw_wasm_parse(b, len, &info, err, sizeof(err)), PW_OK);
-    /* plain and fast phase 1 (pages first), plain and fast done */
-    PW_CHECK_EQ_INT(info->nimports, 8);
+    /* plain phase 1 (pages first): the fast path is the binder's */
+    PW_CHECK_EQ_INT(info->nimports, 3);
     PW_CHECK_EQ_STR(info->imports[1].module, "pw");
+    PW_CHECK_EQ_STR(info->imports[1].name, "proxy_get_status");
     PW_CHECK_EQ_STR(info->imports[1].sig, "iiii:i");
-    PW_CHECK_EQ_STR(info->imports[4].module, "pw.fast");
-    PW_CHECK_EQ_STR(info->imports[4].name, "proxy_get_status");
-    PW_CHECK_EQ_STR(info->imports[4].sig, "iiii:i");
-    PW_CHECK_EQ_STR(info->imports[6].module, "pw");
-    PW_CHECK_EQ_STR(info->imports[6].name, "pw.done");
-    PW_CHECK_EQ_STR(info->imports[6].sig, "ii:i");
-    PW_CHECK_EQ_STR(info->imports[7].module, "pw.fast");
-    PW_CHECK_EQ_STR(info->imports[7].name, "pw.done");
-    PW_CHECK_EQ_STR(info->imports[7].sig, "ii:i");
     PW_CHECK(pw_wasm_find_export(info, "proxy_get_status") != NULL);
     PW_CHECK_EQ_STR(pw_wasm_find_export(info, "proxy_get_shared_data")->sig,
                     "iiiii:i");
+    pw_wasm_info_free(info);
+    free(b);
+
+    PW_CHECK_EQ_INT(pw__shim_binder(h, 3, &b, &len), PW_OK);
+    PW_CHECK_EQ_INT(pw_wasm_parse(b, len, &info, err, sizeof(err)), PW_OK);
+    /* the table, plain and fast phase 1, plain and fast done, then the
+     * plugin's allocator and memory */
+    PW_CHECK_EQ_INT(info->nimports, 11);
+    PW_CHECK_EQ_INT(info->imports[0].kind, PW_EXTERN_TABLE);
+    PW_CHECK_EQ_STR(info->imports[2].module, "pw");
+    PW_CHECK_EQ_STR(info->imports[2].sig, "iiii:i");
+    PW_CHECK_EQ_STR(info->imports[5].module, "pw.fast");
+    PW_CHECK_EQ_STR(info->imports[5].name, "proxy_get_status");
+    PW_CHECK_EQ_STR(info->imports[5].sig, "iiii:i");
+    PW_CHECK_EQ_STR(info->imports[7].module, "pw");
+    PW_CHECK_EQ_STR(info->imports[7].name, "pw.done");
+    PW_CHECK_EQ_STR(info->imports[7].sig, "ii:i");
+    PW_CHECK_EQ_STR(info->imports[8].module, "pw.fast");
+    PW_CHECK_EQ_STR(info->imports[8].name, "pw.done");
+    PW_CHECK_EQ_STR(info->imports[9].name, "alloc");
+    PW_CHECK_EQ_STR(info->imports[9].sig, "i:i");
+    PW_CHECK_EQ_INT(info->imports[10].kind, PW_EXTERN_MEMORY);
     pw_wasm_info_free(info);
     free(b);
 }
