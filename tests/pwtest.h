@@ -64,6 +64,40 @@ typedef struct {
 #define PW_CHECK_MEM(ptr, len, lit)                                         \
     PW_CHECK((len) == sizeof(lit) - 1 && memcmp((ptr), (lit), (len)) == 0)
 
+/*
+ * The bytes of file `name` in the test binary's own directory (where the
+ * build puts the test's wasm files); malloc'd, never NULL: fails the test.
+ */
+static inline uint8_t *
+pw_test_read_beside(const char *name, size_t *len)
+{
+    char path[4096], *slash;
+    uint8_t *b;
+    ssize_t n;
+    FILE *f;
+    long sz;
+
+    n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+    PW_CHECK(n > 0);
+    path[n] = '\0';
+    slash = strrchr(path, '/');
+    PW_CHECK(slash != NULL
+             && (size_t) (slash + 1 - path) + strlen(name) < sizeof(path));
+    strcpy(slash + 1, name);
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "  cannot open %s\n", path);
+        PW_CHECK(0);
+    }
+    PW_CHECK(fseek(f, 0, SEEK_END) == 0 && (sz = ftell(f)) >= 0);
+    PW_CHECK(fseek(f, 0, SEEK_SET) == 0);
+    b = malloc(sz ? (size_t) sz : 1);
+    PW_CHECK(b != NULL && fread(b, 1, (size_t) sz, f) == (size_t) sz);
+    fclose(f);
+    *len = (size_t) sz;
+    return b;
+}
+
 #ifndef PW_TEST_TIMEOUT
 #define PW_TEST_TIMEOUT 60
 #endif

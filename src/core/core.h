@@ -159,6 +159,14 @@ typedef struct {
     size_t mem_size;
 } pw__pending_t;
 
+/* The batch (batch.c): callbacks made back to back in one engine entry. */
+typedef enum {
+    PW__BATCH_OPEN_HTTP,          /* on_context_create, on_request_headers */
+    PW__BATCH_OPEN_TCP,           /* on_context_create, on_new_connection */
+    PW__BATCH_CLOSE,              /* on_done, on_log, on_delete */
+    PW__BATCH_MAX
+} pw__batch_kind_t;
+
 struct pw_vm_s {
     pw_module_t *mod;
     const pw_engine_vt_t *vt;
@@ -200,6 +208,16 @@ struct pw_vm_s {
 
     pw__binding_t *bindings;
     size_t nbindings;
+
+    /* the batch; batch[k] NULL: call sequence k one callback at a time */
+    pw_emodule_t *batch_mod;
+    pw_einstance_t *batch_inst;
+    pw_efunc_t *batch[PW__BATCH_MAX];
+    pw_efunc_t *batch_step;
+    uint8_t batch_n[PW__BATCH_MAX];
+    uint8_t batch_nres[PW__BATCH_MAX];
+    pw__cb_t batch_cbs[PW__BATCH_MAX][3];
+    uint8_t batch_map[PW__BATCH_MAX][3];
 
     /* contexts by id: open addressing, power-of-two size */
     pw__ctx_t **ctxs;
@@ -266,6 +284,17 @@ pw_abi_t pw__abi_from_info(const pw_wasm_info_t *info);
  */
 int pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
     size_t nargs, uint32_t *res);
+/*
+ * The two halves of pw__call, for calls of functions that are not the
+ * plugin's own (the batch): one entry into the engine as ctx, returning
+ * the engine's rc (nothing failed yet); then, on an error, fail the VM
+ * naming callback cb, as pw__call does.
+ */
+int pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst,
+    pw_efunc_t *fn, const uint32_t *args, size_t n, int nres, uint32_t *res,
+    int *in_alloc);
+int pw__call_failed(pw_vm_t *vm, int rc, pw__cb_t cb, int in_alloc,
+    uint32_t *res);
 void pw__vm_fail(pw_vm_t *vm, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 pw__ctx_t *pw__ctx_find(pw_vm_t *vm, uint32_t id);
@@ -320,6 +349,40 @@ int pw__shim_build(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
  */
 int pw__shim_binder(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
     size_t *len);
+/* ---- batch.c ---- */
+/* Make the batch for the instantiated plugin; on any failure, none. */
+void pw__batch_setup(pw_vm_t *vm);
+void pw__batch_free(pw_vm_t *vm);
+/*
+ * Sequence k with its arguments (see batch.c for each one's), as pw__call
+ * would make its callbacks one by one; *res (may be NULL) gets the last
+ * one's result. PW_ENOTFOUND, having called nothing, when there is no
+ * batch for k.
+ */
+int pw__batch_call(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
+    const uint32_t *args, uint32_t *res);
+
+/* ---- wbuf.c: writing wasm binaries ---- */
+typedef struct {
+    uint8_t *p;
+    size_t len;
+    size_t cap;
+    int oom;                      /* a failed allocation: every write no-op */
+} pw__wbuf_t;
+
+extern const uint8_t pw__wasm_head[8];
+void pw__wb_bytes(pw__wbuf_t *w, const void *b, size_t n);
+void pw__wb_byte(pw__wbuf_t *w, uint8_t b);
+void pw__wb_u32(pw__wbuf_t *w, uint32_t v);          /* unsigned LEB128 */
+void pw__wb_op(pw__wbuf_t *w, uint8_t op, uint32_t idx);
+void pw__wb_name(pw__wbuf_t *w, const char *s);
+/* Append section id with the contents of sec, then empty sec. */
+void pw__wb_section(pw__wbuf_t *w, uint8_t id, pw__wbuf_t *sec);
+/* A function type from a signature string ("ii:i"). */
+int pw__wb_functype(pw__wbuf_t *w, const char *sig, uint32_t *nparams);
+/* Hand over w's bytes (or PW_ENOMEM); frees sec. */
+int pw__wb_done(pw__wbuf_t *w, pw__wbuf_t *sec, uint8_t **out, size_t *len);
+
 /* Phase 2 of a shimmed hostcall: fn_data is vm->shim_done. */
 int pw__shim_done(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
     pw_val_t *results, const char **trap_msg);
@@ -332,7 +395,7 @@ int pw__shim_done_fast(void *fn_data, pw_einstance_t *inst,
 /* ---- watchdog.c ---- */
 int pw__watchdog_start(pw_vm_t *vm);
 void pw__watchdog_stop(pw_vm_t *vm);
-void pw__watchdog_arm(pw_vm_t *vm);
+void pw__watchdog_arm(pw_vm_t *vm, pw_einstance_t *inst);
 void pw__watchdog_disarm(pw_vm_t *vm);
 
 #endif /* PW_CORE_H */

@@ -1976,127 +1976,6 @@ pw__shim_done(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
     return PW_OK;
 }
 
-/* A growing byte buffer for writing wasm binaries. */
-typedef struct {
-    uint8_t *p;
-    size_t len;
-    size_t cap;
-    int oom;
-} pw__wbuf_t;
-
-static void
-pw__wb_bytes(pw__wbuf_t *w, const void *b, size_t n)
-{
-    uint8_t *np;
-    size_t cap;
-
-    if (w->oom) {
-        return;
-    }
-    if (w->len + n > w->cap) {
-        cap = w->cap ? w->cap * 2 : 256;
-        while (cap < w->len + n) {
-            cap *= 2;
-        }
-        np = realloc(w->p, cap);
-        if (np == NULL) {
-            w->oom = 1;
-            return;
-        }
-        w->p = np;
-        w->cap = cap;
-    }
-    memcpy(w->p + w->len, b, n);
-    w->len += n;
-}
-
-static void
-pw__wb_byte(pw__wbuf_t *w, uint8_t b)
-{
-    pw__wb_bytes(w, &b, 1);
-}
-
-static void
-pw__wb_u32(pw__wbuf_t *w, uint32_t v)
-{
-    do {
-        pw__wb_byte(w, (uint8_t) ((v & 0x7f) | (v > 0x7f ? 0x80 : 0)));
-        v >>= 7;
-    } while (v);
-}
-
-static void
-pw__wb_name(pw__wbuf_t *w, const char *s)
-{
-    pw__wb_u32(w, (uint32_t) strlen(s));
-    pw__wb_bytes(w, s, strlen(s));
-}
-
-/* Append section id with the contents of sec, then empty sec. */
-static void
-pw__wb_section(pw__wbuf_t *w, uint8_t id, pw__wbuf_t *sec)
-{
-    w->oom |= sec->oom;
-    pw__wb_byte(w, id);
-    pw__wb_u32(w, (uint32_t) sec->len);
-    pw__wb_bytes(w, sec->p, sec->len);
-    sec->len = 0;
-}
-
-static int
-pw__wb_valtype(char k, uint8_t *t)
-{
-    switch (k) {
-    case PW_I32: *t = 0x7f; return PW_OK;
-    case PW_I64: *t = 0x7e; return PW_OK;
-    case PW_F32: *t = 0x7d; return PW_OK;
-    case PW_F64: *t = 0x7c; return PW_OK;
-    default: return PW_EINVAL;
-    }
-}
-
-/* A function type from a signature string; only "...:i" here. */
-static int
-pw__wb_functype(pw__wbuf_t *w, const char *sig, uint32_t *nparams)
-{
-    const char *colon = strchr(sig, ':');
-    uint8_t t;
-    size_t i;
-
-    if (colon == NULL || strcmp(colon, ":i") != 0) {
-        return PW_EINVAL;
-    }
-    pw__wb_byte(w, 0x60);
-    pw__wb_u32(w, (uint32_t) (colon - sig));
-    for (i = 0; sig + i < colon; i++) {
-        if (pw__wb_valtype(sig[i], &t) != PW_OK) {
-            return PW_EINVAL;
-        }
-        pw__wb_byte(w, t);
-    }
-    pw__wb_byte(w, 1);
-    pw__wb_byte(w, 0x7f);
-    *nparams = (uint32_t) (colon - sig);
-    return PW_OK;
-}
-
-static const uint8_t pw__wasm_head[8] = {
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00
-};
-
-static int
-pw__wb_done(pw__wbuf_t *w, pw__wbuf_t *sec, uint8_t **out, size_t *len)
-{
-    free(sec->p);
-    if (w->oom || sec->oom) {
-        free(w->p);
-        return PW_ENOMEM;
-    }
-    *out = w->p;
-    *len = w->len;
-    return PW_OK;
-}
-
 /*
  * The shim (made before the plugin) exports one stub per hostcall that
  * jumps through its table: slot k first holds a function calling plain
@@ -2157,13 +2036,6 @@ pw__shim_if_slow(pw__wbuf_t *body, uint32_t x)
 }
 
 static void
-pw__shim_op_idx(pw__wbuf_t *body, uint8_t op, uint32_t idx)
-{
-    pw__wb_byte(body, op);
-    pw__wb_u32(body, idx);
-}
-
-static void
 pw__shim_code(pw__wbuf_t *sec, pw__wbuf_t *body)
 {
     pw__wb_byte(body, 0x0b);
@@ -2183,43 +2055,43 @@ pw__shim_body(pw__wbuf_t *sec, pw__wbuf_t *body, uint32_t k, uint32_t n,
     pw__wb_bytes(body, "\x01\x03\x7f", 3);      /* three i32 locals */
 
     pw__wb_bytes(body, "\x3f\x00", 2);          /* pages */
-    pw__shim_op_idx(body, 0x21, m);
+    pw__wb_op(body, 0x21, m);
 
     pw__shim_args(body, m, nparams);            /* fast phase 1 */
-    pw__shim_op_idx(body, 0x10, n + k);
-    pw__shim_op_idx(body, 0x21, r);
+    pw__wb_op(body, 0x10, n + k);
+    pw__wb_op(body, 0x21, r);
     pw__shim_if_slow(body, r);
     pw__shim_args(body, m, nparams);            /* plain phase 1 */
-    pw__shim_op_idx(body, 0x10, k);
-    pw__shim_op_idx(body, 0x21, r);
+    pw__wb_op(body, 0x10, k);
+    pw__wb_op(body, 0x21, r);
     pw__wb_byte(body, 0x0b);
 
-    pw__shim_op_idx(body, 0x20, r);             /* a status: done */
+    pw__wb_op(body, 0x20, r);             /* a status: done */
     pw__wb_bytes(body, "\x41\x00\x4e\x04\x40", 5);
-    pw__shim_op_idx(body, 0x20, r);
+    pw__wb_op(body, 0x20, r);
     pw__wb_bytes(body, "\x0f\x0b", 2);
 
     pw__wb_bytes(body, "\x41\x00", 2);          /* alloc(-r) */
-    pw__shim_op_idx(body, 0x20, r);
+    pw__wb_op(body, 0x20, r);
     pw__wb_byte(body, 0x6b);
-    pw__shim_op_idx(body, 0x10, 2 * n + 2);
-    pw__shim_op_idx(body, 0x21, r);
+    pw__wb_op(body, 0x10, 2 * n + 2);
+    pw__wb_op(body, 0x21, r);
 
     pw__wb_bytes(body, "\x3f\x00", 2);          /* pages again */
-    pw__shim_op_idx(body, 0x21, m);
+    pw__wb_op(body, 0x21, m);
 
-    pw__shim_op_idx(body, 0x20, m);             /* fast done */
-    pw__shim_op_idx(body, 0x20, r);
-    pw__shim_op_idx(body, 0x10, 2 * n + 1);
-    pw__shim_op_idx(body, 0x21, t);
+    pw__wb_op(body, 0x20, m);             /* fast done */
+    pw__wb_op(body, 0x20, r);
+    pw__wb_op(body, 0x10, 2 * n + 1);
+    pw__wb_op(body, 0x21, t);
     pw__shim_if_slow(body, t);
-    pw__shim_op_idx(body, 0x20, m);             /* plain done */
-    pw__shim_op_idx(body, 0x20, r);
-    pw__shim_op_idx(body, 0x10, 2 * n);
-    pw__shim_op_idx(body, 0x21, t);
+    pw__wb_op(body, 0x20, m);             /* plain done */
+    pw__wb_op(body, 0x20, r);
+    pw__wb_op(body, 0x10, 2 * n);
+    pw__wb_op(body, 0x21, t);
     pw__wb_byte(body, 0x0b);
 
-    pw__shim_op_idx(body, 0x20, t);
+    pw__wb_op(body, 0x20, t);
     pw__shim_code(sec, body);
 }
 
@@ -2350,7 +2222,7 @@ pw__shim_build(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
         body.len = 0;
         pw__wb_byte(&body, 0x00);
         for (i = 0; i < nparams[k]; i++) {
-            pw__shim_op_idx(&body, 0x20, i);
+            pw__wb_op(&body, 0x20, i);
         }
         pw__wb_byte(&body, 0x41);               /* i32.const k */
         pw__wb_u32(&body, k);
@@ -2358,7 +2230,7 @@ pw__shim_build(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
             body.p[body.len - 1] |= 0x80;       /* signed LEB: sign 0 */
             pw__wb_byte(&body, 0x00);
         }
-        pw__shim_op_idx(&body, 0x11, k);
+        pw__wb_op(&body, 0x11, k);
         pw__wb_byte(&body, 0x00);
         pw__shim_code(&sec, &body);
     }
@@ -2366,9 +2238,9 @@ pw__shim_build(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
         body.len = 0;
         pw__wb_bytes(&body, "\x00\x41\x7f", 3);
         for (i = 0; i < nparams[k]; i++) {
-            pw__shim_op_idx(&body, 0x20, i);
+            pw__wb_op(&body, 0x20, i);
         }
-        pw__shim_op_idx(&body, 0x10, k);
+        pw__wb_op(&body, 0x10, k);
         pw__shim_code(&sec, &body);
     }
     pw__wb_section(&w, 10, &sec);

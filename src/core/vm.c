@@ -221,28 +221,22 @@ pw__ctx_remove(pw_vm_t *vm, pw__ctx_t *ctx)
 /* ---- calling the plugin ---- */
 
 int
-pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
-    size_t nargs, uint32_t *res)
+pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst, pw_efunc_t *fn,
+    const uint32_t *args, size_t n, int nres, uint32_t *res, int *in_alloc)
 {
     pw_val_t a[5], r[1];
     pw__ctx_t *saved;
-    size_t i, n;
-    int rc, nres, in_alloc;
+    size_t i;
+    int rc;
 
     if (vm->failed) {
         return PW_EFAILED;
-    }
-    n = vm->cb_nparams[cb];
-    if (n > nargs) {
-        n = nargs;
     }
     for (i = 0; i < n; i++) {
         a[i].kind = PW_I32;
         a[i].of.i32 = (int32_t) args[i];
     }
-    nres = vm->cb_nres[cb];
-    /* the export may have no result where we accept one (main) */
-    if (vm->cb[cb] && nres) {
+    if (nres) {
         r[0].kind = PW_I32;
         r[0].of.i32 = 0;
     }
@@ -250,11 +244,10 @@ pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
     saved = vm->effective;
     vm->effective = ctx;
     if (vm->depth++ == 0 && vm->watchdog) {
-        pw__watchdog_arm(vm);
+        pw__watchdog_arm(vm, inst);
     }
 
-    rc = vm->vt->call(vm->inst, vm->cb[cb], a, n, r,
-                      nres ? 1 : 0, &vm->trap);
+    rc = vm->vt->call(inst, fn, a, n, r, nres ? 1 : 0, &vm->trap);
 
     if (--vm->depth == 0 && vm->watchdog) {
         pw__watchdog_disarm(vm);
@@ -262,19 +255,24 @@ pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
     vm->effective = saved;
 
     /* bytes still pending: the call ended inside the shim's allocation */
-    in_alloc = vm->pending.active && vm->pending.depth > vm->depth;
-    if (in_alloc) {
+    *in_alloc = vm->pending.active && vm->pending.depth > vm->depth;
+    if (*in_alloc) {
         vm->pending.active = 0;
         vm->pending.data = NULL;
     }
-
-    if (rc == PW_OK) {
-        if (res) {
-            *res = nres ? (uint32_t) r[0].of.i32 : 0;
-        }
-        return PW_OK;
+    if (rc == PW_OK && res) {
+        *res = nres ? (uint32_t) r[0].of.i32 : 0;
     }
+    return rc;
+}
 
+int
+pw__call_failed(pw_vm_t *vm, int rc, pw__cb_t cb, int in_alloc,
+    uint32_t *res)
+{
+    if (rc == PW_EFAILED) {
+        return PW_EFAILED;
+    }
     if (rc == PW_ETRAP || rc == PW_EINTERRUPTED) {
         vm->has_trap = 1;
         if (vm->exited && cb == PW__CB_START && vm->exit_code == 0) {
@@ -305,6 +303,25 @@ pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
                     pw_strerror(rc));
     }
     return PW_EFAILED;
+}
+
+int
+pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
+    size_t nargs, uint32_t *res)
+{
+    size_t n;
+    int rc, in_alloc;
+
+    n = vm->cb_nparams[cb];
+    if (n > nargs) {
+        n = nargs;
+    }
+    rc = pw__enter(vm, ctx, vm->inst, vm->cb[cb], args, n, vm->cb_nres[cb],
+                   res, &in_alloc);
+    if (rc == PW_OK) {
+        return PW_OK;
+    }
+    return pw__call_failed(vm, rc, cb, in_alloc, res);
 }
 
 int
@@ -663,6 +680,7 @@ pw_vm_new(pw_module_t *mod, const pw_vm_conf_t *conf, pw_vm_t **out,
     }
     if (rc == PW_OK) {
         pw__shim_arm(vm);
+        pw__batch_setup(vm);
     }
     if (rc == PW_OK && vm->max_call_ms) {
         rc = pw__watchdog_start(vm);
@@ -704,6 +722,7 @@ pw_vm_free(pw_vm_t *vm)
         free(f->name);
         free(f);
     }
+    pw__batch_free(vm);
     if (vm->inst) {
         vm->vt->instance_free(vm->inst);
     }
@@ -1255,7 +1274,10 @@ pw_stream_free(pw_stream_t *s)
     pw__callout_t *co, *next;
     uint32_t id = s->ctx.id;
 
-    if (s->created && !vm->failed) {
+    if (s->created && !vm->failed
+        && pw__batch_call(vm, &s->ctx, PW__BATCH_CLOSE, &id, NULL)
+           == PW_ENOTFOUND)
+    {
         if (vm->cb[PW__CB_ON_DONE]) {
             pw__call(vm, &s->ctx, PW__CB_ON_DONE, &id, 1, NULL);
         }
@@ -1289,10 +1311,33 @@ pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
     size_t nrest, pw_action_t *action)
 {
     pw_vm_t *vm = s->plugin->vm;
-    uint32_t args[3], res = PW_ACTION_CONTINUE;
+    uint32_t args[4], res = PW_ACTION_CONTINUE;
     size_t i;
     int rc;
 
+    if (!s->created && !vm->failed
+        && (cb == PW__CB_ON_REQUEST_HEADERS || cb == PW__CB_ON_NEW_CONNECTION))
+    {
+        /* the first callback: with on_context_create, in one entry */
+        args[0] = s->ctx.id;
+        args[1] = s->plugin->ctx.id;
+        for (i = 0; i < nrest && i < 2; i++) {
+            args[i + 2] = rest[i];
+        }
+        rc = pw__batch_call(vm, &s->ctx, cb == PW__CB_ON_REQUEST_HEADERS
+                                         ? PW__BATCH_OPEN_HTTP
+                                         : PW__BATCH_OPEN_TCP, args, &res);
+        if (rc != PW_ENOTFOUND) {
+            s->created = 1;
+            if (rc != PW_OK) {
+                return rc;
+            }
+            if (action) {
+                *action = (pw_action_t) res;
+            }
+            return PW_OK;
+        }
+    }
     rc = pw__stream_ensure(s);
     if (rc != PW_OK) {
         return rc;

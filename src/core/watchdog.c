@@ -21,6 +21,7 @@ typedef struct {
     int stop;
     _Atomic uint64_t start_ms;    /* 0: no call running */
     _Atomic uint64_t generation;
+    _Atomic(pw_einstance_t *) inst; /* the call's: the plugin, the batch */
 } pw__watchdog_t;
 
 static uint64_t
@@ -38,6 +39,7 @@ pw__watchdog_run(void *arg)
     pw__watchdog_t *w = arg;
     pw_vm_t *vm = w->vm;
     struct timespec until;
+    pw_einstance_t *inst;
     uint64_t period, start, gen;
 
     period = vm->max_call_ms / 4;
@@ -59,9 +61,10 @@ pw__watchdog_run(void *arg)
             break;
         }
         gen = atomic_load(&w->generation);
+        inst = atomic_load(&w->inst);
         start = atomic_load(&w->start_ms);
         if (start && pw__now_ms() - start >= vm->max_call_ms) {
-            vm->vt->interrupt(vm->inst, gen);
+            vm->vt->interrupt(inst, gen);
         }
     }
     pthread_mutex_unlock(&w->mu);
@@ -118,11 +121,12 @@ pw__watchdog_stop(pw_vm_t *vm)
 }
 
 void
-pw__watchdog_arm(pw_vm_t *vm)
+pw__watchdog_arm(pw_vm_t *vm, pw_einstance_t *inst)
 {
     pw__watchdog_t *w = vm->watchdog;
 
-    atomic_store(&w->generation, vm->vt->call_generation(vm->inst));
+    atomic_store(&w->inst, inst);
+    atomic_store(&w->generation, vm->vt->call_generation(inst));
     atomic_store(&w->start_ms, pw__now_ms() | 1);
 }
 

@@ -12,6 +12,7 @@
 
 #include "core/core.h"
 #include "../pwtest.h"
+#include "../pwtest_v8.h"
 
 #define NREC 21
 
@@ -48,21 +49,6 @@ t_echo(void *data, const pw_hctx_t *c, pw_str_t args, uint8_t **res,
 /* An engine like V8 but refusing imports linked to other instances. */
 static pw_engine_vt_t plain_vt;
 
-static int
-refuse_links(pw_emodule_t *m, const pw_import_t *im, size_t n,
-    pw_einstance_t **out, char *err, size_t errlen)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (im[i].fn == NULL) {
-            snprintf(err, errlen, "links refused");
-            return PW_ELINK;
-        }
-    }
-    return pw_engine_v8.instantiate(m, im, n, out, err, errlen);
-}
-
 typedef struct {
     pw_engine_t *e;
     pw_module_t *mod;
@@ -71,33 +57,6 @@ typedef struct {
     pw_stream_t *s;
     pw_store_t *store;
 } run_t;
-
-static uint8_t *
-slurp_wasm(const char *name, size_t *len)
-{
-    char path[1024], *slash;
-    ssize_t n;
-    FILE *f;
-    uint8_t *b;
-    long sz;
-
-    n = readlink("/proc/self/exe", path, sizeof(path) - 64);
-    PW_CHECK(n > 0);
-    path[n] = '\0';
-    slash = strrchr(path, '/');
-    PW_CHECK(slash != NULL);
-    strcpy(slash + 1, name);
-    f = fopen(path, "rb");
-    PW_CHECK(f != NULL);
-    fseek(f, 0, SEEK_END);
-    sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b = malloc((size_t) sz);
-    PW_CHECK(b != NULL && fread(b, 1, (size_t) sz, f) == (size_t) sz);
-    fclose(f);
-    *len = (size_t) sz;
-    return b;
-}
 
 static pw_host_t host = { .map_get = t_map_get, .map_pairs = t_map_pairs };
 
@@ -118,7 +77,7 @@ start_wasm(run_t *r, pw_engine_t *e, const pw_engine_vt_t *vt,
     /* each VM its own store: the shared data and queue start empty */
     PW_CHECK_EQ_INT(pw_store_new(1024 * 1024, NULL, &r->store), PW_OK);
     vc.store = r->store;
-    bytes = slurp_wasm(wasm, &len);
+    bytes = pw_test_read_beside(wasm, &len);
     PW_CHECK_EQ_INT(pw_module_load(vt, e, bytes, len, &r->mod, err,
                                    sizeof(err)), PW_OK);
     free(bytes);
@@ -215,7 +174,7 @@ setup_host(void)
     PW_CHECK_EQ_INT(pw_map_add(hdrs, PW_STR("x-big"),
                                ((pw_str_t){ big, sizeof(big) })), PW_OK);
     plain_vt = pw_engine_v8;
-    plain_vt.instantiate = refuse_links;
+    plain_vt.instantiate = pw_test_refuse_links;
 }
 
 static pw_engine_t *

@@ -13,7 +13,8 @@ UNIT_TEST := $(UNIT_DIR)/core_test
 UNIT_WASMS := $(patsubst tests/unit/wat/%.wat,$(UNIT_DIR)/%.wasm,\
                 $(wildcard tests/unit/wat/*.wat))
 UNIT_CORE_OBJS := $(addprefix $(BUILD)/src/core/,vm.o module.o hostcalls.o \
-                    wasi.o watchdog.o map.o wasm.o)
+                    wasi.o watchdog.o map.o wasm.o \
+                    batch.o wbuf.o)
 UNIT_OBJS := $(addprefix $(UNIT_DIR)/,core_test.o fake_engine.o \
                fake_host.o) $(UNIT_CORE_OBJS) $(STORE_OBJS)
 

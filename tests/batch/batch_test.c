@@ -1,0 +1,308 @@
+/*
+ * The batch (src/core/batch.c) against one callback per engine entry: the
+ * plugin (wat/seq.wat) records every callback with its arguments; a VM
+ * whose engine refuses linked imports cannot make the batch, so it calls
+ * one by one. Both must see the same calls, fail the same way, and the
+ * batch must take fewer entries into the engine.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "../pwtest.h"
+#include "../pwtest_v8.h"
+
+/* V8, counting entries (calls from the host into wasm) */
+static pw_engine_vt_t counting_vt;
+/* the same, refusing imports linked to other instances: no batch */
+static pw_engine_vt_t plain_vt;
+static unsigned long entries;
+
+static int
+count_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
+    size_t nargs, pw_val_t *results, size_t nresults, pw_trap_t *trap)
+{
+    entries++;
+    return pw_engine_v8.call(inst, fn, args, nargs, results, nresults, trap);
+}
+
+typedef struct {
+    pw_module_t *mod;
+    pw_vm_t *vm;
+    pw_plugin_t *p;
+    pw_store_t *store;
+} run_t;
+
+static pw_host_t host;
+
+static void
+start(run_t *r, pw_engine_t *e, const pw_engine_vt_t *vt, const char *wasm,
+    uint32_t max_call_ms)
+{
+    pw_vm_conf_t vc = { .host = &host, .vm_id = PW_STR("batch"),
+                        .max_call_ms = max_call_ms };
+    pw_plugin_conf_t pc = { .name = PW_STR("batch") };
+    char err[256] = "";
+    uint8_t *bytes;
+    size_t len;
+
+    memset(r, 0, sizeof(*r));
+    PW_CHECK_EQ_INT(pw_store_new(64 * 1024, NULL, &r->store), PW_OK);
+    vc.store = r->store;
+    bytes = pw_test_read_beside(wasm, &len);
+    PW_CHECK_EQ_INT(pw_module_load(vt, e, bytes, len, &r->mod, err,
+                                   sizeof(err)), PW_OK);
+    free(bytes);
+    if (pw_vm_new(r->mod, &vc, &r->vm, err, sizeof(err)) != PW_OK) {
+        fprintf(stderr, "  vm: %s\n", err);
+        PW_CHECK(0);
+    }
+    PW_CHECK_EQ_INT(pw_plugin_new(r->vm, &pc, &r->p, err, sizeof(err)),
+                    PW_OK);
+}
+
+static void
+stop(run_t *r)
+{
+    pw_plugin_free(r->p);
+    pw_vm_free(r->vm);
+    pw_module_free(r->mod);
+    pw_store_free(r->store);
+}
+
+/* Call the plugin's set_trap(n) directly. */
+static void
+set_trap(run_t *r, int32_t n)
+{
+    pw_efunc_t *fn;
+    pw_val_t a = { .kind = PW_I32, .of.i32 = n };
+
+    PW_CHECK_EQ_INT(pw_engine_v8.lookup(r->vm->inst, "set_trap", &fn, NULL),
+                    PW_OK);
+    PW_CHECK_EQ_INT(pw_engine_v8.call(r->vm->inst, fn, &a, 1, NULL, 0,
+                                      NULL), PW_OK);
+}
+
+/* The plugin's records: count, then (id, a, b, c) each, into rec[]. */
+static uint32_t
+records(run_t *r, uint32_t rec[][4], uint32_t max)
+{
+    uint32_t n;
+
+    PW_CHECK_EQ_INT(pw_engine_read(r->vm->vt, r->vm->inst, 1020, 4, &n),
+                    PW_OK);
+    PW_CHECK(n <= max);
+    PW_CHECK_EQ_INT(pw_engine_read(r->vm->vt, r->vm->inst, 1024, 16 * n,
+                                   rec), PW_OK);
+    return n;
+}
+
+static void
+same_records(run_t *a, run_t *b)
+{
+    uint32_t ra[32][4], rb[32][4], na, nb, i;
+
+    na = records(a, ra, 32);
+    nb = records(b, rb, 32);
+    PW_CHECK_EQ_INT(na, nb);
+    for (i = 0; i < na; i++) {
+        if (memcmp(ra[i], rb[i], sizeof(ra[i])) != 0) {
+            fprintf(stderr, "  record %u: batch %d %d %d %d, plain %d %d %d "
+                    "%d\n", i, (int) ra[i][0], (int) ra[i][1],
+                    (int) ra[i][2], (int) ra[i][3], (int) rb[i][0],
+                    (int) rb[i][1], (int) rb[i][2], (int) rb[i][3]);
+            PW_CHECK(0);
+        }
+    }
+}
+
+static pw_engine_t *
+engine(void)
+{
+    pw_engine_t *e;
+    char err[256];
+
+    counting_vt = pw_engine_v8;
+    counting_vt.call = count_call;
+    plain_vt = counting_vt;
+    plain_vt.instantiate = pw_test_refuse_links;
+    PW_CHECK_EQ_INT(pw_engine_v8.init(&(pw_engine_conf_t){ 0 }, &e, err,
+                                      sizeof(err)), PW_OK);
+    return e;
+}
+
+/* One HTTP stream: request headers (n=7, eos), then the end. */
+static unsigned long
+http_stream(run_t *r, int want_rc, pw_action_t *act)
+{
+    unsigned long before = entries;
+    pw_stream_t *s;
+
+    PW_CHECK_EQ_INT(pw_stream_new(r->p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_request_headers(s, 7, 1, act), want_rc);
+    pw_stream_free(s);
+    return entries - before;
+}
+
+PW_TEST(same_calls_fewer_entries)
+{
+    uint32_t rec[32][4], n, sid, root;
+    pw_action_t act = 0;
+    pw_engine_t *e;
+    unsigned long ea, eb;
+    run_t a, b;
+
+    e = engine();
+    start(&a, e, &counting_vt, "seq.wasm", 0);
+    start(&b, e, &plain_vt, "seq.wasm", 0);
+    PW_CHECK(a.vm->batch[PW__BATCH_OPEN_HTTP] != NULL);
+    PW_CHECK(a.vm->batch[PW__BATCH_OPEN_TCP] != NULL);
+    PW_CHECK(a.vm->batch[PW__BATCH_CLOSE] != NULL);
+    PW_CHECK(b.vm->batch_inst == NULL);
+
+    ea = http_stream(&a, PW_OK, &act);
+    PW_CHECK_EQ_INT(act, 107);
+    eb = http_stream(&b, PW_OK, &act);
+    PW_CHECK_EQ_INT(act, 107);
+    /* two entries instead of five */
+    PW_CHECK_EQ_INT(ea, 2);
+    PW_CHECK_EQ_INT(eb, 5);
+    same_records(&a, &b);
+
+    /* exactly the calls, with the arguments, in the order of the ABI */
+    n = records(&a, rec, 32);
+    PW_CHECK_EQ_INT(n, 6);
+    root = rec[0][1];
+    sid = rec[1][1];
+    PW_CHECK_EQ_INT(rec[0][0], 1);                  /* the root's create */
+    PW_CHECK(sid != root);
+    PW_CHECK(rec[1][0] == 1 && rec[1][2] == root);
+    PW_CHECK(rec[2][0] == 2 && rec[2][1] == sid && rec[2][2] == 7
+             && rec[2][3] == 1);
+    PW_CHECK(rec[3][0] == 3 && rec[3][1] == sid);
+    PW_CHECK(rec[4][0] == 4 && rec[4][1] == sid);
+    PW_CHECK(rec[5][0] == 5 && rec[5][1] == sid);
+
+    stop(&a);
+    stop(&b);
+    pw_engine_v8.destroy(e);
+}
+
+/* A trap anywhere in a sequence: same failure, same calls made. */
+PW_TEST(trap_at_each_step_alike)
+{
+    static const char *const names[] = {
+        NULL, "proxy_on_context_create", "proxy_on_request_headers",
+        "proxy_on_done", "proxy_on_log", "proxy_on_delete"
+    };
+    char want[128];
+    pw_action_t act;
+    pw_engine_t *e;
+    run_t a, b;
+    int t, rc;
+
+    e = engine();
+    for (t = 1; t <= 5; t++) {
+        start(&a, e, &counting_vt, "seq.wasm", 0);
+        start(&b, e, &plain_vt, "seq.wasm", 0);
+        set_trap(&a, t);
+        set_trap(&b, t);
+        rc = t <= 2 ? PW_EFAILED : PW_OK;
+        http_stream(&a, rc, &act);
+        http_stream(&b, rc, &act);
+        PW_CHECK(pw_vm_failed(a.vm) && pw_vm_failed(b.vm));
+        PW_CHECK_EQ_STR(pw_vm_fail_reason(a.vm), pw_vm_fail_reason(b.vm));
+        snprintf(want, sizeof(want), "trap in %s: ", names[t]);
+        if (strstr(pw_vm_fail_reason(a.vm), want) == NULL) {
+            fprintf(stderr, "  trap %d: \"%s\"\n", t,
+                    pw_vm_fail_reason(a.vm));
+            PW_CHECK(0);
+        }
+        same_records(&a, &b);
+        stop(&a);
+        stop(&b);
+    }
+    pw_engine_v8.destroy(e);
+}
+
+/* ABI 0.1.0: on_request_headers takes (ctx, n), no eos. */
+PW_TEST(abi_0_1_0_request_headers)
+{
+    uint32_t rec[32][4], n;
+    pw_action_t act = 0;
+    pw_engine_t *e;
+    run_t a, b;
+
+    e = engine();
+    start(&a, e, &counting_vt, "seq010.wasm", 0);
+    start(&b, e, &plain_vt, "seq010.wasm", 0);
+    PW_CHECK(a.vm->batch[PW__BATCH_OPEN_HTTP] != NULL);
+    PW_CHECK_EQ_INT(http_stream(&a, PW_OK, &act), 2);
+    PW_CHECK_EQ_INT(act, 107);
+    http_stream(&b, PW_OK, &act);
+    same_records(&a, &b);
+    n = records(&a, rec, 32);
+    PW_CHECK(n == 6 && rec[2][0] == 2 && rec[2][2] == 7
+             && rec[2][3] == 0xffffffff);
+    stop(&a);
+    stop(&b);
+    pw_engine_v8.destroy(e);
+}
+
+PW_TEST(tcp_new_connection)
+{
+    pw_action_t act = 0;
+    pw_engine_t *e;
+    pw_stream_t *s;
+    unsigned long before;
+    run_t a, b;
+
+    e = engine();
+    start(&a, e, &counting_vt, "seq.wasm", 0);
+    start(&b, e, &plain_vt, "seq.wasm", 0);
+    before = entries;
+    PW_CHECK_EQ_INT(pw_stream_new(a.p, PW_STREAM_TCP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(pw_tcp_new_connection(s, &act), PW_OK);
+    PW_CHECK_EQ_INT(act, 1);
+    PW_CHECK_EQ_INT(entries - before, 1);
+    pw_stream_free(s);
+    PW_CHECK_EQ_INT(pw_stream_new(b.p, PW_STREAM_TCP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(pw_tcp_new_connection(s, &act), PW_OK);
+    pw_stream_free(s);
+    same_records(&a, &b);
+    stop(&a);
+    stop(&b);
+    pw_engine_v8.destroy(e);
+}
+
+/* max_call_time stops a batched call that runs away, naming the callback */
+PW_TEST(interrupt_in_batch)
+{
+    pw_action_t act;
+    pw_engine_t *e;
+    run_t a;
+
+    e = engine();
+    start(&a, e, &counting_vt, "seq.wasm", 100);
+    PW_CHECK(a.vm->batch[PW__BATCH_OPEN_HTTP] != NULL);
+    set_trap(&a, 99);
+    http_stream(&a, PW_EFAILED, &act);
+    PW_CHECK(strstr(pw_vm_fail_reason(a.vm), "interrupted") != NULL);
+    PW_CHECK(strstr(pw_vm_fail_reason(a.vm), "proxy_on_request_headers")
+             != NULL);
+    stop(&a);
+    pw_engine_v8.destroy(e);
+}
+
+int
+main(int argc, char **argv)
+{
+    return pw_test_main(argc, argv, (pw_test_t[]){
+        PW_TEST_ENTRY(same_calls_fewer_entries),
+        PW_TEST_ENTRY(trap_at_each_step_alike),
+        PW_TEST_ENTRY(abi_0_1_0_request_headers),
+        PW_TEST_ENTRY(tcp_new_connection),
+        PW_TEST_ENTRY(interrupt_in_batch),
+        { 0 } });
+}

@@ -1,0 +1,43 @@
+;; seq.wat for ABI 0.1.0 (on_request_headers without eos).
+;; Records every callback it gets, in order, as (id, a, b, c) i32 records
+;; from 1024 (count at 1020); traps in the callback numbered by the global
+;; set with set_trap (0: none); loops forever in on_request_headers when
+;; set_trap(99) was called.
+;;   1 create(ctx, root)  2 request_headers(ctx, n, eos)  3 done(ctx)
+;;   4 log(ctx)           5 delete(ctx)                   6 new_connection
+(module
+  (memory (export "memory") 1)
+  (global $trap (mut i32) (i32.const 0))
+  (func (export "proxy_abi_version_0_1_0"))
+  (func (export "set_trap") (param i32) (global.set $trap (local.get 0)))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32)
+    (i32.const 8192))
+  (func $rec (param $id i32) (param $a i32) (param $b i32) (param $c i32)
+    (local $p i32)
+    (local.set $p (i32.add (i32.const 1024)
+                           (i32.mul (i32.load (i32.const 1020))
+                                    (i32.const 16))))
+    (i32.store (local.get $p) (local.get $id))
+    (i32.store offset=4 (local.get $p) (local.get $a))
+    (i32.store offset=8 (local.get $p) (local.get $b))
+    (i32.store offset=12 (local.get $p) (local.get $c))
+    (i32.store (i32.const 1020)
+               (i32.add (i32.load (i32.const 1020)) (i32.const 1)))
+    (if (i32.eq (global.get $trap) (local.get $id)) (then unreachable)))
+  (func (export "proxy_on_context_create") (param i32 i32)
+    (call $rec (i32.const 1) (local.get 0) (local.get 1) (i32.const -1)))
+  (func (export "proxy_on_request_headers") (param i32 i32) (result i32)
+    (call $rec (i32.const 2) (local.get 0) (local.get 1) (i32.const -1))
+    (if (i32.eq (global.get $trap) (i32.const 99))
+      (then (loop $l (br $l))))
+    (i32.add (local.get 1) (i32.const 100)))
+  (func (export "proxy_on_new_connection") (param i32) (result i32)
+    (call $rec (i32.const 6) (local.get 0) (i32.const -1) (i32.const -1))
+    (i32.const 1))
+  (func (export "proxy_on_done") (param i32) (result i32)
+    (call $rec (i32.const 3) (local.get 0) (i32.const -1) (i32.const -1))
+    (i32.const 1))
+  (func (export "proxy_on_log") (param i32)
+    (call $rec (i32.const 4) (local.get 0) (i32.const -1) (i32.const -1)))
+  (func (export "proxy_on_delete") (param i32)
+    (call $rec (i32.const 5) (local.get 0) (i32.const -1) (i32.const -1))))
