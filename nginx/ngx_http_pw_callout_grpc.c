@@ -22,6 +22,7 @@
 #include <ngx_http.h>
 #include <nghttp2/nghttp2.h>
 #include "ngx_http_pw_callout.h"
+#include "ngx_http_pw_callout_target.h"
 
 
 #define NGX_HTTP_PW_GRPC_CONNECT_TIMEOUT  10000
@@ -62,28 +63,23 @@ struct ngx_http_pw_grpc_ev_s {
     uint32_t                    status;
 };
 
-typedef struct {
-    u_char                      sockaddr[NGX_SOCKADDRLEN];
-    socklen_t                   socklen;
-    ngx_str_t                   name;        /* address text, for logs */
-    ngx_str_t                   authority;
-    ngx_str_t                   key;         /* the upstream as given */
-    u_char                      text[NGX_SOCKADDR_STRLEN];
-} ngx_http_pw_grpc_target_t;
-
 struct ngx_http_pw_grpc_conn_s {
     ngx_queue_t                 link;        /* in ngx_http_pw_grpc_conns */
-    ngx_str_t                   key;
-    ngx_str_t                   name;
-    u_char                      sockaddr[NGX_SOCKADDRLEN];
-    socklen_t                   socklen;
+    ngx_str_t                   key;         /* the target as given */
+    ngx_str_t                   name;        /* address or host, for logs */
+    ngx_http_pw_target_t        target;      /* host points into key */
+    u_char                      text[NGX_SOCKADDR_STRLEN];
+    ngx_resolver_t             *resolver;
+    ngx_msec_t                  resolver_timeout;
+    ngx_resolver_ctx_t         *rctx;
+    ngx_event_t                 start;       /* posted: resolve, connect */
     ngx_peer_connection_t       pc;
     ngx_connection_t           *c;
     nghttp2_session            *h2;
     ngx_queue_t                 calls;       /* open streams */
     ngx_event_t                 idle;
     ngx_uint_t                  calls_made;  /* streams opened, for logs */
-    unsigned                    connected:1;
+    unsigned                    connected:1; /* HTTP/2 may flow */
     unsigned                    closing:1;   /* no new streams */
 };
 
@@ -124,6 +120,10 @@ struct ngx_http_pw_grpc_s {
     unsigned                    delivering:1;
     unsigned                    ref_pending:1;
 };
+
+
+static void ngx_http_pw_grpc_conn_close(ngx_http_pw_grpc_conn_t *conn,
+    const char *why);
 
 
 static ngx_queue_t  ngx_http_pw_grpc_conns;
@@ -177,111 +177,6 @@ ngx_http_pw_grpc_buf_free(ngx_http_pw_buf_t *b)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
-}
-
-
-/* ---- targets ---- */
-
-static int
-ngx_http_pw_grpc_target(pw_str_t upstream, ngx_http_pw_grpc_target_t *t)
-{
-    u_char                          *colon;
-    ngx_int_t                        rc;
-    ngx_uint_t                       i;
-    ngx_addr_t                       addr;
-    ngx_pool_t                      *pool;
-    ngx_http_upstream_server_t      *server;
-    ngx_http_upstream_srv_conf_t   **uscfp;
-    ngx_http_upstream_main_conf_t   *umcf;
-
-    ngx_memzero(t, sizeof(ngx_http_pw_grpc_target_t));
-    t->key.data = (u_char *) upstream.data;
-    t->key.len = upstream.len;
-
-    if (upstream.len == 0) {
-        return PW_ENOTFOUND;
-    }
-
-    umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_upstream_module);
-    uscfp = umcf ? umcf->upstreams.elts : NULL;
-
-    for (i = 0; umcf && i < umcf->upstreams.nelts; i++) {
-        if (!(uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
-            || uscfp[i]->host.len != upstream.len
-            || ngx_strncmp(uscfp[i]->host.data, upstream.data,
-                           upstream.len) != 0)
-        {
-            continue;
-        }
-
-        server = uscfp[i]->servers ? uscfp[i]->servers->elts : NULL;
-        if (server == NULL || uscfp[i]->servers->nelts == 0
-            || server[0].naddrs == 0)
-        {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "proxy_wasm: grpc call to upstream \"%V\": "
-                          "it has no server address", &uscfp[i]->host);
-            return PW_EINVAL;
-        }
-
-        if (server[0].addrs[0].socklen > NGX_SOCKADDRLEN) {
-            return PW_EINVAL;
-        }
-
-        ngx_memcpy(t->sockaddr, server[0].addrs[0].sockaddr,
-                   server[0].addrs[0].socklen);
-        t->socklen = server[0].addrs[0].socklen;
-        t->name = server[0].addrs[0].name;
-        t->authority = uscfp[i]->host;
-        return PW_OK;
-    }
-
-    colon = ngx_strlchr((u_char *) upstream.data,
-                        (u_char *) upstream.data + upstream.len, ':');
-    if (colon == NULL) {
-        /* neither an upstream block nor host:port (Envoy: unknown
-         * cluster) */
-        return PW_ENOTFOUND;
-    }
-
-    pool = ngx_create_pool(512, ngx_cycle->log);
-    if (pool == NULL) {
-        return PW_ENOMEM;
-    }
-
-    rc = ngx_parse_addr_port(pool, &addr, (u_char *) upstream.data,
-                             upstream.len);
-
-    if (rc == NGX_OK && ngx_inet_get_port(addr.sockaddr) != 0
-        && addr.socklen <= NGX_SOCKADDRLEN)
-    {
-        ngx_memcpy(t->sockaddr, addr.sockaddr, addr.socklen);
-        t->socklen = addr.socklen;
-        t->name.data = t->text;
-        t->name.len = ngx_sock_ntop((struct sockaddr *) t->sockaddr,
-                                    t->socklen, t->text,
-                                    NGX_SOCKADDR_STRLEN, 1);
-        t->authority = t->key;
-        ngx_destroy_pool(pool);
-        return PW_OK;
-    }
-
-    ngx_destroy_pool(pool);
-
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "proxy_wasm: grpc call to \"%*s\": host names are not "
-                      "resolved (no resolver support yet): use an IP "
-                      "address or an upstream block",
-                      upstream.len, upstream.data);
-    } else {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "proxy_wasm: grpc call to \"%*s\": bad address",
-                      upstream.len, upstream.data);
-    }
-
-    return PW_EINVAL;
 }
 
 
@@ -400,6 +295,12 @@ ngx_http_pw_grpc_conn_arm_idle(ngx_http_pw_grpc_conn_t *conn)
         return;
     }
 
+    if (conn->c == NULL) {
+        /* not connecting yet: nothing to keep (a resolution stops) */
+        ngx_http_pw_grpc_conn_close(conn, "unused");
+        return;
+    }
+
     /* while the worker exits an idle connection goes at once, and the
      * timer holds the worker until then */
     conn->idle.cancelable = ngx_exiting ? 0 : 1;
@@ -486,6 +387,10 @@ ngx_http_pw_grpc_free(ngx_http_pw_grpc_t *call)
 
     call->cancelled = 1;
     ngx_http_pw_grpc_finish(call, 0, NULL, 1);
+
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
+    }
 
     if (call->post.posted) {
         ngx_delete_posted_event(&call->post);
@@ -655,6 +560,15 @@ ngx_http_pw_grpc_conn_close(ngx_http_pw_grpc_conn_t *conn, const char *why)
         ngx_del_timer(&conn->idle);
     }
 
+    if (conn->start.posted) {
+        ngx_delete_posted_event(&conn->start);
+    }
+
+    if (conn->rctx) {
+        ngx_resolve_name_done(conn->rctx);
+        conn->rctx = NULL;
+    }
+
     if (conn->h2) {
         nghttp2_session_del(conn->h2);
     }
@@ -704,6 +618,34 @@ ngx_http_pw_grpc_conn_send(ngx_http_pw_grpc_conn_t *conn)
 }
 
 
+/*
+ * The HTTP/2 session may talk: its preface and SETTINGS, then the streams
+ * submitted meanwhile.
+ */
+static void
+ngx_http_pw_grpc_conn_ready(ngx_http_pw_grpc_conn_t *conn)
+{
+    conn->connected = 1;
+    ngx_http_pw_grpc_conn_kick(conn);
+}
+
+
+/*
+ * The TCP connection is up. A TLS handshake goes here, between connect
+ * and the HTTP/2 preface: it would call ngx_http_pw_grpc_conn_ready once
+ * done.
+ */
+static void
+ngx_http_pw_grpc_conn_connected(ngx_http_pw_grpc_conn_t *conn)
+{
+    if (conn->c->write->timer_set) {
+        ngx_del_timer(conn->c->write);
+    }
+
+    ngx_http_pw_grpc_conn_ready(conn);
+}
+
+
 static ngx_int_t
 ngx_http_pw_grpc_test_connect(ngx_connection_t *c)
 {
@@ -742,10 +684,8 @@ ngx_http_pw_grpc_write_handler(ngx_event_t *wev)
             ngx_http_pw_grpc_conn_close(conn, "connect() failed");
             return;
         }
-        conn->connected = 1;
-        if (wev->timer_set) {
-            ngx_del_timer(wev);
-        }
+        ngx_http_pw_grpc_conn_connected(conn);
+        return;
     }
 
     ngx_http_pw_grpc_conn_send(conn);
@@ -785,10 +725,7 @@ ngx_http_pw_grpc_read_handler(ngx_event_t *rev)
         }
 
         if (!conn->connected) {
-            conn->connected = 1;
-            if (c->write->timer_set) {
-                ngx_del_timer(c->write);
-            }
+            ngx_http_pw_grpc_conn_connected(conn);
         }
 
         rv = nghttp2_session_mem_recv(conn->h2, buf, n);
@@ -1157,8 +1094,118 @@ ngx_http_pw_grpc_h2_close(nghttp2_session *session, int32_t stream_id,
 }
 
 
+static void
+ngx_http_pw_grpc_conn_connect(ngx_http_pw_grpc_conn_t *conn)
+{
+    ngx_int_t  rc;
+
+    conn->name.data = conn->text;
+    conn->name.len = ngx_sock_ntop((struct sockaddr *) conn->target.sockaddr,
+                                   conn->target.socklen, conn->text,
+                                   NGX_SOCKADDR_STRLEN, 1);
+
+    conn->pc.sockaddr = (struct sockaddr *) conn->target.sockaddr;
+    conn->pc.socklen = conn->target.socklen;
+    conn->pc.name = &conn->name;
+    conn->pc.get = ngx_event_get_peer;
+    conn->pc.log = ngx_cycle->log;
+    conn->pc.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&conn->pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        if (conn->pc.connection) {
+            ngx_close_connection(conn->pc.connection);
+            conn->pc.connection = NULL;
+        }
+        ngx_http_pw_grpc_conn_close(conn, "connect() failed");
+        return;
+    }
+
+    conn->c = conn->pc.connection;
+    conn->c->data = conn;
+    conn->c->read->handler = ngx_http_pw_grpc_read_handler;
+    conn->c->write->handler = ngx_http_pw_grpc_write_handler;
+    /* told (c->close) when the worker shuts down gracefully */
+    conn->c->idle = 1;
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(conn->c->write, NGX_HTTP_PW_GRPC_CONNECT_TIMEOUT);
+        return;
+    }
+
+    ngx_http_pw_grpc_conn_connected(conn);
+}
+
+
+static void
+ngx_http_pw_grpc_conn_resolved(ngx_resolver_ctx_t *ctx)
+{
+    u_char                    why[256], *p;
+    ngx_int_t                 rc;
+    ngx_http_pw_grpc_conn_t  *conn = ctx->data;
+
+    conn->rctx = NULL;
+
+    rc = ngx_http_pw_target_resolved(ctx, &conn->target);
+
+    if (rc != NGX_OK) {
+        /* what the plugin reads with proxy_get_status */
+        p = ngx_snprintf(why, sizeof(why) - 1, "%V could not be resolved: %s",
+                         &ctx->name,
+                         ctx->state ? ngx_resolver_strerror(ctx->state)
+                                    : "no usable address");
+        *p = '\0';
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc: %s (%i)", why, ctx->state);
+
+        ngx_resolve_name_done(ctx);
+        ngx_http_pw_grpc_conn_close(conn, (char *) why);
+        return;
+    }
+
+    ngx_resolve_name_done(ctx);
+    ngx_http_pw_grpc_conn_connect(conn);
+}
+
+
+/* From the event loop: resolve the host, or connect to the address. */
+static void
+ngx_http_pw_grpc_conn_start(ngx_event_t *ev)
+{
+    ngx_http_pw_grpc_conn_t  *conn = ev->data;
+
+    if (ngx_queue_empty(&conn->calls)) {
+        ngx_http_pw_grpc_conn_close(conn, "unused");
+        return;
+    }
+
+    if (conn->target.socklen) {
+        ngx_http_pw_grpc_conn_connect(conn);
+        return;
+    }
+
+    /* a cached answer comes at once: conn may be gone on return */
+    if (ngx_http_pw_target_resolve(conn->resolver, conn->resolver_timeout,
+                                   &conn->target.host,
+                                   ngx_http_pw_grpc_conn_resolved, conn,
+                                   &conn->rctx)
+        != NGX_OK)
+    {
+        ngx_http_pw_grpc_conn_close(conn, "cannot start resolving");
+    }
+}
+
+
+/*
+ * A connection to the target t (named key by the plugin): its HTTP/2
+ * session takes streams at once; resolving and connecting start from the
+ * event loop.
+ */
 static ngx_http_pw_grpc_conn_t *
-ngx_http_pw_grpc_conn_new(ngx_http_pw_grpc_target_t *t)
+ngx_http_pw_grpc_conn_new(ngx_str_t *key, ngx_http_pw_target_t *t,
+    ngx_resolver_t *resolver, ngx_msec_t resolver_timeout)
 {
     ngx_int_t                  rc;
     nghttp2_settings_entry     iv[2];
@@ -1170,26 +1217,35 @@ ngx_http_pw_grpc_conn_new(ngx_http_pw_grpc_target_t *t)
         return NULL;
     }
 
-    conn->key.data = malloc(t->key.len + t->name.len);
+    conn->key.data = malloc(key->len);
     if (conn->key.data == NULL) {
         free(conn);
         return NULL;
     }
 
-    ngx_memcpy(conn->key.data, t->key.data, t->key.len);
-    conn->key.len = t->key.len;
-    conn->name.data = conn->key.data + t->key.len;
-    ngx_memcpy(conn->name.data, t->name.data, t->name.len);
-    conn->name.len = t->name.len;
+    ngx_memcpy(conn->key.data, key->data, key->len);
+    conn->key.len = key->len;
 
-    ngx_memcpy(conn->sockaddr, t->sockaddr, t->socklen);
-    conn->socklen = t->socklen;
+    conn->target = *t;
+    if (t->host.len) {
+        conn->target.host.data = conn->key.data + (t->host.data - key->data);
+    }
+
+    /* until the address is known */
+    conn->name = t->host.len ? conn->target.host : conn->key;
+
+    conn->resolver = resolver;
+    conn->resolver_timeout = resolver_timeout;
+
     ngx_queue_init(&conn->calls);
     ngx_queue_insert_tail(&ngx_http_pw_grpc_conns, &conn->link);
 
     conn->idle.handler = ngx_http_pw_grpc_idle;
     conn->idle.data = conn;
     conn->idle.log = ngx_cycle->log;
+    conn->start.handler = ngx_http_pw_grpc_conn_start;
+    conn->start.data = conn;
+    conn->start.log = ngx_cycle->log;
 
     if (nghttp2_session_callbacks_new(&cbs) != 0) {
         ngx_http_pw_grpc_conn_close(conn, "out of memory");
@@ -1226,43 +1282,20 @@ ngx_http_pw_grpc_conn_new(ngx_http_pw_grpc_target_t *t)
         return NULL;
     }
 
-    conn->pc.sockaddr = (struct sockaddr *) conn->sockaddr;
-    conn->pc.socklen = conn->socklen;
-    conn->pc.name = &conn->name;
-    conn->pc.get = ngx_event_get_peer;
-    conn->pc.log = ngx_cycle->log;
-    conn->pc.log_error = NGX_ERROR_ERR;
-
-    rc = ngx_event_connect_peer(&conn->pc);
-
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        if (conn->pc.connection) {
-            ngx_close_connection(conn->pc.connection);
-        }
-        ngx_http_pw_grpc_conn_close(conn, "connect() failed");
-        return NULL;
-    }
-
-    conn->c = conn->pc.connection;
-    conn->c->data = conn;
-    conn->c->read->handler = ngx_http_pw_grpc_read_handler;
-    conn->c->write->handler = ngx_http_pw_grpc_write_handler;
-    /* told (c->close) when the worker shuts down gracefully */
-    conn->c->idle = 1;
-
-    if (rc == NGX_AGAIN) {
-        ngx_add_timer(conn->c->write, NGX_HTTP_PW_GRPC_CONNECT_TIMEOUT);
-
-    } else {
-        conn->connected = 1;
-    }
+    ngx_post_event(&conn->start, &ngx_posted_events);
 
     return conn;
 }
 
 
+/*
+ * The connection for the target: by the name the plugin gave, and for an
+ * address (a block's server, a literal) by that address too; a host name
+ * takes whatever connection it resolved to before.
+ */
 static ngx_http_pw_grpc_conn_t *
-ngx_http_pw_grpc_conn_get(ngx_http_pw_grpc_target_t *t)
+ngx_http_pw_grpc_conn_get(ngx_str_t *key, ngx_http_pw_target_t *t,
+    ngx_resolver_t *resolver, ngx_msec_t resolver_timeout)
 {
     ngx_queue_t              *q;
     ngx_http_pw_grpc_conn_t  *conn;
@@ -1273,14 +1306,24 @@ ngx_http_pw_grpc_conn_get(ngx_http_pw_grpc_target_t *t)
     {
         conn = ngx_queue_data(q, ngx_http_pw_grpc_conn_t, link);
 
-        if (!conn->closing && conn->key.len == t->key.len
-            && ngx_memcmp(conn->key.data, t->key.data, t->key.len) == 0)
+        if (conn->closing || conn->key.len != key->len
+            || ngx_memcmp(conn->key.data, key->data, key->len) != 0)
+        {
+            continue;
+        }
+
+        if (t->socklen == 0
+            || ngx_cmp_sockaddr((struct sockaddr *) conn->target.sockaddr,
+                                conn->target.socklen,
+                                (struct sockaddr *) t->sockaddr, t->socklen,
+                                1)
+               == NGX_OK)
         {
             return conn;
         }
     }
 
-    return ngx_http_pw_grpc_conn_new(t);
+    return ngx_http_pw_grpc_conn_new(key, t, resolver, resolver_timeout);
 }
 
 
@@ -1303,8 +1346,7 @@ ngx_http_pw_grpc_nv(nghttp2_nv *nv, const char *name, size_t nlen,
  * new stream (GOAWAY), NGX_ERROR. */
 static ngx_int_t
 ngx_http_pw_grpc_submit(ngx_http_pw_grpc_t *call,
-    ngx_http_pw_grpc_conn_t *conn, ngx_http_pw_grpc_target_t *t,
-    pw_str_t service, pw_str_t method, const pw_pairs_t *metadata,
+    ngx_http_pw_grpc_conn_t *conn, pw_str_t service, pw_str_t method, const pw_pairs_t *metadata,
     uint32_t timeout_ms)
 {
     u_char                 *path, *lower, *p, tbuf[NGX_INT32_LEN + 2];
@@ -1340,7 +1382,7 @@ ngx_http_pw_grpc_submit(ngx_http_pw_grpc_t *call,
     i += ngx_http_pw_grpc_nv(&nva[i], ":scheme", 7, "http", 4);
     i += ngx_http_pw_grpc_nv(&nva[i], ":path", 5, (char *) path, plen);
     i += ngx_http_pw_grpc_nv(&nva[i], ":authority", 10,
-                             (char *) t->authority.data, t->authority.len);
+                             (char *) conn->key.data, conn->key.len);
     i += ngx_http_pw_grpc_nv(&nva[i], "content-type", 12,
                              "application/grpc", 16);
     i += ngx_http_pw_grpc_nv(&nva[i], "te", 2, "trailers", 8);
@@ -1428,6 +1470,63 @@ ngx_http_pw_grpc_frame(ngx_http_pw_grpc_t *call, pw_str_t msg)
 }
 
 
+/*
+ * The target named by the plugin (see ngx_http_pw_callout_target.h; gRPC
+ * has no default port): PW_ENOTFOUND for a bare word that names no
+ * upstream block (an unknown cluster), PW_EINVAL for anything else that
+ * cannot be used now, the reason logged.
+ */
+static int
+ngx_http_pw_grpc_target(ngx_str_t *key, ngx_http_pw_fctx_t *f,
+    ngx_http_pw_target_t *t, ngx_resolver_t **resolver, ngx_msec_t *timeout)
+{
+    ngx_int_t    rc;
+    const char  *err;
+
+    *resolver = NULL;
+    *timeout = 0;
+
+    rc = ngx_http_pw_target_parse(key, 0, t, &err);
+
+    switch (rc) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call: unknown upstream \"%V\" (no "
+                      "such upstream block; host names need a port)", key);
+        return PW_ENOTFOUND;
+
+    case NGX_ABORT:
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call to \"%V\": %s", key, err);
+        return PW_EINVAL;
+
+    default:
+        return PW_ENOMEM;
+    }
+
+    if (t->socklen) {
+        return PW_OK;
+    }
+
+    /* also when a connection resolved before would serve: what is
+     * accepted does not depend on earlier calls */
+    *resolver = ngx_http_pw_target_resolver(f ? f->ctx->r : NULL, timeout);
+
+    if (*resolver == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call to \"%V\": no resolver defined "
+                      "to resolve %V", key, &t->host);
+        return PW_EINVAL;
+    }
+
+    return PW_OK;
+}
+
+
 static int
 ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     pw_str_t service, pw_str_t method, const pw_pairs_t *metadata,
@@ -1435,13 +1534,19 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
 {
     int                        rc;
     ngx_int_t                  n;
+    ngx_str_t                  key;
+    ngx_msec_t                 rtimeout;
     ngx_uint_t                 attempt;
     ngx_pw_root_t             *root;
+    ngx_resolver_t            *resolver;
     ngx_http_pw_grpc_t        *call;
+    ngx_http_pw_fctx_t        *f;
+    ngx_http_pw_target_t       t;
     ngx_http_pw_grpc_conn_t   *conn;
-    ngx_http_pw_grpc_target_t  t;
 
     ngx_http_pw_grpc_init();
+
+    conn = NULL;
 
     root = c->plugin_data;
     if (root == NULL) {
@@ -1452,7 +1557,11 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
         return PW_ELIMIT;
     }
 
-    rc = ngx_http_pw_grpc_target(upstream, &t);
+    f = ngx_http_pw_hctx_fctx(c);
+    key.data = (u_char *) upstream.data;
+    key.len = upstream.len;
+
+    rc = ngx_http_pw_grpc_target(&key, f, &t, &resolver, &rtimeout);
     if (rc != PW_OK) {
         return rc;
     }
@@ -1465,7 +1574,7 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     call->token = token;
     call->root = root;
     call->inst = root->inst;
-    call->fctx = ngx_http_pw_hctx_fctx(c);
+    call->fctx = f;
     call->unary = message != NULL;
     call->last = &call->events;
 
@@ -1502,13 +1611,13 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     n = NGX_ERROR;
 
     for (attempt = 0; attempt < 2; attempt++) {
-        conn = ngx_http_pw_grpc_conn_get(&t);
+        conn = ngx_http_pw_grpc_conn_get(&key, &t, resolver, rtimeout);
         if (conn == NULL) {
             break;
         }
 
-        n = ngx_http_pw_grpc_submit(call, conn, &t, service, method,
-                                    metadata, timeout_ms);
+        n = ngx_http_pw_grpc_submit(call, conn, service, method, metadata,
+                                    timeout_ms);
         if (n != NGX_DECLINED) {
             break;
         }
@@ -1517,12 +1626,12 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     if (n != NGX_OK) {
         /* answered from the event loop, not from inside this hostcall */
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "proxy_wasm: grpc call %uD to %V failed: %s",
-                      token, &t.name,
-                      conn ? "cannot open a stream" : "connect() failed");
+                      "proxy_wasm: grpc call %uD to \"%V\" failed: %s",
+                      token, &key,
+                      conn ? "cannot open a stream" : "out of memory");
         ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_UNAVAILABLE,
                                 conn ? "cannot open a stream"
-                                     : "connect() failed", 0);
+                                     : "out of memory", 0);
         return PW_OK;
     }
 

@@ -239,11 +239,23 @@ def test_unknown_upstream(ngx, grpc_up):
     # the host's "not found" so)
     lines = call(ngx, "kind=unary up=no_such_upstream")
     assert lines == ["start status=%d token=0" % PARSE_FAILURE], lines
+    ngx.wait_log('unknown upstream "no_such_upstream"', exact=False)
     # a host name needs a resolver: refused with the reason logged
     lines = call(ngx, "kind=unary up=grpc.example.invalid:50051")
     assert lines == ["start status=%d token=0" % BAD_ARGUMENT], lines
-    ngx.wait_log("host names are not resolved", exact=False)
+    ngx.wait_log("no resolver defined to resolve grpc.example.invalid",
+                 exact=False)
     lines = call(ngx, "kind=stream up=127.0.0.1:notaport")
+    assert lines == ["start status=%d token=0" % BAD_ARGUMENT], lines
+    # gRPC has no default port: an address without one is refused, a
+    # name without one is an unknown upstream block
+    for target in ("127.0.0.1", "[::1]"):
+        lines = call(ngx, "kind=unary up=%s" % target)
+        assert lines == ["start status=%d token=0" % BAD_ARGUMENT], lines
+    ngx.wait_log('grpc call to "[::1]": a port is required', exact=False)
+    lines = call(ngx, "kind=unary up=echo.test")
+    assert lines == ["start status=%d token=0" % PARSE_FAILURE], lines
+    lines = call(ngx, "kind=unary up=127.0.0.1:%d/path" % grpc_up.port)
     assert lines == ["start status=%d token=0" % BAD_ARGUMENT], lines
 
 
@@ -415,3 +427,208 @@ def test_call_from_on_configure(ngx, grpc_up):
     ngx.wait_log("grpc_callout: configure answer data=from-configure",
                  exact=False)
     assert grpc_up.wait_outcome(1)[0]["outcome"] == "ok"
+
+
+# ---- upstream blocks of several servers --------------------------------------
+
+
+def test_upstream_block_servers_in_turn(ngx, grpc_up):
+    """As HTTP calls: the block's primary servers one call each, in turn
+    (backup and down servers never); one connection per server."""
+    up2 = GrpcUpstream().start()
+    try:
+        start(ngx, grpc_up, http=http_conf(grpc_up)
+              + "upstream two { server 127.0.0.1:%d; server 127.0.0.1:%d;\n"
+                "  server 127.0.0.1:%d backup; server 127.0.0.1:%d down; }\n"
+              % (grpc_up.port, up2.port, free_port(), free_port()))
+        for i in range(6):
+            assert call(ngx, "kind=unary up=two msg=t%d" % i)[1] == \
+                "message len=2 data=t%d status=0" % i
+        assert len(grpc_up.calls) == 3, grpc_up.calls
+        assert len(up2.calls) == 3, up2.calls
+        assert len(set(grpc_up.peers)) == 1, grpc_up.peers
+        assert len(set(up2.peers)) == 1, up2.peers
+    finally:
+        up2.stop()
+
+
+# ---- host names through nginx's resolver ----------------------------------------
+
+from test_callout_http import TinyDns  # noqa: E402
+
+
+@pytest.fixture
+def dns():
+    """A DNS server: A 127.0.0.1 for *.test, NXDOMAIN for the rest."""
+    d = TinyDns()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def silent_dns():
+    """A DNS server that never answers."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    yield s.getsockname()[1]
+    s.close()
+
+
+def resolver(port, timeout="2s"):
+    return "resolver 127.0.0.1:%d ipv6=off; resolver_timeout %s;\n" % (
+        port, timeout)
+
+
+def start_dns(ngx, gup, port, config="", timeout="2s", **kw):
+    start(ngx, gup, config, http=http_conf(gup) + resolver(port, timeout),
+          **kw)
+
+
+def test_host_name_unary(ngx, grpc_up, dns):
+    start_dns(ngx, grpc_up, dns.port)
+    lines = call(ngx, "kind=unary up=echo.test:%d msg=byname md=x-md-a:b"
+                 % grpc_up.port)
+    assert lines[1:] == ["message len=6 data=byname status=0"], lines
+    assert "echo.test" in dns.queries
+    calls = grpc_up.wait_outcome(1)
+    assert calls[0]["outcome"] == "ok"
+    assert calls[0]["md"]["x-md-a"] == "b"
+
+
+def test_host_name_stream_sends_before_connected(ngx, grpc_up, dns):
+    """The plugin sends right after opening, while the name is still being
+    resolved: the messages wait and go once connected."""
+    start_dns(ngx, grpc_up, dns.port)
+    lines = call(ngx, "kind=stream up=echo.test:%d send=one,two"
+                 % grpc_up.port)
+    assert [l for l in lines if l.startswith("message")] == [
+        "message len=8 data=echo:one status=0",
+        "message len=8 data=echo:two status=0"], lines
+    assert "x-count=2" in line(lines, "trailing ")
+    assert lines[-1] == "close status=0 code=0 message=", lines
+
+
+def test_host_name_nxdomain_unavailable(ngx, grpc_up, dns):
+    start_dns(ngx, grpc_up, dns.port)
+    lines = call(ngx, "kind=unary up=nowhere.invalid:%d" % grpc_up.port)
+    assert lines[1:] == ["close status=14 code=14 message=nowhere.invalid "
+                         "could not be resolved: Host not found"], lines
+    ngx.wait_log("proxy_wasm: grpc: nowhere.invalid could not be resolved",
+                 exact=False)
+    lines = call(ngx, "kind=stream up=nowhere.invalid:%d send=a"
+                 % grpc_up.port)
+    assert lines[-1].startswith("close status=14 code=14 message=nowhere"), \
+        lines
+    assert "nowhere.invalid" in dns.queries
+    assert grpc_up.calls == []
+
+
+def test_host_name_resolver_in_location(ngx, grpc_up, dns):
+    """During a request the location's resolver counts, as for HTTP calls:
+    none in http{}, one in server{}."""
+    ngx.start(wasm=GRPC, http=http_conf(grpc_up),
+              server=pw("g", "") + "\n" + resolver(dns.port))
+    lines = call(ngx, "kind=unary up=echo.test:%d msg=loc" % grpc_up.port)
+    assert lines[1:] == ["message len=3 data=loc status=0"], lines
+
+
+def test_host_name_without_resolver(ngx, grpc_up):
+    start(ngx, grpc_up)
+    lines = call(ngx, "kind=stream up=echo.test:%d" % grpc_up.port)
+    assert lines == ["start status=%d token=0" % BAD_ARGUMENT], lines
+    ngx.wait_log('grpc call to "echo.test:%d": no resolver defined'
+                 % grpc_up.port, exact=False)
+
+
+@pytest.mark.no_valgrind
+def test_host_name_resolver_timeout(ngx, grpc_up, silent_dns):
+    start_dns(ngx, grpc_up, silent_dns, timeout="700ms")
+    t0 = time.time()
+    lines = call(ngx, "kind=unary up=echo.test:%d" % grpc_up.port)
+    took = time.time() - t0
+    assert lines[1:] == ["close status=14 code=14 message=echo.test could "
+                         "not be resolved: Operation timed out"], lines
+    assert 0.6 < took < 2.5, took
+    assert grpc_up.calls == []
+
+
+def test_host_name_cancel_during_resolution(ngx, grpc_up, silent_dns):
+    """Cancelled, or its request gone, while the name is being resolved:
+    no callback, the resolution is dropped, the worker goes on."""
+    start_dns(ngx, grpc_up, silent_dns, timeout="1s")
+    lines = call(ngx, "kind=unary up=echo.test:%d cancel_after=0"
+                 % grpc_up.port)
+    assert lines[1:] == ["cancel status=0"], lines
+    s = socket.create_connection(("127.0.0.1", ngx.port))
+    s.sendall(b"GET /gone HTTP/1.1\r\nHost: x\r\n"
+              b"x-grpc: kind=stream up=echo.test:%d send=a end=none\r\n\r\n"
+              % grpc_up.port)
+    time.sleep(0.3)
+    s.close()
+    # past the resolver's timeout: nothing came to the plugin
+    ngx.settle(1.5)
+    log = ngx.error_log()
+    assert "grpc_callout: late" not in log
+    assert "could not be resolved" not in log
+    assert grpc_up.calls == []
+    # the worker goes on
+    lines = call(ngx, "kind=unary up=127.0.0.1:%d msg=after" % grpc_up.port)
+    assert lines[1:] == ["message len=5 data=after status=0"], lines
+    assert not ngx.bad_lines()
+
+
+def test_host_name_calls_share_a_connection(ngx, grpc_up, dns):
+    """Calls by the same name share one connection: those made while the
+    first resolution runs and those made after it."""
+    import threading
+    start_dns(ngx, grpc_up, dns.port)
+    target = "up=echo.test:%d" % grpc_up.port
+    results = []
+
+    def one(i):
+        results.append(call(ngx, "kind=unary %s msg=c%d" % (target, i)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r[1] for r in results) == sorted(
+        "message len=2 data=c%d status=0" % i for i in range(4))
+    for i in range(2):
+        assert call(ngx, "kind=unary %s msg=s%d" % (target, i))[1] == \
+            "message len=2 data=s%d status=0" % i
+    call(ngx, "kind=stream %s send=x" % target)
+    assert len(grpc_up.calls) == 7
+    assert len(set(grpc_up.peers)) == 1, grpc_up.peers
+
+
+def test_host_name_connection_lost_then_resolved_again(ngx, grpc_up, dns):
+    """The server behind a name goes away: calls fail with UNAVAILABLE;
+    once it is back the next call resolves and connects anew."""
+    up = GrpcUpstream().start()
+    try:
+        start_dns(ngx, grpc_up, dns.port)
+        target = "up=other.test:%d" % up.port
+        assert call(ngx, "kind=unary %s msg=a" % target)[1] == \
+            "message len=1 data=a status=0"
+        port = up.port
+        up.stop()
+        time.sleep(0.3)
+        lines = call(ngx, "kind=unary %s msg=b" % target)
+        assert lines[1].startswith("close status=14 "), lines
+        up = GrpcUpstream(port).start()
+        assert call(ngx, "kind=unary %s msg=c" % target)[1] == \
+            "message len=1 data=c status=0"
+        assert len(up.calls) == 1
+    finally:
+        up.stop()
+
+
+def test_host_name_from_on_configure(ngx, grpc_up, dns):
+    """Outside a request the http{} block's resolver counts."""
+    start_dns(ngx, grpc_up, dns.port,
+              "configure echo.test:%d" % grpc_up.port)
+    ngx.wait_log("grpc_callout: configure answer data=from-configure",
+                 exact=False)
+    assert "echo.test" in dns.queries
