@@ -6,12 +6,15 @@
  * (so that an answer known at once, or a call made in on_configure before
  * the event loop runs, is never delivered inside the plugin call that
  * made it), and answered from an event handler. Connections are kept
- * alive per worker, keyed by address, and reused by later calls.
+ * alive per worker, keyed by address, TLS or not and server name, and
+ * reused by later calls. TLS (ngx_pw_tls.c) runs between the connect and
+ * the request.
  */
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_pw_callout.h"
+#include "ngx_pw_tls.h"
 
 
 #define NGX_HTTP_PW_CALL_TIMEOUT        60000    /* timeout_ms 0 */
@@ -21,6 +24,7 @@
 #define NGX_HTTP_PW_CALL_READ_SIZE      16384
 #define NGX_HTTP_PW_KEEPALIVE_MAX       32       /* idle, per worker */
 #define NGX_HTTP_PW_KEEPALIVE_TIMEOUT   60000
+#define NGX_HTTP_PW_NAME_MAX            256      /* kept server names */
 
 /* failure causes (and the metric each one counts) */
 #define NGX_HTTP_PW_CALL_OK             0
@@ -29,6 +33,7 @@
 #define NGX_HTTP_PW_CALL_TIMEOUT_CAUSE  3
 #define NGX_HTTP_PW_CALL_MALFORMED      4
 #define NGX_HTTP_PW_CALL_OTHER          5
+#define NGX_HTTP_PW_CALL_TLS            6
 
 /* response parser states */
 #define NGX_HTTP_PW_ST_STATUS           0
@@ -72,6 +77,7 @@ typedef struct {
     ngx_resolver_t             *resolver;
     ngx_msec_t                  resolver_timeout;
     ngx_resolver_ctx_t         *rctx;
+    ngx_str_t                   server_name; /* TLS: own copy */
 
     ngx_peer_connection_t       peer;
 
@@ -105,6 +111,8 @@ typedef struct {
     unsigned                    retried:1;
     unsigned                    connecting:1;
     unsigned                    ref_pending:1; /* made while inst started */
+    unsigned                    https:1;       /* https:// target */
+    unsigned                    tls:1;
 } ngx_http_pw_call_t;
 
 /* An idle kept-alive connection. */
@@ -113,6 +121,9 @@ typedef struct {
     ngx_connection_t           *connection;
     u_char                      sockaddr[NGX_SOCKADDRLEN];
     socklen_t                   socklen;
+    ngx_uint_t                  tls;
+    size_t                      server_name_len;
+    u_char                      server_name[NGX_HTTP_PW_NAME_MAX];
 } ngx_http_pw_idle_t;
 
 
@@ -121,6 +132,8 @@ static void ngx_http_pw_call_resolved(ngx_resolver_ctx_t *ctx);
 static void ngx_http_pw_call_connect(ngx_http_pw_call_t *call);
 static void ngx_http_pw_call_timeout(ngx_event_t *ev);
 static void ngx_http_pw_call_write(ngx_event_t *wev);
+static void ngx_http_pw_call_handshake(ngx_http_pw_call_t *call,
+    ngx_connection_t *c);
 static void ngx_http_pw_call_read(ngx_event_t *rev);
 static void ngx_http_pw_call_dummy(ngx_event_t *ev);
 static void ngx_http_pw_call_fail(ngx_http_pw_call_t *call, ngx_uint_t cause,
@@ -149,10 +162,11 @@ static const char  *ngx_http_pw_cause_metric[] = {
     "callout_failures_timeout",
     "callout_failures_malformed",
     "callout_failures_other",
+    "callout_failures_tls",
 };
 
 static const char  *ngx_http_pw_cause_name[] = {
-    "ok", "refused", "reset", "timeout", "malformed", "other",
+    "ok", "refused", "reset", "timeout", "malformed", "other", "tls",
 };
 
 
@@ -534,13 +548,11 @@ ngx_http_pw_call_target(ngx_http_pw_call_t *call, pw_str_t upstream,
     if (name.len > 8 && ngx_strncasecmp(name.data, (u_char *) "https://", 8)
                         == 0)
     {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "[wasm] http call to \"%V\": https is not supported",
-                      &name);
-        return NGX_ABORT;
-    }
+        call->https = 1;
+        name.data += 8;
+        name.len -= 8;
 
-    if (name.len > 7 && ngx_strncasecmp(name.data, (u_char *) "http://", 7)
+    } else if (name.len > 7 && ngx_strncasecmp(name.data, (u_char *) "http://", 7)
                         == 0)
     {
         name.data += 7;
@@ -602,7 +614,7 @@ ngx_http_pw_call_target(ngx_http_pw_call_t *call, pw_str_t upstream,
      * only: a pool of its own keeps the cycle's from growing) */
     ngx_memzero(&u, sizeof(ngx_url_t));
     u.url = name;
-    u.default_port = 80;
+    u.default_port = call->https ? 443 : 80;
     u.no_resolve = 1;
 
     pool = ngx_create_pool(512, log);
@@ -677,6 +689,65 @@ ngx_http_pw_call_target(ngx_http_pw_call_t *call, pw_str_t upstream,
 }
 
 
+/*
+ * TLS or not: an https:// target, `:scheme: https`, or a target listed in
+ * tls_upstream. NGX_ABORT when TLS is asked but not available.
+ */
+static ngx_int_t
+ngx_http_pw_call_tls(ngx_http_pw_call_t *call, pw_str_t upstream,
+    const pw_pairs_t *headers, ngx_log_t *log)
+{
+    pw_str_t   scheme, auth;
+    ngx_int_t  rc;
+    ngx_str_t  name, authority, host, sn;
+
+    name.data = (u_char *) upstream.data;
+    name.len = upstream.len;
+
+    if (call->https) {
+        name.data += 8;
+        name.len -= 8;
+
+    } else if (name.len > 7
+               && ngx_strncasecmp(name.data, (u_char *) "http://", 7) == 0)
+    {
+        name.data += 7;
+        name.len -= 7;
+    }
+
+    scheme = ngx_http_pw_pair(headers, ":scheme");
+    auth = ngx_http_pw_pair(headers, ":authority");
+    authority.data = (u_char *) auth.data;
+    authority.len = auth.len;
+    host = call->host.len ? call->host : name;
+
+    rc = ngx_pw_tls_target(&name,
+                           call->https
+                           || (scheme.len == 5
+                               && ngx_strncasecmp((u_char *) scheme.data,
+                                                  (u_char *) "https", 5)
+                                  == 0),
+                           &authority, &host, &sn, log);
+    if (rc == NGX_ERROR) {
+        return NGX_ABORT;
+    }
+
+    if (rc == 0) {
+        return NGX_OK;
+    }
+
+    call->tls = 1;
+    call->server_name.data = ngx_alloc(sn.len ? sn.len : 1, log);
+    if (call->server_name.data == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(call->server_name.data, sn.data, sn.len);
+    call->server_name.len = sn.len;
+
+    return NGX_OK;
+}
+
+
 /* ---- the host function ---- */
 
 
@@ -715,11 +786,15 @@ ngx_http_pw_http_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
 
     } else if (rc == NGX_OK) {
         rc = ngx_http_pw_call_request(call, headers, body, trailers, log);
+        if (rc == NGX_OK) {
+            rc = ngx_http_pw_call_tls(call, upstream, headers, log);
+        }
         rc = rc == NGX_OK ? PW_OK : rc == NGX_DECLINED ? PW_EINVAL
-                                                       : PW_ENOMEM;
+                                  : rc == NGX_ABORT ? PW_EUNIMPLEMENTED
+                                                    : PW_ENOMEM;
 
     } else {
-        rc = rc == NGX_ABORT ? PW_EUNIMPLEMENTED : PW_ENOMEM;
+        rc = PW_ENOMEM;
     }
 
     if (rc != PW_OK) {
@@ -988,11 +1063,49 @@ ngx_http_pw_call_retry(ngx_http_pw_call_t *call)
 
     call->retried = 1;
     call->req_sent = 0;
-    ngx_close_connection(call->peer.connection);
+    ngx_pw_tls_close(call->peer.connection);
     call->peer.connection = NULL;
     ngx_http_pw_call_connect(call);
 
     return 1;
+}
+
+
+static void
+ngx_http_pw_call_tls_done(ngx_connection_t *c, const char *err)
+{
+    ngx_http_pw_call_t  *call = c->data;
+
+    if (err) {
+        ngx_http_pw_call_fail(call, NGX_HTTP_PW_CALL_TLS, 0, err);
+        return;
+    }
+
+    ngx_http_pw_call_attach(call, c);
+    ngx_http_pw_call_write(c->write);
+}
+
+
+static void
+ngx_http_pw_call_handshake(ngx_http_pw_call_t *call, ngx_connection_t *c)
+{
+    ngx_int_t            rc;
+    const char          *err;
+    ngx_pw_tls_params_t  params;
+
+    params.server_name = call->server_name;
+    ngx_str_null(&params.alpn);
+    params.peer = call->addr.name;
+
+    err = NULL;
+    rc = ngx_pw_tls_handshake(c, &params, ngx_http_pw_call_tls_done, &err);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    ngx_http_pw_call_tls_done(c, rc == NGX_OK ? NULL
+                                 : err ? err : "handshake failed");
 }
 
 
@@ -1019,6 +1132,11 @@ ngx_http_pw_call_write(ngx_event_t *wev)
                                   "cannot connect");
             return;
         }
+    }
+
+    if (call->tls && c->ssl == NULL) {
+        ngx_http_pw_call_handshake(call, c);
+        return;
     }
 
     while (call->req_sent < call->req_len) {
@@ -1541,7 +1659,7 @@ ngx_http_pw_call_close(ngx_http_pw_call_t *call)
     }
 
     if (call->peer.connection) {
-        ngx_close_connection(call->peer.connection);
+        ngx_pw_tls_close(call->peer.connection);
         call->peer.connection = NULL;
     }
 }
@@ -1564,6 +1682,7 @@ ngx_http_pw_call_free(ngx_http_pw_call_t *call)
         ngx_free(call->addr.name.data);
     }
     ngx_free(call->host.data);
+    ngx_free(call->server_name.data);
     ngx_free(call->addr.sockaddr);
     ngx_free(call->req);
     ngx_free(call->in);
@@ -1773,7 +1892,11 @@ ngx_http_pw_idle_get(ngx_http_pw_call_t *call)
         if (ngx_cmp_sockaddr((struct sockaddr *) item->sockaddr,
                              item->socklen, call->addr.sockaddr,
                              call->addr.socklen, 1)
-            != NGX_OK)
+            != NGX_OK
+            || item->tls != call->tls
+            || item->server_name_len != call->server_name.len
+            || ngx_strncasecmp(item->server_name, call->server_name.data,
+                               call->server_name.len) != 0)
         {
             continue;
         }
@@ -1790,7 +1913,7 @@ ngx_http_pw_idle_get(ngx_http_pw_call_t *call)
         c->idle = 0;
 
         if (!ngx_http_pw_conn_alive(c)) {
-            ngx_close_connection(c);
+            ngx_pw_tls_close(c);
             continue;
         }
 
@@ -1810,6 +1933,7 @@ ngx_http_pw_idle_put(ngx_http_pw_call_t *call)
     if (c == NULL || ngx_exiting || ngx_terminate || ngx_quit
         || ngx_http_pw_nidle >= NGX_HTTP_PW_KEEPALIVE_MAX
         || call->addr.socklen > NGX_SOCKADDRLEN
+        || call->server_name.len > NGX_HTTP_PW_NAME_MAX
         || c->read->eof || c->read->error || c->write->error)
     {
         return;
@@ -1835,6 +1959,10 @@ ngx_http_pw_idle_put(ngx_http_pw_call_t *call)
     item->connection = c;
     ngx_memcpy(item->sockaddr, call->addr.sockaddr, call->addr.socklen);
     item->socklen = call->addr.socklen;
+    item->tls = call->tls;
+    item->server_name_len = call->server_name.len;
+    ngx_memcpy(item->server_name, call->server_name.data,
+               call->server_name.len);
     ngx_queue_insert_head(&ngx_http_pw_idle, &item->queue);
     ngx_http_pw_nidle++;
 
@@ -1872,5 +2000,5 @@ ngx_http_pw_idle_handler(ngx_event_t *ev)
     ngx_free(item);
 
     c->read->cancelable = 0;
-    ngx_close_connection(c);
+    ngx_pw_tls_close(c);
 }

@@ -102,6 +102,7 @@ typedef struct {
     ngx_array_t                 plugins;     /* ngx_pw_plugin_conf_t * */
     ngx_msec_t                  max_call_time;
     ngx_uint_t                  enabled;
+    void                       *tls;         /* ngx_pw_tls.c's settings */
 
     /* per worker */
     pw_engine_t                *engine;

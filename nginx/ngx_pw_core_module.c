@@ -7,6 +7,7 @@
 #include <ngx_event.h>
 #include <sys/eventfd.h>
 #include "ngx_pw.h"
+#include "ngx_pw_tls.h"
 
 
 #define NGX_PW_BACKOFF_MIN    1000
@@ -160,6 +161,10 @@ ngx_pw_core_init_conf(ngx_cycle_t *cycle, void *conf)
             return NGX_CONF_ERROR;
         }
         *slot = pc;
+    }
+
+    if (ngx_pw_tls_init_conf(cycle, pcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
     }
 
     pcf->enabled = (pcf->modules.nelts > 0);
@@ -463,6 +468,11 @@ ngx_pw_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return rv;
     }
 
+    rv = ngx_pw_tls_block_done(cf, pcf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
     /* a default key-value zone and a metrics zone exist unconfigured */
     if (pcf->kv_default == NGX_CONF_UNSET_UINT) {
         ngx_str_set(&name, "*");
@@ -660,6 +670,10 @@ ngx_pw_block_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
             return "is duplicate";
         }
         return ngx_pw_zone_directive(cf, pcf, NGX_PW_ZONE_METRICS);
+    }
+
+    if (value[0].len > 4 && ngx_strncmp(value[0].data, "tls_", 4) == 0) {
+        return ngx_pw_tls_directive(cf, pcf);
     }
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

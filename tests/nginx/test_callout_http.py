@@ -430,7 +430,6 @@ def test_quit_while_call_in_flight(ngx, cup):
     ("cu", ":method=GET :path=nopath :authority=x", 2),
     ("cu", "\":method=G T\" :path=/ :authority=x", 2),
     ("cu", ":method=GET :path=/ :authority=x \"x-bad=a\rb\"", 2),
-    ("https://127.0.0.1:1", ":method=GET :path=/ :authority=x", 12),
 ])
 def test_bad_arguments(ngx, cup, target, headers, status):
     start_tp(ngx, cup,
