@@ -86,6 +86,9 @@ NGX_VALGRIND_TESTS := $(addprefix tests/nginx/, \
     test_chain.py::test_body_changes_compose \
     test_abi.py::test_as_plugins_in_one_chain \
     test_properties.py::test_set_nginx_variables \
+    test_callout_tls.py::test_upstream_block_in_tls_upstream \
+    test_callout_tls.py::test_self_signed_refused \
+    test_callout_tls.py::test_session_resumed_on_a_new_connection \
     test_lifecycle.py::test_reload_with_changed_plugin \
     test_lifecycle.py::test_reload_while_a_request_is_paused \
     test_lifecycle.py::test_quit_while_a_request_is_paused)
