@@ -380,6 +380,19 @@ def test_trusted_certificate_without_certificates(ngx, certs, tmp_path):
     assert 'has no usable PEM certificates' in out, out
 
 
+def test_trusted_certificate_relative_to_conf_dir(ngx, certs, good):
+    import shutil
+    shutil.copy(certs + "/ca.pem", ngx.prefix + "/conf/test-ca.pem")
+    good.reset_counts()
+    ngx.start(wasm="%s\ntls_trusted_certificate test-ca.pem;"
+              % module("tp", "testplugin.wasm"),
+              proxy=pw("tp", call_script("/status/200", "https://127.0.0.1:%d"
+                                         % good.port)))
+    assert ngx.get("/").status == 200
+    assert one_answer(ngx)[0] == 2
+    assert good.handshakes == 1
+
+
 def test_configuration_accepted(ngx, certs, good):
     rc, out = ngx.test_conf(
         wasm=wasm_block(certs, "tls_verify_cert on;", "tls_verify_host on;",
