@@ -89,6 +89,7 @@ struct ngx_http_pw_grpc_s {
     ngx_http_pw_grpc_conn_t    *conn;        /* NULL once the stream ended */
     int32_t                     stream_id;
     uint32_t                    token;
+    ngx_msec_t                  timeout;     /* the unary call's, or 0 */
     ngx_pw_root_t              *root;
     ngx_pw_instance_t          *inst;
     ngx_http_pw_fctx_t         *fctx;
@@ -453,12 +454,18 @@ ngx_http_pw_grpc_deliver(ngx_event_t *ev)
 
     call = ev->data;
 
-    if (call->ref_pending && ngx_http_pw_grpc_ref(call) != NGX_OK) {
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "proxy_wasm: grpc call %uD dropped: its instance "
-                      "did not start", call->token);
-        ngx_http_pw_grpc_free(call);
-        return;
+    if (call->ref_pending) {
+        if (ngx_http_pw_grpc_ref(call) != NGX_OK) {
+            ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                          "proxy_wasm: grpc call %uD dropped: its instance "
+                          "did not start", call->token);
+            ngx_http_pw_grpc_free(call);
+            return;
+        }
+
+        if (call->timeout && !call->done) {
+            ngx_add_timer(&call->timer, call->timeout);
+        }
     }
 
     inst = call->inst;
@@ -1635,8 +1642,12 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
         return PW_OK;
     }
 
-    if (timeout_ms) {
-        ngx_add_timer(&call->timer, (ngx_msec_t) timeout_ms);
+    call->timeout = (ngx_msec_t) timeout_ms;
+
+    /* a call from on_vm_start/on_configure waits for the event loop: its
+     * timer starts there (ngx_http_pw_grpc_deliver), on the loop's clock */
+    if (call->timeout && !call->ref_pending) {
+        ngx_add_timer(&call->timer, call->timeout);
     }
 
     return PW_OK;

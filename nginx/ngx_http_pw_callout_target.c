@@ -110,8 +110,8 @@ ngx_http_pw_target_parse(ngx_str_t *name, in_port_t default_port,
         }
     }
 
-    /* ngx_parse_url allocates for IPv6 and unix: only: a pool of its own
-     * keeps the cycle's from growing */
+    /* ngx_parse_url allocates only for IPv6 and unix: addresses: a pool
+     * of its own keeps the cycle's from growing */
     pool = ngx_create_pool(512, ngx_cycle->log);
     if (pool == NULL) {
         return NGX_ERROR;

@@ -91,7 +91,9 @@ NGX_VALGRIND_TESTS := $(addprefix tests/nginx/, \
     test_callout_tls.py::test_session_resumed_on_a_new_connection \
     test_lifecycle.py::test_reload_with_changed_plugin \
     test_lifecycle.py::test_reload_while_a_request_is_paused \
-    test_lifecycle.py::test_quit_while_a_request_is_paused)
+    test_lifecycle.py::test_quit_while_a_request_is_paused \
+    test_callout_grpc.py::test_host_name_stream_sends_before_connected \
+    test_callout_grpc.py::test_host_name_cancel_during_resolution)
 
 .PHONY: test-valgrind
 test-valgrind: nginx-module $(NGX_TEST_WASMS) $(WASMS)

@@ -474,14 +474,14 @@ def silent_dns():
     s.close()
 
 
-def resolver(port, timeout="2s"):
-    return "resolver 127.0.0.1:%d ipv6=off; resolver_timeout %s;\n" % (
-        port, timeout)
+def resolver(port, timeout="2s", extra=""):
+    return "resolver 127.0.0.1:%d ipv6=off %s; resolver_timeout %s;\n" % (
+        port, extra, timeout)
 
 
-def start_dns(ngx, gup, port, config="", timeout="2s", **kw):
-    start(ngx, gup, config, http=http_conf(gup) + resolver(port, timeout),
-          **kw)
+def start_dns(ngx, gup, port, config="", timeout="2s", extra="", **kw):
+    start(ngx, gup, config,
+          http=http_conf(gup) + resolver(port, timeout, extra), **kw)
 
 
 def test_host_name_unary(ngx, grpc_up, dns):
@@ -604,22 +604,31 @@ def test_host_name_calls_share_a_connection(ngx, grpc_up, dns):
 
 
 def test_host_name_connection_lost_then_resolved_again(ngx, grpc_up, dns):
-    """The server behind a name goes away: calls fail with UNAVAILABLE;
-    once it is back the next call resolves and connects anew."""
+    """A live connection serves its name without asking DNS again, even
+    once the answer expired (valid=1s); the server behind the name goes
+    away: the call fails with UNAVAILABLE; once it is back the next call
+    resolves the name again and connects anew."""
     up = GrpcUpstream().start()
     try:
-        start_dns(ngx, grpc_up, dns.port)
+        start_dns(ngx, grpc_up, dns.port, extra="valid=1s")
         target = "up=other.test:%d" % up.port
         assert call(ngx, "kind=unary %s msg=a" % target)[1] == \
             "message len=1 data=a status=0"
+        assert dns.queries.count("other.test") == 1
+        time.sleep(1.5)
+        assert call(ngx, "kind=unary %s msg=b" % target)[1] == \
+            "message len=1 data=b status=0"
+        assert dns.queries.count("other.test") == 1
         port = up.port
         up.stop()
         time.sleep(0.3)
-        lines = call(ngx, "kind=unary %s msg=b" % target)
+        lines = call(ngx, "kind=unary %s msg=c" % target)
         assert lines[1].startswith("close status=14 "), lines
+        # the connection closed with the server: resolved again
+        assert dns.queries.count("other.test") == 2
         up = GrpcUpstream(port).start()
-        assert call(ngx, "kind=unary %s msg=c" % target)[1] == \
-            "message len=1 data=c status=0"
+        assert call(ngx, "kind=unary %s msg=d" % target)[1] == \
+            "message len=1 data=d status=0"
         assert len(up.calls) == 1
     finally:
         up.stop()
