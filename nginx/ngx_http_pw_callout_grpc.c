@@ -1353,8 +1353,8 @@ ngx_http_pw_grpc_nv(nghttp2_nv *nv, const char *name, size_t nlen,
  * new stream (GOAWAY), NGX_ERROR. */
 static ngx_int_t
 ngx_http_pw_grpc_submit(ngx_http_pw_grpc_t *call,
-    ngx_http_pw_grpc_conn_t *conn, pw_str_t service, pw_str_t method, const pw_pairs_t *metadata,
-    uint32_t timeout_ms)
+    ngx_http_pw_grpc_conn_t *conn, pw_str_t service, pw_str_t method,
+    const pw_pairs_t *metadata, uint32_t timeout_ms)
 {
     u_char                 *path, *lower, *p, tbuf[NGX_INT32_LEN + 2];
     size_t                  n, i, j, plen, klen;

@@ -429,7 +429,7 @@ def test_call_from_on_configure(ngx, grpc_up):
     assert grpc_up.wait_outcome(1)[0]["outcome"] == "ok"
 
 
-# ---- upstream blocks of several servers --------------------------------------
+# ---- upstream blocks of several servers -------------------------------------
 
 
 def test_upstream_block_servers_in_turn(ngx, grpc_up):
@@ -452,7 +452,7 @@ def test_upstream_block_servers_in_turn(ngx, grpc_up):
         up2.stop()
 
 
-# ---- host names through nginx's resolver ----------------------------------------
+# ---- host names through nginx's resolver ------------------------------------
 
 from test_callout_http import TinyDns  # noqa: E402
 
