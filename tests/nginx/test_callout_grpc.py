@@ -615,7 +615,8 @@ def test_host_name_connection_lost_then_resolved_again(ngx, grpc_up, dns):
         assert call(ngx, "kind=unary %s msg=a" % target)[1] == \
             "message len=1 data=a status=0"
         assert dns.queries.count("other.test") == 1
-        time.sleep(1.5)
+        # nginx counts validity in whole seconds
+        time.sleep(2.2)
         assert call(ngx, "kind=unary %s msg=b" % target)[1] == \
             "message len=1 data=b status=0"
         assert dns.queries.count("other.test") == 1
@@ -624,11 +625,12 @@ def test_host_name_connection_lost_then_resolved_again(ngx, grpc_up, dns):
         time.sleep(0.3)
         lines = call(ngx, "kind=unary %s msg=c" % target)
         assert lines[1].startswith("close status=14 "), lines
-        # the connection closed with the server: resolved again
-        assert dns.queries.count("other.test") == 2
         up = GrpcUpstream(port).start()
         assert call(ngx, "kind=unary %s msg=d" % target)[1] == \
             "message len=1 data=d status=0"
+        # the connection closed with the server: a new one resolved again
+        # (for c, or for d when c still found the old one closing)
+        assert dns.queries.count("other.test") >= 2
         assert len(up.calls) == 1
     finally:
         up.stop()
