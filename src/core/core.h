@@ -133,6 +133,10 @@ typedef struct pw__binding_s {
  * base and size cached below by the plain path are still right, and the
  * fast path needs no engine call at all.
  *
+ * Hostcalls that return a status only and never reach the guest (header
+ * edits, logs, set_shared_data...) go through the shim too, for the fast
+ * path alone: phase 1 answers the status and there is no phase 2.
+ *
  * The bodies that do this live in a second module, the binder, made once
  * the plugin is: it imports the plugin's memory and allocator, so it
  * reads the size with memory.size and calls the allocator directly. The
@@ -331,7 +335,7 @@ const char *pw__hostcall_sig(const pw__hostcall_t *h);
 unsigned pw__hostcall_abi(const pw__hostcall_t *h);
 int pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
     const pw_val_t *args, pw_val_t *results, const char **trap_msg);
-/* Whether the hostcall returns bytes through the allocator (shimmed). */
+/* Whether the hostcall is linked through the shim (see pw__pending_t). */
 int pw__hostcall_shimmed(const pw__hostcall_t *h);
 /*
  * The shim for the hostcalls h[0..n-1] (see pw__pending_t). Its imports:

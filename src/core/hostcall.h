@@ -46,7 +46,10 @@ struct pw__hostcall_s {
     unsigned abi;
     pw__hc_fn_t fn;
     const char *note;
-    unsigned shim;                /* returns bytes through the allocator */
+    unsigned shim;                /* linked through the shim: 1 returns
+                                     bytes (fast path too), 2 returns bytes
+                                     (never fast), 3 a status only (fast
+                                     path too) */
 };
 
 int pw__hc_mem(pw__hc_t *hc);

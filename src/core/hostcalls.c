@@ -1569,17 +1569,23 @@ pw__hc_pthread_equal(pw__hc_t *hc, const pw_val_t *a)
 #define ENVB(name, sig, abi, fn, note) { "env", name, sig, abi, fn, note, 1 }
 /* the same, never on the fast path: the host's code may do anything */
 #define ENVS(name, sig, abi, fn, note) { "env", name, sig, abi, fn, note, 2 }
+/*
+ * Returns a status only, and neither the core nor the host's callback
+ * behind it ever calls into the guest: linked through the shim too, so
+ * the engine's fast path serves it.
+ */
+#define ENVF(name, sig, abi, fn, note) { "env", name, sig, abi, fn, note, 3 }
 #define WASI(name, sig, fn, note) { "wasi", name, sig, VALL, fn, note, 0 }
 
 static const pw__hostcall_t pw__hostcall_table[] = {
-    ENV("proxy_log", "iii:i", VALL, pw__hc_log,
+    ENVF("proxy_log", "iii:i", VALL, pw__hc_log,
         "to the host log with the plugin's name; BAD_ARGUMENT for an "
         "unknown level"),
-    ENV("proxy_get_log_level", "i:i", PW_ABI_0_2_1, pw__hc_get_log_level,
+    ENVF("proxy_get_log_level", "i:i", PW_ABI_0_2_1, pw__hc_get_log_level,
         "the host's current level"),
-    ENV("proxy_get_current_time_nanoseconds", "i:i", VALL,
+    ENVF("proxy_get_current_time_nanoseconds", "i:i", VALL,
         pw__hc_get_current_time, "wall clock"),
-    ENV("proxy_set_tick_period_milliseconds", "i:i", VALL,
+    ENVF("proxy_set_tick_period_milliseconds", "i:i", VALL,
         pw__hc_set_tick_period, "per root context; 0 disables"),
     ENVB("proxy_get_configuration", "ii:i", V01, pw__hc_get_configuration,
         "VM configuration in on_vm_start, else the plugin configuration"),
@@ -1590,25 +1596,25 @@ static const pw__hostcall_t pw__hostcall_table[] = {
         "lasts until the current callback returns"),
     ENVB("proxy_get_buffer_bytes", "iiiii:i", VALL, pw__hc_get_buffer_bytes,
         "all buffer types 0-8; start beyond the end: BAD_ARGUMENT"),
-    ENV("proxy_set_buffer_bytes", "iiiii:i", VALL, pw__hc_set_buffer_bytes,
+    ENVF("proxy_set_buffer_bytes", "iiiii:i", VALL, pw__hc_set_buffer_bytes,
         "bodies and TCP data; start=0,size=0 prepends, start>=length "
         "appends"),
-    ENV("proxy_get_buffer_status", "iii:i", VALL, pw__hc_get_buffer_status,
+    ENVF("proxy_get_buffer_status", "iii:i", VALL, pw__hc_get_buffer_status,
         "flags are always 0, as in Envoy"),
-    ENV("proxy_get_header_map_size", "ii:i", VALL,
+    ENVF("proxy_get_header_map_size", "ii:i", VALL,
         pw__hc_get_header_map_size, "serialized size in bytes"),
     ENVB("proxy_get_header_map_pairs", "iii:i", VALL,
         pw__hc_get_header_map_pairs, "all map types 0-7"),
-    ENV("proxy_set_header_map_pairs", "iii:i", VALL,
+    ENVF("proxy_set_header_map_pairs", "iii:i", VALL,
         pw__hc_set_header_map_pairs, "stream maps 0-3"),
     ENVB("proxy_get_header_map_value", "iiiii:i", VALL,
         pw__hc_get_header_map_value,
         "missing key: OK and empty under 0.1.0, NOT_FOUND from 0.2.0"),
-    ENV("proxy_add_header_map_value", "iiiii:i", VALL,
+    ENVF("proxy_add_header_map_value", "iiiii:i", VALL,
         pw__hc_add_header_map_value, "stream maps 0-3"),
-    ENV("proxy_replace_header_map_value", "iiiii:i", VALL,
+    ENVF("proxy_replace_header_map_value", "iiiii:i", VALL,
         pw__hc_replace_header_map_value, "add or replace"),
-    ENV("proxy_remove_header_map_value", "iii:i", VALL,
+    ENVF("proxy_remove_header_map_value", "iii:i", VALL,
         pw__hc_remove_header_map_value, "OK even if absent"),
     ENV("proxy_continue_request", ":i", V01, pw__hc_continue_request,
         "0.1.0 form of continue_stream(HTTP_REQUEST)"),
@@ -1638,7 +1644,7 @@ static const pw__hostcall_t pw__hostcall_table[] = {
     ENV("proxy_grpc_close", "i:i", VALL, pw__hc_grpc_close, "half-close"),
     ENVB("proxy_get_shared_data", "iiiii:i", VALL, pw__hc_get_shared_data,
         "NOT_FOUND when absent"),
-    ENV("proxy_set_shared_data", "iiiii:i", VALL, pw__hc_set_shared_data,
+    ENVF("proxy_set_shared_data", "iiiii:i", VALL, pw__hc_set_shared_data,
         "cas 0: unconditional; CAS_MISMATCH; empty value deletes"),
     ENV("proxy_register_shared_queue", "iii:i", VALL,
         pw__hc_register_shared_queue, "opens the queue if it exists"),
@@ -1648,18 +1654,18 @@ static const pw__hostcall_t pw__hostcall_table[] = {
         pw__hc_enqueue_shared_queue, "wakes the registering root context"),
     ENVB("proxy_dequeue_shared_queue", "iii:i", VALL,
         pw__hc_dequeue_shared_queue, "EMPTY when empty"),
-    ENV("proxy_define_metric", "iiii:i", VALL, pw__hc_define_metric,
+    ENVF("proxy_define_metric", "iiii:i", VALL, pw__hc_define_metric,
         "counter, gauge, histogram"),
     ENV("proxy_record_metric", "iI:i", VALL, pw__hc_record_metric,
         "histogram: one observation"),
     ENV("proxy_increment_metric", "iI:i", VALL, pw__hc_increment_metric,
         "BAD_ARGUMENT for a negative counter delta"),
-    ENV("proxy_get_metric", "ii:i", VALL, pw__hc_get_metric,
+    ENVF("proxy_get_metric", "ii:i", VALL, pw__hc_get_metric,
         "histogram: the number of observations"),
     ENVB("proxy_get_property", "iiii:i", VALL, pw__hc_get_property,
         "plugin_name, plugin_root_id, plugin_vm_id from the core; the rest "
         "from the host"),
-    ENV("proxy_set_property", "iiii:i", VALL, pw__hc_set_property,
+    ENVF("proxy_set_property", "iiii:i", VALL, pw__hc_set_property,
         "passed to the host"),
     ENVS("proxy_call_foreign_function", "iiiiii:i", VALL,
         pw__hc_call_foreign_function, "NOT_FOUND if not registered"),
@@ -1886,7 +1892,7 @@ pw__shim_fast(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
     results[0].kind = PW_I32;
     results[0].of.i32 = PW__SHIM_SLOW;
     /* decided before anything is done: the plain path starts afresh */
-    if (!b->vm->shim_armed || pd->active || h->shim != 1 || h->fn == NULL
+    if (!b->vm->shim_armed || pd->active || h->shim == 2 || h->fn == NULL
         || !pw__shim_mem(pd, &args[0], &hc))
     {
         return PW_OK;
@@ -1907,6 +1913,8 @@ pw__shim_fast(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
     }
     if (st == PW__HC_DEFER) {
         st = -(int32_t) pd->len;
+    } else if (pw__status_is_error(st)) {
+        b->vm->hostcall_errors++;
     }
     results[0].of.i32 = st;
     return PW_OK;

@@ -3,7 +3,8 @@
 # binary). The WAT plugin is built next to the binary.
 
 SHIM_TEST := $(BUILD)/tests/shim/shim_test
-SHIM_TEST_WASMS := $(BUILD)/tests/shim/bytes.wasm $(BUILD)/tests/shim/grow.wasm
+SHIM_TEST_WASMS := $(BUILD)/tests/shim/bytes.wasm $(BUILD)/tests/shim/grow.wasm \
+                   $(BUILD)/tests/shim/status.wasm
 
 $(BUILD)/tests/shim/%.wasm: tests/shim/wat/%.wat
 	@mkdir -p $(@D)

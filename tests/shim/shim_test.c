@@ -58,7 +58,22 @@ typedef struct {
     pw_store_t *store;
 } run_t;
 
-static pw_host_t host = { .map_get = t_map_get, .map_pairs = t_map_pairs };
+static int
+t_map_add(const pw_hctx_t *c, pw_map_type_t t, pw_str_t k, pw_str_t v)
+{
+    return pw_map_add(hdrs, k, v);
+}
+
+static int logged;
+
+static void
+t_log(const pw_hctx_t *c, pw_log_level_t level, pw_str_t msg)
+{
+    logged += msg.len == 5 && memcmp(msg.data, "hello", 5) == 0;
+}
+
+static pw_host_t host = { .map_get = t_map_get, .map_pairs = t_map_pairs,
+                          .map_add = t_map_add, .log = t_log };
 
 /* One engine per process (V8): both VMs share it. */
 static void
@@ -380,7 +395,8 @@ PW_TEST(shim_bytes_validate)
         h[i] = pw__hostcall_find("env", names[i]);
         PW_CHECK(h[i] != NULL && pw__hostcall_shimmed(h[i]));
     }
-    PW_CHECK(!pw__hostcall_shimmed(pw__hostcall_find("env", "proxy_log")));
+    PW_CHECK(!pw__hostcall_shimmed(pw__hostcall_find("env",
+                                                     "proxy_http_call")));
     PW_CHECK_EQ_INT(pw__shim_build(h, 3, &b, &len), PW_OK);
     /* the reader sees the imports and exports the core links */
     PW_CHECK_EQ_INT(pw_wasm_parse(b, len, &info, err, sizeof(err)), PW_OK);
@@ -418,6 +434,81 @@ PW_TEST(shim_bytes_validate)
     free(b);
 }
 
+/* How many values of header x-added the host has. */
+static size_t
+added(void)
+{
+    pw_pairs_t pairs;
+    size_t i, n = 0;
+
+    pw_map_pairs(hdrs, &pairs);
+    for (i = 0; i < pairs.n; i++) {
+        n += pairs.pairs[i].key.len == 7
+             && memcmp(pairs.pairs[i].key.data, "x-added", 7) == 0;
+    }
+    return n;
+}
+
+/*
+ * Hostcalls that return a status only take the fast path too, with the
+ * same effect and status as the plain path, errors included.
+ */
+PW_TEST(status_only_fast_path)
+{
+    unsigned long f0, h0;
+    pw_action_t act;
+    pw_engine_t *e;
+    uint32_t st[2];
+    run_t a, b;
+    size_t n;
+
+    setup_host();
+    e = engine();
+    PW_CHECK_EQ_INT(pw__hostcall_shimmed(pw__hostcall_find("env",
+                    "proxy_add_header_map_value")), 3);
+    start_wasm(&a, e, &pw_engine_v8, "status.wasm");
+    start_wasm(&b, e, &plain_vt, "status.wasm");
+    PW_CHECK(a.vm->shim_armed && !b.vm->shim_armed);
+
+    /* the first call learns the memory on the plain path */
+    PW_CHECK_EQ_INT(pw_http_request_headers(a.s, 1, 1, &act), PW_OK);
+    n = added();
+    f0 = pw__v8_fast_calls;
+    h0 = pw__v8_host_calls;
+    logged = 0;
+    PW_CHECK_EQ_INT(pw_http_request_headers(a.s, 5, 1, &act), PW_OK);
+    PW_CHECK_EQ_INT(pw__v8_fast_calls - f0, 6);
+    PW_CHECK_EQ_INT(pw__v8_host_calls - h0, 0);
+    PW_CHECK_EQ_INT(added(), n + 5);
+    PW_CHECK_EQ_INT(logged, 1);
+    PW_CHECK_EQ_INT(pw_engine_read(a.vm->vt, a.vm->inst, 1024, 8, st),
+                    PW_OK);
+    PW_CHECK(st[0] == PW_STATUS_OK && st[1] == PW_STATUS_OK);
+
+    /* the plain path does the same */
+    PW_CHECK_EQ_INT(pw_http_request_headers(b.s, 5, 1, &act), PW_OK);
+    PW_CHECK_EQ_INT(added(), n + 10);
+    PW_CHECK_EQ_INT(logged, 2);
+
+    /* an error status is the same on both, and counted on both */
+    PW_CHECK_EQ_INT(pw_vm_hostcall_errors(a.vm), 0);
+    PW_CHECK_EQ_INT(pw_http_request_headers(a.s, 100, 1, &act), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_request_headers(b.s, 100, 1, &act), PW_OK);
+    PW_CHECK_EQ_INT(pw_engine_read(a.vm->vt, a.vm->inst, 1024, 4, &st[0]),
+                    PW_OK);
+    PW_CHECK_EQ_INT(pw_engine_read(b.vm->vt, b.vm->inst, 1024, 4, &st[1]),
+                    PW_OK);
+    PW_CHECK_EQ_INT(st[0], PW_STATUS_INVALID_MEMORY_ACCESS);
+    PW_CHECK_EQ_INT(st[1], PW_STATUS_INVALID_MEMORY_ACCESS);
+    PW_CHECK_EQ_INT(pw_vm_hostcall_errors(a.vm), 1);
+    PW_CHECK_EQ_INT(pw_vm_hostcall_errors(b.vm), 1);
+    PW_CHECK_EQ_INT(added(), n + 10);
+    stop(&a);
+    stop(&b);
+    pw_engine_v8.destroy(e);
+    pw_map_free(hdrs);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -427,5 +518,6 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(allocator_trap_fails_vm_alike),
         PW_TEST_ENTRY(shim_bytes_validate),
         PW_TEST_ENTRY(shim_fast_path_and_growth),
+        PW_TEST_ENTRY(status_only_fast_path),
         { 0 } });
 }
