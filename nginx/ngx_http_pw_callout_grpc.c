@@ -1,14 +1,16 @@
 /*
  * gRPC calls and streams from plugins (proxy_grpc_call, proxy_grpc_stream,
- * proxy_grpc_send, proxy_grpc_cancel, proxy_grpc_close) over plain-text
- * HTTP/2 (h2c, prior knowledge) with nghttp2, on nginx's event loop.
+ * proxy_grpc_send, proxy_grpc_cancel, proxy_grpc_close) over HTTP/2 with
+ * nghttp2, on nginx's event loop: plain text (h2c, prior knowledge), or
+ * over TLS (ngx_pw_tls.c, ALPN h2) for targets written https:// or listed
+ * in tls_upstream.
  *
- * One HTTP/2 connection per target per worker carries every call to that
- * target, one stream per call. nghttp2 callbacks only record what arrived
- * on the call (a queue of events); a posted event per call hands them to
- * the plugin afterwards, so a plugin never runs inside nghttp2 or inside
- * the hostcall that started the call, and may cancel, send or start
- * other calls from any callback.
+ * One HTTP/2 connection per target (and TLS server name) per worker
+ * carries every call to that target, one stream per call. nghttp2
+ * callbacks only record what arrived on the call (a queue of events); a
+ * posted event per call hands them to the plugin afterwards, so a plugin
+ * never runs inside nghttp2 or inside the hostcall that started the call,
+ * and may cancel, send or start other calls from any callback.
  *
  * Answers follow Envoy: a unary call ends with one on_grpc_receive (the
  * answer, status OK) or one on_grpc_close (any other outcome); a stream
@@ -23,6 +25,7 @@
 #include <nghttp2/nghttp2.h>
 #include "ngx_http_pw_callout.h"
 #include "ngx_http_pw_callout_target.h"
+#include "ngx_pw_tls.h"
 
 
 #define NGX_HTTP_PW_GRPC_CONNECT_TIMEOUT  10000
@@ -65,7 +68,9 @@ struct ngx_http_pw_grpc_ev_s {
 
 struct ngx_http_pw_grpc_conn_s {
     ngx_queue_t                 link;        /* in ngx_http_pw_grpc_conns */
-    ngx_str_t                   key;         /* the target as given */
+    ngx_str_t                   key;         /* the target as given,
+                                                without https:// */
+    ngx_str_t                   server_name; /* TLS (malloc'd), or empty */
     ngx_str_t                   name;        /* address or host, for logs */
     ngx_http_pw_target_t        target;      /* host points into key */
     u_char                      text[NGX_SOCKADDR_STRLEN];
@@ -81,6 +86,8 @@ struct ngx_http_pw_grpc_conn_s {
     ngx_uint_t                  calls_made;  /* streams opened, for logs */
     unsigned                    connected:1; /* HTTP/2 may flow */
     unsigned                    closing:1;   /* no new streams */
+    unsigned                    tls:1;
+    unsigned                    tls_failed:1; /* closing for TLS */
 };
 
 struct ngx_http_pw_grpc_s {
@@ -296,8 +303,9 @@ ngx_http_pw_grpc_conn_arm_idle(ngx_http_pw_grpc_conn_t *conn)
         return;
     }
 
-    if (conn->c == NULL) {
-        /* not connecting yet: nothing to keep (a resolution stops) */
+    if (!conn->connected) {
+        /* nothing to keep yet (a resolution, a connect or a handshake
+         * stops): a stalled server does not hold the worker */
         ngx_http_pw_grpc_conn_close(conn, "unused");
         return;
     }
@@ -560,6 +568,11 @@ ngx_http_pw_grpc_conn_close(ngx_http_pw_grpc_conn_t *conn, const char *why)
                       "proxy_wasm: grpc call %uD to %V failed: %s",
                       call->token, &conn->name, why);
 
+        if (conn->tls_failed) {
+            ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle,
+                               "callout_failures_tls", NULL, 1);
+        }
+
         ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_UNAVAILABLE, why, 0);
     }
 
@@ -581,11 +594,12 @@ ngx_http_pw_grpc_conn_close(ngx_http_pw_grpc_conn_t *conn, const char *why)
     }
 
     if (conn->c) {
-        ngx_close_connection(conn->c);
+        ngx_pw_tls_close(conn->c);
     }
 
     ngx_queue_remove(&conn->link);
     free(conn->key.data);
+    free(conn->server_name.data);
     free(conn);
 }
 
@@ -637,19 +651,113 @@ ngx_http_pw_grpc_conn_ready(ngx_http_pw_grpc_conn_t *conn)
 }
 
 
+static void ngx_http_pw_grpc_read_handler(ngx_event_t *rev);
+static void ngx_http_pw_grpc_write_handler(ngx_event_t *wev);
+
+
+/* A TLS failure ends every call on conn with "tls: why". */
+static void
+ngx_http_pw_grpc_conn_tls_fail(ngx_http_pw_grpc_conn_t *conn,
+    const char *why)
+{
+    u_char  buf[512], *p;
+
+    p = ngx_snprintf(buf, sizeof(buf) - 1, "tls: %s", why);
+    *p = '\0';
+
+    conn->tls_failed = 1;
+    ngx_http_pw_grpc_conn_close(conn, (char *) buf);
+}
+
+
+/* The handshake ended: err NULL when it and the checks passed. */
+static void
+ngx_http_pw_grpc_conn_tls_done(ngx_connection_t *c, const char *err)
+{
+    u_char                   *p, why[128];
+    ngx_str_t                 proto;
+    ngx_http_pw_grpc_conn_t  *conn = c->data;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    c->read->handler = ngx_http_pw_grpc_read_handler;
+    c->write->handler = ngx_http_pw_grpc_write_handler;
+
+    if (err) {
+        ngx_http_pw_grpc_conn_tls_fail(conn, err);
+        return;
+    }
+
+    if (c->close) {
+        ngx_http_pw_grpc_conn_close(conn, "worker is shutting down");
+        return;
+    }
+
+    /* gRPC needs HTTP/2: a server that did not choose it would read our
+     * preface as garbage */
+    ngx_pw_tls_alpn(c, &proto);
+
+    if (proto.len != 2 || ngx_strncmp(proto.data, "h2", 2) != 0) {
+        if (proto.len == 0) {
+            p = ngx_snprintf(why, sizeof(why) - 1, "the server did not "
+                             "choose HTTP/2 (no ALPN protocol)");
+
+        } else {
+            p = ngx_snprintf(why, sizeof(why) - 1, "the server chose ALPN "
+                             "\"%*s\", not h2", ngx_min(proto.len, 32),
+                             proto.data);
+        }
+        *p = '\0';
+
+        ngx_http_pw_grpc_conn_tls_fail(conn, (char *) why);
+        return;
+    }
+
+    ngx_http_pw_grpc_conn_ready(conn);
+
+    /* what came with the end of the handshake may be read already */
+    ngx_post_event(c->read, &ngx_posted_events);
+}
+
+
 /*
- * The TCP connection is up. A TLS handshake goes here, between connect
- * and the HTTP/2 preface: it would call ngx_http_pw_grpc_conn_ready once
- * done.
+ * The TCP connection is up: over TLS the handshake comes between connect
+ * and the HTTP/2 preface, bounded by the connect timeout.
  */
 static void
 ngx_http_pw_grpc_conn_connected(ngx_http_pw_grpc_conn_t *conn)
 {
-    if (conn->c->write->timer_set) {
-        ngx_del_timer(conn->c->write);
+    ngx_int_t             rc;
+    const char           *err;
+    ngx_connection_t     *c = conn->c;
+    ngx_pw_tls_params_t   params;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
     }
 
-    ngx_http_pw_grpc_conn_ready(conn);
+    if (!conn->tls) {
+        ngx_http_pw_grpc_conn_ready(conn);
+        return;
+    }
+
+    params.server_name = conn->server_name;
+    ngx_str_set(&params.alpn, NGX_PW_TLS_ALPN_H2);
+    params.peer = conn->name;
+
+    err = NULL;
+    rc = ngx_pw_tls_handshake(c, &params, ngx_http_pw_grpc_conn_tls_done,
+                              &err);
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c->write, NGX_HTTP_PW_GRPC_CONNECT_TIMEOUT);
+        return;
+    }
+
+    ngx_http_pw_grpc_conn_tls_done(c, rc == NGX_OK ? NULL
+                                      : err ? err : "handshake failed");
 }
 
 
@@ -675,6 +783,19 @@ ngx_http_pw_grpc_test_connect(ngx_connection_t *c)
 }
 
 
+/* The connect() ended (a handler before HTTP/2 or TLS runs). */
+static void
+ngx_http_pw_grpc_conn_tcp_up(ngx_http_pw_grpc_conn_t *conn)
+{
+    if (ngx_http_pw_grpc_test_connect(conn->c) != NGX_OK) {
+        ngx_http_pw_grpc_conn_close(conn, "connect() failed");
+        return;
+    }
+
+    ngx_http_pw_grpc_conn_connected(conn);
+}
+
+
 static void
 ngx_http_pw_grpc_write_handler(ngx_event_t *wev)
 {
@@ -687,11 +808,7 @@ ngx_http_pw_grpc_write_handler(ngx_event_t *wev)
     }
 
     if (!conn->connected) {
-        if (ngx_http_pw_grpc_test_connect(c) != NGX_OK) {
-            ngx_http_pw_grpc_conn_close(conn, "connect() failed");
-            return;
-        }
-        ngx_http_pw_grpc_conn_connected(conn);
+        ngx_http_pw_grpc_conn_tcp_up(conn);
         return;
     }
 
@@ -713,6 +830,12 @@ ngx_http_pw_grpc_read_handler(ngx_event_t *rev)
          * events: tell the plugins now */
         ngx_event_process_posted((ngx_cycle_t *) ngx_cycle,
                                  &ngx_posted_events);
+        return;
+    }
+
+    if (!conn->connected && conn->tls) {
+        /* the TLS handshake reads first */
+        ngx_http_pw_grpc_conn_tcp_up(conn);
         return;
     }
 
@@ -1122,7 +1245,7 @@ ngx_http_pw_grpc_conn_connect(ngx_http_pw_grpc_conn_t *conn)
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         if (conn->pc.connection) {
-            ngx_close_connection(conn->pc.connection);
+            ngx_pw_tls_close(conn->pc.connection);
             conn->pc.connection = NULL;
         }
         ngx_http_pw_grpc_conn_close(conn, "connect() failed");
@@ -1212,7 +1335,8 @@ ngx_http_pw_grpc_conn_start(ngx_event_t *ev)
  */
 static ngx_http_pw_grpc_conn_t *
 ngx_http_pw_grpc_conn_new(ngx_str_t *key, ngx_http_pw_target_t *t,
-    ngx_resolver_t *resolver, ngx_msec_t resolver_timeout)
+    ngx_str_t *server_name, ngx_resolver_t *resolver,
+    ngx_msec_t resolver_timeout)
 {
     ngx_int_t                  rc;
     nghttp2_settings_entry     iv[2];
@@ -1232,6 +1356,19 @@ ngx_http_pw_grpc_conn_new(ngx_str_t *key, ngx_http_pw_target_t *t,
 
     ngx_memcpy(conn->key.data, key->data, key->len);
     conn->key.len = key->len;
+
+    if (server_name->len) {
+        conn->server_name.data = malloc(server_name->len);
+        if (conn->server_name.data == NULL) {
+            free(conn->key.data);
+            free(conn);
+            return NULL;
+        }
+        ngx_memcpy(conn->server_name.data, server_name->data,
+                   server_name->len);
+        conn->server_name.len = server_name->len;
+        conn->tls = 1;
+    }
 
     conn->target = *t;
     if (t->host.len) {
@@ -1296,13 +1433,16 @@ ngx_http_pw_grpc_conn_new(ngx_str_t *key, ngx_http_pw_target_t *t,
 
 
 /*
- * The connection for the target: by the name the plugin gave, and for an
- * address (a block's server, a literal) by that address too; a host name
- * takes whatever connection it resolved to before.
+ * The connection for the target: by the name the plugin gave and the
+ * transport (plain, or TLS with its server name: never shared between
+ * the two), and for an address (a block's server, a literal) by that
+ * address too; a host name takes whatever connection it resolved to
+ * before.
  */
 static ngx_http_pw_grpc_conn_t *
 ngx_http_pw_grpc_conn_get(ngx_str_t *key, ngx_http_pw_target_t *t,
-    ngx_resolver_t *resolver, ngx_msec_t resolver_timeout)
+    ngx_str_t *server_name, ngx_resolver_t *resolver,
+    ngx_msec_t resolver_timeout)
 {
     ngx_queue_t              *q;
     ngx_http_pw_grpc_conn_t  *conn;
@@ -1314,7 +1454,10 @@ ngx_http_pw_grpc_conn_get(ngx_str_t *key, ngx_http_pw_target_t *t,
         conn = ngx_queue_data(q, ngx_http_pw_grpc_conn_t, link);
 
         if (conn->closing || conn->key.len != key->len
-            || ngx_memcmp(conn->key.data, key->data, key->len) != 0)
+            || ngx_memcmp(conn->key.data, key->data, key->len) != 0
+            || conn->server_name.len != server_name->len
+            || ngx_memcmp(conn->server_name.data, server_name->data,
+                          server_name->len) != 0)
         {
             continue;
         }
@@ -1330,7 +1473,8 @@ ngx_http_pw_grpc_conn_get(ngx_str_t *key, ngx_http_pw_target_t *t,
         }
     }
 
-    return ngx_http_pw_grpc_conn_new(key, t, resolver, resolver_timeout);
+    return ngx_http_pw_grpc_conn_new(key, t, server_name, resolver,
+                                     resolver_timeout);
 }
 
 
@@ -1386,7 +1530,8 @@ ngx_http_pw_grpc_submit(ngx_http_pw_grpc_t *call,
 
     i = 0;
     i += ngx_http_pw_grpc_nv(&nva[i], ":method", 7, "POST", 4);
-    i += ngx_http_pw_grpc_nv(&nva[i], ":scheme", 7, "http", 4);
+    i += ngx_http_pw_grpc_nv(&nva[i], ":scheme", 7,
+                             conn->tls ? "https" : "http", conn->tls ? 5 : 4);
     i += ngx_http_pw_grpc_nv(&nva[i], ":path", 5, (char *) path, plen);
     i += ngx_http_pw_grpc_nv(&nva[i], ":authority", 10,
                              (char *) conn->key.data, conn->key.len);
@@ -1479,19 +1624,31 @@ ngx_http_pw_grpc_frame(ngx_http_pw_grpc_t *call, pw_str_t msg)
 
 /*
  * The target named by the plugin (see ngx_http_pw_callout_target.h; gRPC
- * has no default port): PW_ENOTFOUND for a bare word that names no
- * upstream block (an unknown cluster), PW_EINVAL for anything else that
- * cannot be used now, the reason logged.
+ * has no default port), an https:// prefix taken off key: PW_ENOTFOUND
+ * for a bare word that names no upstream block (an unknown cluster),
+ * PW_EINVAL for anything else that cannot be used now, the reason logged,
+ * PW_EUNIMPLEMENTED when TLS is asked but not available. *server_name:
+ * set when the call uses TLS (https://, tls_upstream), else empty.
  */
 static int
 ngx_http_pw_grpc_target(ngx_str_t *key, ngx_http_pw_fctx_t *f,
-    ngx_http_pw_target_t *t, ngx_resolver_t **resolver, ngx_msec_t *timeout)
+    ngx_http_pw_target_t *t, ngx_str_t *server_name,
+    ngx_resolver_t **resolver, ngx_msec_t *timeout)
 {
     ngx_int_t    rc;
+    ngx_uint_t   https;
     const char  *err;
 
     *resolver = NULL;
     *timeout = 0;
+    ngx_str_null(server_name);
+
+    https = key->len > 8
+            && ngx_strncasecmp(key->data, (u_char *) "https://", 8) == 0;
+    if (https) {
+        key->data += 8;
+        key->len -= 8;
+    }
 
     rc = ngx_http_pw_target_parse(key, 0, t, &err);
 
@@ -1513,6 +1670,20 @@ ngx_http_pw_grpc_target(ngx_str_t *key, ngx_http_pw_fctx_t *f,
 
     default:
         return PW_ENOMEM;
+    }
+
+    /* :authority is the target: its host is the server name */
+    rc = ngx_pw_tls_target(key, https, key, key, server_name,
+                           ngx_cycle->log);
+    if (rc == NGX_ERROR) {
+        return PW_EUNIMPLEMENTED;
+    }
+
+    if (rc == 1 && server_name->len == 0) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "proxy_wasm: grpc call to \"%V\": no server name for "
+                      "TLS", key);
+        return PW_EINVAL;
     }
 
     if (t->socklen) {
@@ -1541,7 +1712,7 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
 {
     int                        rc;
     ngx_int_t                  n;
-    ngx_str_t                  key;
+    ngx_str_t                  key, server_name;
     ngx_msec_t                 rtimeout;
     ngx_uint_t                 attempt;
     ngx_pw_root_t             *root;
@@ -1568,7 +1739,8 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     key.data = (u_char *) upstream.data;
     key.len = upstream.len;
 
-    rc = ngx_http_pw_grpc_target(&key, f, &t, &resolver, &rtimeout);
+    rc = ngx_http_pw_grpc_target(&key, f, &t, &server_name, &resolver,
+                                 &rtimeout);
     if (rc != PW_OK) {
         return rc;
     }
@@ -1618,7 +1790,8 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     n = NGX_ERROR;
 
     for (attempt = 0; attempt < 2; attempt++) {
-        conn = ngx_http_pw_grpc_conn_get(&key, &t, resolver, rtimeout);
+        conn = ngx_http_pw_grpc_conn_get(&key, &t, &server_name, resolver,
+                                         rtimeout);
         if (conn == NULL) {
             break;
         }

@@ -18,8 +18,18 @@ Methods of service "test.Echo":
 
 Every call is recorded (GrpcUpstream.calls: method, metadata, outcome) and
 every peer address (GrpcUpstream.peers), so a test can count the HTTP/2
-connections nginx used. Run standalone: python3 grpc_upstream.py [PORT]
+connections nginx used. GrpcUpstream(tls=(cert, key)) serves over TLS
+(grpcio's own, ALPN h2). Run standalone: python3 grpc_upstream.py [PORT]
+
+TlsFront(cert, key, backend_port) is a TLS front for a plain GrpcUpstream,
+with Python's ssl module, for what grpcio does not show: it records the
+SNI of each handshake (None: none sent) and the ALPN protocol chosen, can
+refuse to choose h2 (alpn=None), and with mixed=True also passes plain
+connections through (told apart by the first byte, 0x16 for TLS).
 """
+import select
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -29,8 +39,9 @@ import grpc
 
 
 class GrpcUpstream:
-    def __init__(self, port=0):
+    def __init__(self, port=0, tls=None):
         self.port = port
+        self.tls = tls         # (cert file, key file), or None
         self.server = None
         self.lock = threading.Lock()
         self.calls = []        # dicts: method, md, outcome
@@ -133,7 +144,16 @@ class GrpcUpstream:
         })
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
                                   handlers=(handler,))
-        self.port = self.server.add_insecure_port("127.0.0.1:%d" % self.port)
+        addr = "127.0.0.1:%d" % self.port
+        if self.tls:
+            with open(self.tls[0], "rb") as f:
+                cert = f.read()
+            with open(self.tls[1], "rb") as f:
+                key = f.read()
+            self.port = self.server.add_secure_port(
+                addr, grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            self.port = self.server.add_insecure_port(addr)
         self.server.start()
         return self
 
@@ -141,6 +161,98 @@ class GrpcUpstream:
         if self.server:
             self.server.stop(0)
             self.server = None
+
+
+class TlsFront:
+    def __init__(self, cert, key, backend_port, alpn=("h2",), mixed=False):
+        self.backend_port = backend_port
+        self.mixed = mixed
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        if alpn:
+            self.ctx.set_alpn_protocols(list(alpn))
+        self.ctx.sni_callback = self._sni
+        self.lock = threading.Lock()
+        self.snis = []         # per handshake: the name, or None
+        self.alpns = []        # per handshake: the protocol chosen, or None
+        self.plain = 0         # plain connections passed through
+        self.sock = None
+
+    def _sni(self, sslobj, name, ctx):
+        with self.lock:
+            self.snis.append(name)
+
+    def start(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,),
+                             daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(10)
+        try:
+            first = conn.recv(1, socket.MSG_PEEK)
+            if self.mixed and first != b"\x16":
+                with self.lock:
+                    self.plain += 1
+            else:
+                with self.lock:
+                    n = len(self.snis)
+                conn = self.ctx.wrap_socket(conn, server_side=True)
+                with self.lock:
+                    if len(self.snis) == n:     # no SNI: no callback
+                        self.snis.append(None)
+                    self.alpns.append(conn.selected_alpn_protocol())
+            back = socket.create_connection(("127.0.0.1", self.backend_port))
+        except (OSError, ssl.SSLError):
+            conn.close()
+            return
+        self._pipe(conn, back)
+
+    @staticmethod
+    def _pipe(a, b):
+        """Bytes both ways in one thread (an SSL socket is not for two)."""
+        a.setblocking(False)
+        b.setblocking(False)
+        try:
+            while True:
+                ready, _, _ = select.select([a, b], [], [], 30)
+                if not ready:
+                    return
+                for s in ready:
+                    other = b if s is a else a
+                    while True:
+                        try:
+                            data = s.recv(65536)
+                        except (ssl.SSLWantReadError, BlockingIOError):
+                            break
+                        if not data:
+                            return
+                        other.setblocking(True)
+                        other.sendall(data)
+                        other.setblocking(False)
+        except OSError:
+            return
+        finally:
+            a.close()
+            b.close()
 
 
 def _code(n):

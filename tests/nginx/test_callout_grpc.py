@@ -643,3 +643,280 @@ def test_host_name_from_on_configure(ngx, grpc_up, dns):
     ngx.wait_log("grpc_callout: configure answer data=from-configure",
                  exact=False)
     assert "echo.test" in dns.queries
+
+
+# ---- TLS (grpcs) ------------------------------------------------------------
+
+from grpc_upstream import TlsFront  # noqa: E402
+# the certificates of tls_upstream.make_certs: ca.pem; good (localhost,
+# 127.0.0.1, by the CA), self (self-signed), wrong (wrong.example, by the CA)
+from test_callout_tls import certs  # noqa: E402,F401
+
+
+def tls_server(certs, name):
+    return GrpcUpstream(tls=("%s/%s.pem" % (certs, name),
+                             "%s/%s.key" % (certs, name))).start()
+
+
+@pytest.fixture(scope="module")
+def gtls(certs):
+    """A gRPC server over TLS with a certificate of the test CA."""
+    up = tls_server(certs, "good")
+    yield up
+    up.stop()
+
+
+@pytest.fixture
+def tls_up(gtls):
+    gtls.reset()
+    return gtls
+
+
+def start_tls(ngx, gup, certs, *wasm, http="", ca=True, **kw):
+    """nginx with the test CA trusted and the wasm{} lines given; upstream
+    blocks grpc (plain) and those of http."""
+    lines = [GRPC]
+    if ca:
+        lines.append("tls_trusted_certificate %s/ca.pem;" % certs)
+    ngx.start(wasm="\n".join(lines + list(wasm)),
+              http=http_conf(gup, http), server=pw("g", ""), **kw)
+
+
+def block(name, port):
+    return "upstream %s { server 127.0.0.1:%d; }\n" % (name, port)
+
+
+def test_tls_unary_upstream_block(ngx, grpc_up, tls_up, certs):
+    """A block listed in tls_upstream, verified (chain and name) against
+    the test CA: the answer as over plain text."""
+    start_tls(ngx, grpc_up, certs,
+              "tls_upstream secure server_name=localhost;",
+              http=block("secure", tls_up.port))
+    lines = call(ngx, "kind=unary up=secure msg=overtls timeout=3000 "
+                      "md=x-md-who:alice")
+    assert lines[1:] == ["message len=7 data=overtls status=0"], lines
+    calls = tls_up.wait_outcome(1)
+    assert calls[0]["outcome"] == "ok"
+    assert calls[0]["md"]["x-md-who"] == "alice"
+    assert "tls: " not in ngx.error_log()
+    assert "TLS callouts do not verify" not in ngx.error_log()
+    # nothing went in plain text to the plain server
+    assert grpc_up.calls == []
+
+
+def test_tls_stream_both_ways(ngx, grpc_up, tls_up, certs):
+    """https://IP:port: a bidi stream, messages both ways, trailers; the
+    certificate checked against the address."""
+    start_tls(ngx, grpc_up, certs)
+    lines = call(ngx, "kind=stream up=https://127.0.0.1:%d send=one,two"
+                 % tls_up.port)
+    assert "x-stream=open" in line(lines, "initial ")
+    assert [l for l in lines if l.startswith("message")] == [
+        "message len=8 data=echo:one status=0",
+        "message len=8 data=echo:two status=0"], lines
+    trailing = line(lines, "trailing ")
+    assert "x-count=2" in trailing and "grpc-status=0" in trailing
+    assert lines[-1] == "close status=0 code=0 message=", lines
+    assert tls_up.wait_outcome(1)[0]["outcome"] == "ok 2"
+
+
+def test_tls_big_message(ngx, grpc_up, tls_up, certs):
+    """Many TLS records and HTTP/2 windows each way."""
+    start_tls(ngx, grpc_up, certs)
+    n = 2 * 1024 * 1024 + 5
+    lines = call(ngx, "kind=unary up=https://127.0.0.1:%d size=%d "
+                      "timeout=10000" % (tls_up.port, n))
+    assert lines[1] == "message len=%d sum=%d status=0" % (
+        n, checksum(pattern(n))), lines
+
+
+def test_tls_calls_share_a_connection(ngx, grpc_up, tls_up, certs):
+    import threading
+    start_tls(ngx, grpc_up, certs, "tls_upstream 127.0.0.1:%d;"
+              % tls_up.port)
+    target = "up=127.0.0.1:%d" % tls_up.port
+    results = []
+
+    def one(i):
+        results.append(call(ngx, "kind=unary %s msg=c%d md=x-delay:0.3"
+                            % (target, i)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r[1] for r in results) == sorted(
+        "message len=2 data=c%d status=0" % i for i in range(3))
+    assert call(ngx, "kind=unary %s msg=s" % target)[1] == \
+        "message len=1 data=s status=0"
+    # written with https:// the target is the same: the same connection
+    call(ngx, "kind=stream up=https://127.0.0.1:%d send=x" % tls_up.port)
+    assert len(tls_up.calls) == 5
+    assert len(set(tls_up.peers)) == 1, tls_up.peers
+
+
+def close_line(lines):
+    assert len(lines) >= 2 and lines[-1].startswith("close "), lines
+    return lines[-1]
+
+
+def test_tls_self_signed_unavailable(ngx, grpc_up, certs):
+    """An unknown CA: every call queued on the connection ends with
+    UNAVAILABLE and the cause, logged at warn, counted as tls."""
+    import threading
+    up = tls_server(certs, "self")
+    try:
+        start_tls(ngx, grpc_up, certs, locations=METRICS_LOC)
+        target = "up=https://127.0.0.1:%d" % up.port
+        out = []
+        threads = [threading.Thread(target=lambda c=c: out.append(
+            call(ngx, "%s %s" % (c, target))))
+            for c in ("kind=unary", "kind=stream send=a")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        want = ("close status=14 code=14 message=tls: certificate verify "
+                "failed: self-signed certificate (18)")
+        assert sorted(close_line(l) for l in out) == [want] * 2, out
+        ngx.wait_log("[warn]", exact=False)
+        assert re.search(r"\[warn\].*grpc call \d+ to 127\.0\.0\.1:%d "
+                         r"failed: tls: certificate verify failed"
+                         % up.port, ngx.error_log()), ngx.error_log()
+        families, _ = scrape(ngx)
+        assert sample(families, "pw_host_callout_failures_tls_total") == 2
+        assert up.calls == []
+    finally:
+        up.stop()
+
+
+def test_tls_wrong_name(ngx, grpc_up, certs):
+    """A certificate for wrong.example: refused with tls_verify_host on,
+    accepted with it off (the chain still verified)."""
+    up = tls_server(certs, "wrong")
+    try:
+        start_tls(ngx, grpc_up, certs)
+        lines = call(ngx, "kind=unary up=https://127.0.0.1:%d" % up.port)
+        assert close_line(lines) == (
+            'close status=14 code=14 message=tls: hostname mismatch: the '
+            'certificate is not for "127.0.0.1"'), lines
+        assert up.calls == []
+        ngx.stop()
+        start_tls(ngx, grpc_up, certs, "tls_verify_host off;",
+                  "tls_no_verify_warn on;")
+        lines = call(ngx, "kind=unary up=https://127.0.0.1:%d msg=anyway"
+                     % up.port)
+        assert lines[1:] == ["message len=6 data=anyway status=0"], lines
+        assert "TLS callouts do not verify" not in ngx.error_log()
+    finally:
+        up.stop()
+
+
+def test_tls_unknown_ca_without_trusted_certificate(ngx, grpc_up, tls_up,
+                                                    certs):
+    """Without tls_trusted_certificate the system's store knows no test
+    CA."""
+    start_tls(ngx, grpc_up, certs, "tls_upstream 127.0.0.1:%d;"
+              % tls_up.port, ca=False)
+    lines = call(ngx, "kind=unary up=127.0.0.1:%d" % tls_up.port)
+    assert close_line(lines).startswith(
+        "close status=14 code=14 message=tls: certificate verify failed: "
+        ), lines
+    assert tls_up.calls == []
+
+
+def test_tls_server_name_is_sni(ngx, grpc_up, certs):
+    """server_name= of tls_upstream is the SNI and the name checked; an
+    address target sends none (grpcio does not show the SNI: a front with
+    Python's ssl module records it)."""
+    front = TlsFront("%s/good.pem" % certs, "%s/good.key" % certs,
+                     grpc_up.port).start()
+    try:
+        start_tls(ngx, grpc_up, certs,
+                  "tls_upstream front server_name=localhost;",
+                  http=block("front", front.port))
+        lines = call(ngx, "kind=unary up=front msg=sni")
+        assert lines[1:] == ["message len=3 data=sni status=0"], lines
+        lines = call(ngx, "kind=unary up=https://127.0.0.1:%d msg=ip"
+                     % front.port)
+        assert lines[1:] == ["message len=2 data=ip status=0"], lines
+        assert front.snis == ["localhost", None], front.snis
+        assert front.alpns == ["h2", "h2"], front.alpns
+    finally:
+        front.stop()
+
+
+def test_tls_server_without_h2_alpn(ngx, grpc_up, certs):
+    """A TLS server that chooses no ALPN protocol is not spoken HTTP/2
+    to: UNAVAILABLE with the cause."""
+    front = TlsFront("%s/good.pem" % certs, "%s/good.key" % certs,
+                     grpc_up.port, alpn=None).start()
+    try:
+        start_tls(ngx, grpc_up, certs, locations=METRICS_LOC)
+        lines = call(ngx, "kind=stream up=https://127.0.0.1:%d send=a"
+                     % front.port)
+        assert close_line(lines) == (
+            "close status=14 code=14 message=tls: the server did not "
+            "choose HTTP/2 (no ALPN protocol)"), lines
+        assert front.alpns == [None]
+        assert grpc_up.calls == []
+        families, _ = scrape(ngx)
+        assert sample(families, "pw_host_callout_failures_tls_total") == 1
+    finally:
+        front.stop()
+
+
+def test_tls_to_a_plain_server(ngx, grpc_up, certs):
+    """tls_upstream on an h2c server: the handshake fails, UNAVAILABLE."""
+    start_tls(ngx, grpc_up, certs, "tls_upstream grpc;")
+    lines = call(ngx, "kind=unary")
+    assert close_line(lines).startswith(
+        "close status=14 code=14 message=tls: handshake failed"), lines
+
+
+def test_tls_and_plain_to_one_port_do_not_share(ngx, grpc_up, certs):
+    """The same IP:port plain and with https://: two connections, each
+    kept for its own kind."""
+    front = TlsFront("%s/good.pem" % certs, "%s/good.key" % certs,
+                     grpc_up.port, mixed=True).start()
+    try:
+        start_tls(ngx, grpc_up, certs)
+        for i in range(2):
+            for scheme in ("", "https://"):
+                lines = call(ngx, "kind=unary up=%s127.0.0.1:%d msg=%s%d"
+                             % (scheme, front.port, scheme[:5] or "h2c", i))
+                assert lines[1].startswith("message len="), lines
+        assert front.plain == 1
+        assert front.snis == [None]
+        assert len(grpc_up.calls) == 4
+    finally:
+        front.stop()
+
+
+
+def test_tls_silent_server_bounded_by_the_call_timeout(ngx, grpc_up, certs):
+    """A server that accepts and never answers the hello: the unary call's
+    timeout ends it (DEADLINE_EXCEEDED) and the connection, its last
+    call gone, is closed."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(8)
+    try:
+        start_tls(ngx, grpc_up, certs)
+        t0 = time.time()
+        lines = call(ngx, "kind=unary timeout=400 up=https://127.0.0.1:%d"
+                     % hole.getsockname()[1])
+        assert lines[1:] == [
+            "close status=4 code=4 message=deadline exceeded"], lines
+        assert time.time() - t0 < 1.5
+        s, _ = hole.accept()
+        s.settimeout(3)
+        hello = s.recv(1)
+        assert hello == b"\x16"
+        while s.recv(4096):
+            pass
+        s.close()
+        assert not ngx.bad_lines()
+    finally:
+        hole.close()
