@@ -14,6 +14,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_pw_callout.h"
+#include "ngx_http_pw_callout_target.h"
 #include "ngx_pw_tls.h"
 
 
@@ -111,7 +112,6 @@ typedef struct {
     unsigned                    retried:1;
     unsigned                    connecting:1;
     unsigned                    ref_pending:1; /* made while inst started */
-    unsigned                    https:1;       /* https:// target */
     unsigned                    tls:1;
 } ngx_http_pw_call_t;
 
@@ -153,7 +153,6 @@ static ngx_queue_t  ngx_http_pw_calls;
 static ngx_queue_t  ngx_http_pw_idle;
 static ngx_uint_t   ngx_http_pw_nidle;
 static ngx_uint_t   ngx_http_pw_calls_ready;
-static ngx_uint_t   ngx_http_pw_rr;             /* upstream block servers */
 
 static const char  *ngx_http_pw_cause_metric[] = {
     NULL,
@@ -489,26 +488,23 @@ ngx_http_pw_call_request(ngx_http_pw_call_t *call, const pw_pairs_t *headers,
 }
 
 
-/* Own copies of the address (with port, unless 0) and its text. */
+/* Own copies of the target's address and its text. */
 static ngx_int_t
-ngx_http_pw_call_set_addr(ngx_http_pw_call_t *call, struct sockaddr *sa,
-    socklen_t len, in_port_t port, ngx_log_t *log)
+ngx_http_pw_call_set_addr(ngx_http_pw_call_t *call, ngx_http_pw_target_t *t,
+    ngx_log_t *log)
 {
     u_char  text[NGX_SOCKADDR_STRLEN];
     size_t  n;
 
-    call->addr.sockaddr = ngx_alloc(len, log);
+    call->addr.sockaddr = ngx_alloc(t->socklen, log);
     if (call->addr.sockaddr == NULL) {
         return NGX_ERROR;
     }
-    ngx_memcpy(call->addr.sockaddr, sa, len);
-    call->addr.socklen = len;
+    ngx_memcpy(call->addr.sockaddr, t->sockaddr, t->socklen);
+    call->addr.socklen = t->socklen;
 
-    if (port) {
-        ngx_inet_set_port(call->addr.sockaddr, port);
-    }
-
-    n = ngx_sock_ntop(call->addr.sockaddr, len, text, sizeof(text), 1);
+    n = ngx_sock_ntop(call->addr.sockaddr, t->socklen, text, sizeof(text),
+                      1);
     call->addr.name.data = ngx_alloc(n, log);
     if (call->addr.name.data == NULL) {
         return NGX_ERROR;
@@ -520,168 +516,92 @@ ngx_http_pw_call_set_addr(ngx_http_pw_call_t *call, struct sockaddr *sa,
 }
 
 
+/* Strip an http:// or https:// prefix from name: 1 for https. */
+static ngx_uint_t
+ngx_http_pw_call_scheme(ngx_str_t *name)
+{
+    if (name->len > 8
+        && ngx_strncasecmp(name->data, (u_char *) "https://", 8) == 0)
+    {
+        name->data += 8;
+        name->len -= 8;
+        return 1;
+    }
+
+    if (name->len > 7
+        && ngx_strncasecmp(name->data, (u_char *) "http://", 7) == 0)
+    {
+        name->data += 7;
+        name->len -= 7;
+    }
+
+    return 0;
+}
+
+
 /*
- * The target: an `upstream NAME {}` block (its servers taken in turn), or
- * host:port / an IP address (a host name needs a `resolver`). NGX_DECLINED
- * for an unknown or unusable target (the reason logged).
+ * The target, without its scheme (ngx_http_pw_callout_target.h; the
+ * default port is 80, 443 for https://): a host name needs a `resolver`.
+ * NGX_DECLINED for an unknown or unusable target (the reason logged).
  */
 static ngx_int_t
-ngx_http_pw_call_target(ngx_http_pw_call_t *call, pw_str_t upstream,
-    ngx_log_t *log)
+ngx_http_pw_call_target(ngx_http_pw_call_t *call, ngx_str_t *name,
+    ngx_uint_t https, ngx_log_t *log)
 {
-    in_addr_t                        in_addr;
-    ngx_int_t                        rc;
-    ngx_str_t                        name;
-    ngx_uint_t                       i, j, n, pick;
-    ngx_url_t                        u;
-    ngx_pool_t                      *pool;
-    struct sockaddr_in               sin;
-    ngx_http_conf_ctx_t             *hctx;
-    ngx_http_core_loc_conf_t        *clcf;
-    ngx_http_upstream_server_t      *us;
-    ngx_http_upstream_srv_conf_t   **uscfp, *uscf;
-    ngx_http_upstream_main_conf_t   *umcf;
+    ngx_int_t              rc;
+    const char            *err;
+    ngx_http_pw_target_t   t;
 
-    name.data = (u_char *) upstream.data;
-    name.len = upstream.len;
+    rc = ngx_http_pw_target_parse(name, https ? 443 : 80, &t, &err);
 
-    if (name.len > 8 && ngx_strncasecmp(name.data, (u_char *) "https://", 8)
-                        == 0)
-    {
-        call->https = 1;
-        name.data += 8;
-        name.len -= 8;
-
-    } else if (name.len > 7 && ngx_strncasecmp(name.data, (u_char *) "http://", 7)
-                        == 0)
-    {
-        name.data += 7;
-        name.len -= 7;
-    }
-
-    hctx = (ngx_http_conf_ctx_t *) ngx_get_conf(ngx_cycle->conf_ctx,
-                                                ngx_http_module);
-    if (hctx == NULL) {
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "[wasm] http call: unknown upstream \"%V\" (no such "
+                      "upstream block; host names need a port)", name);
         return NGX_DECLINED;
     }
 
-    umcf = hctx->main_conf[ngx_http_upstream_module.ctx_index];
-    uscfp = umcf ? umcf->upstreams.elts : NULL;
-
-    for (i = 0; umcf && i < umcf->upstreams.nelts; i++) {
-        uscf = uscfp[i];
-        if (!(uscf->flags & NGX_HTTP_UPSTREAM_CREATE)
-            || uscf->host.len != name.len
-            || ngx_strncmp(uscf->host.data, name.data, name.len) != 0)
-        {
-            continue;
-        }
-
-        /* the usable addresses of the primary servers, one in turn */
-        n = 0;
-        us = uscf->servers ? uscf->servers->elts : NULL;
-        for (j = 0; us && j < uscf->servers->nelts; j++) {
-            if (!us[j].backup && !us[j].down) {
-                n += us[j].naddrs;
-            }
-        }
-
-        if (n == 0) {
+    if (rc == NGX_ABORT) {
+        if (t.upstream) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "[wasm] http call: upstream \"%V\" has no usable "
-                          "address", &name);
-            return NGX_DECLINED;
-        }
+                          "[wasm] http call: upstream \"%V\": %s", name, err);
 
-        pick = ngx_http_pw_rr++ % n;
-        for (j = 0; j < uscf->servers->nelts; j++) {
-            if (us[j].backup || us[j].down) {
-                continue;
-            }
-            if (pick < us[j].naddrs) {
-                return ngx_http_pw_call_set_addr(call,
-                                                 us[j].addrs[pick].sockaddr,
-                                                 us[j].addrs[pick].socklen,
-                                                 0, log);
-            }
-            pick -= us[j].naddrs;
+        } else {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "[wasm] http call: unknown upstream \"%V\" (%s)",
+                          name, err);
         }
 
         return NGX_DECLINED;
     }
 
-    /* host:port, IP:port, [IPv6]:port (ngx_parse_url allocates for IPv6
-     * only: a pool of its own keeps the cycle's from growing) */
-    ngx_memzero(&u, sizeof(ngx_url_t));
-    u.url = name;
-    u.default_port = call->https ? 443 : 80;
-    u.no_resolve = 1;
-
-    pool = ngx_create_pool(512, log);
-    if (pool == NULL) {
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (name.len == 0 || ngx_parse_url(pool, &u) != NGX_OK
-        || u.uri.len > 0 || u.host.len == 0)
-    {
-        ngx_destroy_pool(pool);
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "[wasm] http call: unknown upstream \"%V\"", &name);
-        return NGX_DECLINED;
+    if (t.socklen) {
+        return ngx_http_pw_call_set_addr(call, &t, log);
     }
 
-    if (u.naddrs > 0) {
-        rc = ngx_http_pw_call_set_addr(call, u.addrs[0].sockaddr,
-                                       u.addrs[0].socklen, 0, log);
-        ngx_destroy_pool(pool);
-        return rc;
-    }
-
-    ngx_destroy_pool(pool);
-
-    in_addr = ngx_inet_addr(u.host.data, u.host.len);
-    if (in_addr != INADDR_NONE) {
-        ngx_memzero(&sin, sizeof(struct sockaddr_in));
-        sin.sin_family = AF_INET;
-        sin.sin_addr.s_addr = in_addr;
-        return ngx_http_pw_call_set_addr(call, (struct sockaddr *) &sin,
-                                         sizeof(struct sockaddr_in),
-                                         u.port, log);
-    }
-
-    /* a bare word is the name of an upstream block that does not exist */
-    if (u.no_port) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "[wasm] http call: unknown upstream \"%V\" (no such "
-                      "upstream block; host names need a port)", &name);
-        return NGX_DECLINED;
-    }
-
-    if (call->fctx) {
-        clcf = ngx_http_get_module_loc_conf(call->fctx->ctx->r,
-                                            ngx_http_core_module);
-    } else {
-        clcf = hctx->loc_conf[ngx_http_core_module.ctx_index];
-    }
-
-    if (clcf->resolver == NULL || clcf->resolver->connections.nelts == 0) {
+    call->resolver = ngx_http_pw_target_resolver(call->fctx
+                                                 ? call->fctx->ctx->r : NULL,
+                                                 &call->resolver_timeout);
+    if (call->resolver == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "[wasm] http call to \"%V\": no resolver defined to "
-                      "resolve %V", &name, &u.host);
+                      "resolve %V", name, &t.host);
         return NGX_DECLINED;
     }
 
-    call->resolver = clcf->resolver;
-    call->resolver_timeout = clcf->resolver_timeout;
-    call->port = u.port;
+    call->port = t.port;
 
-    call->host.data = ngx_alloc(u.host.len, log);
+    /* t.host points into the plugin's memory */
+    call->host.data = ngx_alloc(t.host.len, log);
     if (call->host.data == NULL) {
         return NGX_ERROR;
     }
-    ngx_memcpy(call->host.data, u.host.data, u.host.len);
-    call->host.len = u.host.len;
+    ngx_memcpy(call->host.data, t.host.data, t.host.len);
+    call->host.len = t.host.len;
 
     call->addr.name = call->host;      /* until resolved */
 
@@ -690,39 +610,26 @@ ngx_http_pw_call_target(ngx_http_pw_call_t *call, pw_str_t upstream,
 
 
 /*
- * TLS or not: an https:// target, `:scheme: https`, or a target listed in
- * tls_upstream. NGX_ABORT when TLS is asked but not available.
+ * TLS or not: an https:// target, `:scheme: https`, or a target (name,
+ * without its scheme) listed in tls_upstream. NGX_ABORT when TLS is asked
+ * but not available.
  */
 static ngx_int_t
-ngx_http_pw_call_tls(ngx_http_pw_call_t *call, pw_str_t upstream,
-    const pw_pairs_t *headers, ngx_log_t *log)
+ngx_http_pw_call_tls(ngx_http_pw_call_t *call, ngx_str_t *name,
+    ngx_uint_t https, const pw_pairs_t *headers, ngx_log_t *log)
 {
     pw_str_t   scheme, auth;
     ngx_int_t  rc;
-    ngx_str_t  name, authority, host, sn;
-
-    name.data = (u_char *) upstream.data;
-    name.len = upstream.len;
-
-    if (call->https) {
-        name.data += 8;
-        name.len -= 8;
-
-    } else if (name.len > 7
-               && ngx_strncasecmp(name.data, (u_char *) "http://", 7) == 0)
-    {
-        name.data += 7;
-        name.len -= 7;
-    }
+    ngx_str_t  authority, host, sn;
 
     scheme = ngx_http_pw_pair(headers, ":scheme");
     auth = ngx_http_pw_pair(headers, ":authority");
     authority.data = (u_char *) auth.data;
     authority.len = auth.len;
-    host = call->host.len ? call->host : name;
+    host = call->host.len ? call->host : *name;
 
-    rc = ngx_pw_tls_target(&name,
-                           call->https
+    rc = ngx_pw_tls_target(name,
+                           https
                            || (scheme.len == 5
                                && ngx_strncasecmp((u_char *) scheme.data,
                                                   (u_char *) "https", 5)
@@ -757,7 +664,9 @@ ngx_http_pw_http_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     uint32_t timeout_ms)
 {
     ngx_int_t            rc;
+    ngx_str_t            name;
     ngx_log_t           *log;
+    ngx_uint_t           https;
     ngx_pw_root_t       *root = c->plugin_data;
     ngx_http_pw_call_t  *call;
     ngx_http_pw_fctx_t  *f = ngx_http_pw_hctx_fctx(c);
@@ -780,14 +689,18 @@ ngx_http_pw_http_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
 
     /* an unknown target answers NOT_FOUND (BAD_ARGUMENT to the plugin),
      * bad request parts INVAL (also BAD_ARGUMENT) */
-    rc = ngx_http_pw_call_target(call, upstream, log);
+    name.data = (u_char *) upstream.data;
+    name.len = upstream.len;
+    https = ngx_http_pw_call_scheme(&name);
+
+    rc = ngx_http_pw_call_target(call, &name, https, log);
     if (rc == NGX_DECLINED) {
         rc = PW_ENOTFOUND;
 
     } else if (rc == NGX_OK) {
         rc = ngx_http_pw_call_request(call, headers, body, trailers, log);
         if (rc == NGX_OK) {
-            rc = ngx_http_pw_call_tls(call, upstream, headers, log);
+            rc = ngx_http_pw_call_tls(call, &name, https, headers, log);
         }
         rc = rc == NGX_OK ? PW_OK : rc == NGX_DECLINED ? PW_EINVAL
                                   : rc == NGX_ABORT ? PW_EUNIMPLEMENTED
@@ -892,7 +805,6 @@ static void
 ngx_http_pw_call_start(ngx_event_t *ev)
 {
     ngx_http_pw_call_t  *call = ev->data;
-    ngx_resolver_ctx_t  *rctx;
 
     if (ngx_http_pw_call_ref(call) != NGX_OK) {
         ngx_http_pw_call_drop(call);
@@ -908,22 +820,12 @@ ngx_http_pw_call_start(ngx_event_t *ev)
         return;
     }
 
-    rctx = ngx_resolve_start(call->resolver, NULL);
-    if (rctx == NULL || rctx == NGX_NO_RESOLVER) {
-        ngx_http_pw_call_fail(call, NGX_HTTP_PW_CALL_OTHER, 0,
-                              "cannot start resolving");
-        return;
-    }
-
-    rctx->name = call->host;
-    rctx->handler = ngx_http_pw_call_resolved;
-    rctx->data = call;
-    rctx->timeout = call->resolver_timeout;
-    call->rctx = rctx;
-
     /* may answer at once (cached): nothing may touch call afterwards */
-    if (ngx_resolve_name(rctx) != NGX_OK) {
-        call->rctx = NULL;
+    if (ngx_http_pw_target_resolve(call->resolver, call->resolver_timeout,
+                                   &call->host, ngx_http_pw_call_resolved,
+                                   call, &call->rctx)
+        != NGX_OK)
+    {
         ngx_http_pw_call_fail(call, NGX_HTTP_PW_CALL_OTHER, 0,
                               "cannot start resolving");
     }
@@ -933,12 +835,16 @@ ngx_http_pw_call_start(ngx_event_t *ev)
 static void
 ngx_http_pw_call_resolved(ngx_resolver_ctx_t *ctx)
 {
-    ngx_int_t            rc;
-    ngx_http_pw_call_t  *call = ctx->data;
+    ngx_int_t              rc;
+    ngx_http_pw_call_t    *call = ctx->data;
+    ngx_http_pw_target_t   t;
 
     call->rctx = NULL;
 
-    if (ctx->state || ctx->naddrs == 0) {
+    ngx_memzero(&t, sizeof(ngx_http_pw_target_t));
+    t.port = call->port;
+
+    if (ngx_http_pw_target_resolved(ctx, &t) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "[wasm] http call %uD: %V could not be resolved "
                       "(%i: %s)", call->token, &call->host, ctx->state,
@@ -949,13 +855,12 @@ ngx_http_pw_call_resolved(ngx_resolver_ctx_t *ctx)
         return;
     }
 
+    ngx_resolve_name_done(ctx);
+
     call->addr.name.data = NULL;        /* was host */
     call->addr.name.len = 0;
 
-    rc = ngx_http_pw_call_set_addr(call, ctx->addrs[0].sockaddr,
-                                   ctx->addrs[0].socklen, call->port,
-                                   call->log);
-    ngx_resolve_name_done(ctx);
+    rc = ngx_http_pw_call_set_addr(call, &t, call->log);
 
     if (rc != NGX_OK) {
         if (call->addr.name.data == NULL) {

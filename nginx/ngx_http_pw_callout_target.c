@@ -139,17 +139,16 @@ ngx_http_pw_target_parse(ngx_str_t *name, in_port_t default_port,
         in_addr = ngx_inet_addr(u.host.data, u.host.len);
     }
 
+    if (u.no_port && u.naddrs == 0 && in_addr == INADDR_NONE) {
+        /* a bare word: the name of an upstream block that does not
+         * exist, rather than a host without its port */
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
     if (u.no_port && default_port == 0) {
-        if (u.naddrs == 0 && in_addr == INADDR_NONE) {
-            /* a bare word: the name of an upstream block that does not
-             * exist, rather than a host without its port */
-            rc = NGX_DECLINED;
-
-        } else {
-            *err = "a port is required";
-            rc = NGX_ABORT;
-        }
-
+        *err = "a port is required";
+        rc = NGX_ABORT;
         goto done;
     }
 

@@ -9,10 +9,10 @@
  *                      call, in turn
  *   IP:port, [IPv6]:port, or a bare IP when the caller has a default port
  *   host:port          a host name: resolved by the caller at call time
- *                      (ngx_http_pw_target_resolver picks the resolver)
+ *                      (ngx_http_pw_target_resolver picks the resolver);
+ *                      always with its port
  *
- * Used by the gRPC callouts; the HTTP callouts have their own copy of this
- * logic (ngx_http_pw_call_target) and can switch to it.
+ * Used by the HTTP and the gRPC callouts.
  */
 #ifndef NGX_HTTP_PW_CALLOUT_TARGET_H
 #define NGX_HTTP_PW_CALLOUT_TARGET_H
@@ -31,7 +31,8 @@ typedef struct {
 } ngx_http_pw_target_t;
 
 /*
- * Parse name into t. default_port 0: a port is required (gRPC).
+ * Parse name into t. default_port: for an address without one (HTTP);
+ * 0: a port is required (gRPC).
  * NGX_OK; NGX_DECLINED: a bare word that names no upstream block (an
  * unknown cluster, in Envoy's terms); NGX_ABORT: not usable, *err says
  * why (a static string); NGX_ERROR: out of memory.

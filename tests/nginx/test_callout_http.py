@@ -422,6 +422,8 @@ def test_quit_while_call_in_flight(ngx, cup):
 
 @pytest.mark.parametrize("target,headers,status", [
     ("nosuch", ":method=GET :path=/ :authority=x", 2),
+    ("http://nosuch", ":method=GET :path=/ :authority=x", 2),
+    ("cu:80/x", ":method=GET :path=/ :authority=x", 2),
     ("", ":method=GET :path=/ :authority=x", 2),
     ("nosuch.example:80", ":method=GET :path=/ :authority=x", 2),
     ("cu", ":path=/ :authority=x", 2),
@@ -438,6 +440,22 @@ def test_bad_arguments(ngx, cup, target, headers, status):
     assert ngx.get("/").status == 200
     ngx.wait_log("status proxy_http_call = %d" % status, exact=False)
     assert "callback http_call_response" not in ngx.error_log()
+
+
+@pytest.mark.parametrize("target,port", [
+    ("192.0.2.1", 80), ("http://192.0.2.1", 80), ("https://192.0.2.1", 443),
+    ("192.0.2.1:8080", 8080), ("http://[100::1]", 80)])
+def test_address_default_port(ngx, cup, target, port):
+    # nothing answers there (TEST-NET-1, IPv6 discard prefix): the
+    # failure names the address the call went to
+    start_tp(ngx, cup, call_script("/", target=target, timeout=300,
+                                   on_answer="trace"))
+    assert ngx.get("/").status == 200
+    _, nh, _, _ = answer_of(answer_lines(ngx)[0])
+    assert nh == 0
+    addr = "[100::1]" if "100::1" in target else "192.0.2.1"
+    ngx.wait_log('to "%s" (%s:%d) failed:' % (target, addr, port),
+                 exact=False)
 
 
 def test_unknown_upstream_is_logged(ngx, cup):
