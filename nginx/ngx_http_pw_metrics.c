@@ -138,7 +138,7 @@ static ngx_http_pw_host_family_t  ngx_http_pw_host_families[] = {
     { ngx_string("callout_failures_tls"),
       ngx_string("pw_host_callout_failures_tls_total"),
       PW_METRIC_COUNTER, 0,
-      "HTTP callouts whose TLS handshake or certificate check failed." },
+      "HTTP and gRPC callouts whose TLS handshake or checks failed." },
 
     { ngx_string("callout_failures_other"),
       ngx_string("pw_host_callout_failures_other_total"),

@@ -93,7 +93,9 @@ NGX_VALGRIND_TESTS := $(addprefix tests/nginx/, \
     test_lifecycle.py::test_reload_while_a_request_is_paused \
     test_lifecycle.py::test_quit_while_a_request_is_paused \
     test_callout_grpc.py::test_host_name_stream_sends_before_connected \
-    test_callout_grpc.py::test_host_name_cancel_during_resolution)
+    test_callout_grpc.py::test_host_name_cancel_during_resolution \
+    test_callout_grpc.py::test_tls_stream_both_ways \
+    test_callout_grpc.py::test_tls_self_signed_unavailable)
 
 .PHONY: test-valgrind
 test-valgrind: nginx-module $(NGX_TEST_WASMS) $(WASMS)
