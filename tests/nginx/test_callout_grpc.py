@@ -853,13 +853,16 @@ def test_tls_server_without_h2_alpn(ngx, grpc_up, certs):
     front = TlsFront("%s/good.pem" % certs, "%s/good.key" % certs,
                      grpc_up.port, alpn=None).start()
     try:
-        start_tls(ngx, grpc_up, certs, locations=METRICS_LOC)
-        lines = call(ngx, "kind=stream up=https://127.0.0.1:%d send=a"
-                     % front.port)
+        start_tls(ngx, grpc_up, certs,
+                  "tls_upstream front server_name=localhost;",
+                  http=block("front", front.port), locations=METRICS_LOC)
+        lines = call(ngx, "kind=stream up=front send=a")
         assert close_line(lines) == (
             "close status=14 code=14 message=tls: the server did not "
             "choose HTTP/2 (no ALPN protocol)"), lines
-        assert front.alpns == [None]
+        # the front saw the handshake (its SNI callback runs before the
+        # server's hello; the rest of its view may come after our close)
+        assert front.snis == ["localhost"], front.snis
         assert grpc_up.calls == []
         families, _ = scrape(ngx)
         assert sample(families, "pw_host_callout_failures_tls_total") == 1
@@ -918,5 +921,27 @@ def test_tls_silent_server_bounded_by_the_call_timeout(ngx, grpc_up, certs):
             pass
         s.close()
         assert not ngx.bad_lines()
+    finally:
+        hole.close()
+
+
+@pytest.mark.no_valgrind
+def test_tls_silent_server_stream_handshake_times_out(ngx, grpc_up, certs):
+    """A stream has no timeout of its own: the connect timeout (10 s)
+    bounds the handshake, then UNAVAILABLE with the cause."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(8)
+    try:
+        start_tls(ngx, grpc_up, certs, locations=METRICS_LOC)
+        t0 = time.time()
+        lines = call(ngx, "kind=stream send=a up=https://127.0.0.1:%d"
+                     % hole.getsockname()[1], timeout=20)
+        took = time.time() - t0
+        assert close_line(lines) == ("close status=14 code=14 message=tls: "
+                                     "handshake timed out"), lines
+        assert 9.5 < took < 12, took
+        families, _ = scrape(ngx)
+        assert sample(families, "pw_host_callout_failures_tls_total") == 1
     finally:
         hole.close()
