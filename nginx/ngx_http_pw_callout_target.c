@@ -101,10 +101,12 @@ ngx_http_pw_target_parse(ngx_str_t *name, in_port_t default_port,
                                                ngx_http_upstream_module);
     uscfp = umcf ? umcf->upstreams.elts : NULL;
 
+    /* without regard to case, as nginx names its blocks */
     for (i = 0; umcf && i < umcf->upstreams.nelts; i++) {
         if ((uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
             && uscfp[i]->host.len == name->len
-            && ngx_strncmp(uscfp[i]->host.data, name->data, name->len) == 0)
+            && ngx_strncasecmp(uscfp[i]->host.data, name->data, name->len)
+               == 0)
         {
             return ngx_http_pw_target_block(uscfp[i], t, err);
         }

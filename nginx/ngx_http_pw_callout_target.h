@@ -4,7 +4,8 @@
  * address, or into a host name and port for nginx's resolver.
  *
  * Forms, in this order:
- *   NAME               an `upstream NAME {}` block of http{}; its primary
+ *   NAME               an `upstream NAME {}` block of http{} (any case,
+ *                      as nginx compares block names); its primary
  *                      servers (not backup, not down) one address per
  *                      call, in turn
  *   IP:port, [IPv6]:port, or a bare IP when the caller has a default port

@@ -40,8 +40,8 @@ def call_script(path, target="cu", timeout=2000, body='""', extra="",
 
 def start_tp(ngx, cup, script, **kw):
     kw.setdefault("http", ublock(cup))
-    ngx.start(wasm=module("tp", "testplugin.wasm"), proxy=pw("tp", script),
-              **kw)
+    kw.setdefault("wasm", module("tp", "testplugin.wasm"))
+    ngx.start(proxy=pw("tp", script), **kw)
 
 
 def answer_lines(ngx, count=1, since=0, timeout=5):
@@ -455,6 +455,27 @@ def test_address_default_port(ngx, cup, target, port):
     assert nh == 0
     addr = "[100::1]" if "100::1" in target else "192.0.2.1"
     ngx.wait_log('to "%s" (%s:%d) failed:' % (target, addr, port),
+                 exact=False)
+
+
+def test_upstream_block_name_in_any_case(ngx, cup):
+    # as nginx compares block names (proxy_pass http://CU finds it too)
+    start_tp(ngx, cup, call_script("/status/203", target="Cu"),
+             http=ublock(cup, "cU"))
+    assert ngx.get("/").status == 200
+    answer_lines(ngx)
+    assert "header :status: 203" in ngx.error_log()
+    assert values(ngx, "buffer") == ["status 203"]
+
+
+def test_tls_upstream_name_in_any_case(ngx, cup):
+    # listed as cu, called as CU: TLS, which the plain upstream fails
+    start_tp(ngx, cup, call_script("/echo", target="CU", on_answer="trace"),
+             wasm=module("tp", "testplugin.wasm") + "\ntls_upstream cu;")
+    assert ngx.get("/").status == 200
+    _, nh, _, _ = answer_of(answer_lines(ngx)[0])
+    assert nh == 0
+    ngx.wait_log('to "CU" (127.0.0.1:%d) failed: tls:' % cup.port,
                  exact=False)
 
 
