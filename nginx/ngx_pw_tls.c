@@ -402,8 +402,8 @@ ngx_pw_tls_init_conf(ngx_cycle_t *cycle, ngx_pw_core_conf_t *pcf)
         for (j = 0; umcf && j < umcf->upstreams.nelts; j++) {
             if ((uscfp[j]->flags & NGX_HTTP_UPSTREAM_CREATE)
                 && uscfp[j]->host.len == tu[i].name.len
-                && ngx_strncmp(uscfp[j]->host.data, tu[i].name.data,
-                               tu[i].name.len) == 0)
+                && ngx_strncasecmp(uscfp[j]->host.data, tu[i].name.data,
+                                   tu[i].name.len) == 0)
             {
                 found = 1;
                 break;

@@ -401,3 +401,7 @@ def test_configuration_accepted(ngx, certs, good):
                         "tls_upstream 127.0.0.1:1;"),
         http=ublock(good))
     assert rc == 0, out
+    # block names match in any case, as nginx compares them
+    rc, out = ngx.test_conf(wasm=wasm_block(certs, "tls_upstream SeCuRe;"),
+                            http=ublock(good))
+    assert rc == 0, out
