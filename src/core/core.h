@@ -8,6 +8,12 @@
 
 #define PW__ERR_MAX 256
 
+/* Freed streams a VM keeps for reuse (see pw_vm_s.spare_streams). */
+#define PW__SPARE_STREAMS 32
+#if defined(__SANITIZE_ADDRESS__)
+#define PW__NO_SPARES 1
+#endif
+
 /* The callbacks (exports) the core knows, with the signatures it accepts. */
 typedef enum {
     PW__CB_ON_MEMORY_ALLOCATE,
@@ -234,6 +240,10 @@ struct pw_vm_s {
     unsigned in_vm_start:1;
 
     pw_plugin_t *plugins;
+    /* freed streams kept for the next ones (a malloc and free less per
+       request); not under AddressSanitizer, which should see every free */
+    pw_stream_t *spare_streams;
+    uint32_t nspare_streams;
 
     pw__callout_t *callouts;
     uint32_t next_token;

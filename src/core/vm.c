@@ -706,6 +706,7 @@ void
 pw_vm_free(pw_vm_t *vm)
 {
     pw__foreign_t *f, *fnext;
+    pw_stream_t *s;
 
     if (vm == NULL) {
         return;
@@ -721,6 +722,11 @@ pw_vm_free(pw_vm_t *vm)
         fnext = f->next;
         free(f->name);
         free(f);
+    }
+    while (vm->spare_streams) {
+        s = vm->spare_streams;
+        vm->spare_streams = s->next;
+        free(s);
     }
     pw__batch_free(vm);
     if (vm->inst) {
@@ -1215,11 +1221,19 @@ int
 pw_stream_new(pw_plugin_t *p, pw_stream_kind_t kind, void *host_data,
     pw_stream_t **out)
 {
+    pw_vm_t *vm = p->vm;
     pw_stream_t *s;
 
-    s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        return PW_ENOMEM;
+    s = vm->spare_streams;
+    if (s != NULL) {
+        vm->spare_streams = s->next;
+        vm->nspare_streams--;
+        memset(s, 0, sizeof(*s));
+    } else {
+        s = calloc(1, sizeof(*s));
+        if (s == NULL) {
+            return PW_ENOMEM;
+        }
     }
     if (pw__ctx_add(p->vm, &s->ctx) != PW_OK) {
         free(s);
@@ -1303,6 +1317,14 @@ pw_stream_free(pw_stream_t *s)
         s->next->prev = s->prev;
     }
     pw__ctx_remove(vm, &s->ctx);
+#ifndef PW__NO_SPARES
+    if (vm->nspare_streams < PW__SPARE_STREAMS) {
+        s->next = vm->spare_streams;
+        vm->spare_streams = s;
+        vm->nspare_streams++;
+        return;
+    }
+#endif
     free(s);
 }
 
