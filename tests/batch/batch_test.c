@@ -43,21 +43,14 @@ start(run_t *r, pw_engine_t *e, const pw_engine_vt_t *vt, const char *wasm,
     pw_vm_conf_t vc = { .host = &host, .vm_id = PW_STR("batch"),
                         .max_call_ms = max_call_ms };
     pw_plugin_conf_t pc = { .name = PW_STR("batch") };
+    pw_test_vm_t t;
     char err[256] = "";
-    uint8_t *bytes;
-    size_t len;
 
     memset(r, 0, sizeof(*r));
-    PW_CHECK_EQ_INT(pw_store_new(64 * 1024, NULL, &r->store), PW_OK);
-    vc.store = r->store;
-    bytes = pw_test_read_beside(wasm, &len);
-    PW_CHECK_EQ_INT(pw_module_load(vt, e, bytes, len, &r->mod, err,
-                                   sizeof(err)), PW_OK);
-    free(bytes);
-    if (pw_vm_new(r->mod, &vc, &r->vm, err, sizeof(err)) != PW_OK) {
-        fprintf(stderr, "  vm: %s\n", err);
-        PW_CHECK(0);
-    }
+    pw_test_vm_start(&t, vt, e, wasm, vc);
+    r->mod = t.mod;
+    r->vm = t.vm;
+    r->store = t.store;
     PW_CHECK_EQ_INT(pw_plugin_new(r->vm, &pc, &r->p, err, sizeof(err)),
                     PW_OK);
 }
@@ -66,9 +59,7 @@ static void
 stop(run_t *r)
 {
     pw_plugin_free(r->p);
-    pw_vm_free(r->vm);
-    pw_module_free(r->mod);
-    pw_store_free(r->store);
+    pw_test_vm_stop(&(pw_test_vm_t){ r->mod, r->vm, r->store });
 }
 
 /* Call the plugin's set_trap(n) directly. */

@@ -48,37 +48,6 @@ leak_check(void)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static uint8_t *
-read_wasm(const char *name, size_t *len)
-{
-    char exe[PATH_MAX], path[PATH_MAX + 64];
-    ssize_t n;
-    FILE *f;
-    uint8_t *buf;
-    long size;
-
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    PW_CHECK(n > 0);
-    exe[n] = '\0';
-    snprintf(path, sizeof(path), "%s/%s", dirname(exe), name);
-
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "  cannot open %s: %s\n", path, strerror(errno));
-    }
-    PW_CHECK(f != NULL);
-    PW_CHECK(fseek(f, 0, SEEK_END) == 0);
-    size = ftell(f);
-    PW_CHECK(size > 0);
-    rewind(f);
-    buf = malloc(size);
-    PW_CHECK(buf != NULL);
-    PW_CHECK(fread(buf, 1, size, f) == (size_t) size);
-    fclose(f);
-    *len = (size_t) size;
-    return buf;
-}
-
 static pw_engine_t *
 engine_new(void)
 {
@@ -105,7 +74,7 @@ compile_file(pw_engine_t *e, const char *name)
     size_t len;
     int rc;
 
-    bytes = read_wasm(name, &len);
+    bytes = pw_test_read_beside(name, &len);
     rc = vt->compile(e, bytes, len, &m, err, sizeof(err));
     free(bytes);
     if (rc != PW_OK) {

@@ -243,39 +243,14 @@ expect_ok(buf_t *m)
     return info;
 }
 
+/* tests/reader/module.mk builds NAME.wasm beside the binary */
 static uint8_t *
 load_fixture(const char *name, size_t *len)
 {
-    char exe[4096], path[4200];
-    uint8_t *data;
-    ssize_t n;
-    char *slash;
-    FILE *f;
-    long size;
+    char file[256];
 
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    PW_CHECK(n > 0);
-    exe[n] = '\0';
-    slash = strrchr(exe, '/');
-    PW_CHECK(slash != NULL);
-    *slash = '\0';
-    snprintf(path, sizeof(path), "%s/%s.wasm", exe, name);
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "  cannot open %s (built by tests/reader/module.mk)\n",
-                path);
-    }
-    PW_CHECK(f != NULL);
-    PW_CHECK(fseek(f, 0, SEEK_END) == 0);
-    size = ftell(f);
-    PW_CHECK(size > 0);
-    rewind(f);
-    data = malloc((size_t) size);
-    PW_CHECK(data != NULL);
-    PW_CHECK(fread(data, 1, (size_t) size, f) == (size_t) size);
-    fclose(f);
-    *len = (size_t) size;
-    return data;
+    snprintf(file, sizeof(file), "%s.wasm", name);
+    return pw_test_read_beside(file, len);
 }
 
 static pw_wasm_info_t *

@@ -83,23 +83,16 @@ start_wasm(run_t *r, pw_engine_t *e, const pw_engine_vt_t *vt,
     pw_vm_conf_t vc = { .host = &host, .vm_id = PW_STR("shimtest") };
     pw_plugin_conf_t pc = { .name = PW_STR("shimtest"),
                             .config = PW_STR("cfg!") };
+    pw_test_vm_t t;
     char err[256] = "";
-    uint8_t *bytes;
-    size_t len;
 
     memset(r, 0, sizeof(*r));
     r->e = e;
     /* each VM its own store: the shared data and queue start empty */
-    PW_CHECK_EQ_INT(pw_store_new(1024 * 1024, NULL, &r->store), PW_OK);
-    vc.store = r->store;
-    bytes = pw_test_read_beside(wasm, &len);
-    PW_CHECK_EQ_INT(pw_module_load(vt, e, bytes, len, &r->mod, err,
-                                   sizeof(err)), PW_OK);
-    free(bytes);
-    if (pw_vm_new(r->mod, &vc, &r->vm, err, sizeof(err)) != PW_OK) {
-        fprintf(stderr, "  vm: %s\n", err);
-        PW_CHECK(0);
-    }
+    pw_test_vm_start(&t, vt, e, wasm, vc);
+    r->mod = t.mod;
+    r->vm = t.vm;
+    r->store = t.store;
     PW_CHECK_EQ_INT(pw_vm_register_foreign(r->vm, PW_STR("echo"), t_echo,
                                            NULL), PW_OK);
     PW_CHECK_EQ_INT(pw_plugin_new(r->vm, &pc, &r->p, err, sizeof(err)),
@@ -119,9 +112,7 @@ stop(run_t *r)
 {
     pw_stream_free(r->s);
     pw_plugin_free(r->p);
-    pw_vm_free(r->vm);
-    pw_module_free(r->mod);
-    pw_store_free(r->store);
+    pw_test_vm_stop(&(pw_test_vm_t){ r->mod, r->vm, r->store });
 }
 
 static uint32_t

@@ -3479,36 +3479,6 @@ PW_TEST(malloc_preferred_allocator)
 
 /* ---- the encoder against wat2wasm ----------------------------------- */
 
-static uint8_t *
-read_beside_exe(const char *name, size_t *len)
-{
-    char exe[PATH_MAX], path[PATH_MAX + 64];
-    uint8_t *buf;
-    ssize_t n;
-    long size;
-    FILE *f;
-
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    PW_CHECK(n > 0);
-    exe[n] = '\0';
-    snprintf(path, sizeof(path), "%s/%s", dirname(exe), name);
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "  cannot open %s\n", path);
-    }
-    PW_CHECK(f != NULL);
-    PW_CHECK(fseek(f, 0, SEEK_END) == 0);
-    size = ftell(f);
-    PW_CHECK(size > 0);
-    rewind(f);
-    buf = malloc((size_t) size);
-    PW_CHECK(buf != NULL);
-    PW_CHECK(fread(buf, 1, (size_t) size, f) == (size_t) size);
-    fclose(f);
-    *len = (size_t) size;
-    return buf;
-}
-
 PW_TEST(encoder_matches_wat2wasm)
 {
     static const fake_import_t im[] = {
@@ -3532,7 +3502,7 @@ PW_TEST(encoder_matches_wat2wasm)
     pw_abi_t abi;
     char err[256];
 
-    wat = read_beside_exe("plugin.wasm", &wlen);
+    wat = pw_test_read_beside("plugin.wasm", &wlen);
     PW_CHECK_EQ_INT(pw_module_check(wat, wlen, &abi, err, sizeof(err)),
                     PW_OK);
     PW_CHECK_EQ_INT(abi, PW_ABI_0_2_1);
