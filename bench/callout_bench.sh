@@ -21,6 +21,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_NAME=callout_bench
+. "$root/bench/lib.sh"
 rounds=${ROUNDS:-6}
 duration=${DURATION:-2}
 warmup=${WARMUP:-2}
@@ -32,65 +34,24 @@ plugin=${PLUGIN:-$root/${WASM_OUT:-build/wasm}/callout_auth.wasm}
 variants="plain callout"
 authz="Authorization: Bearer good"
 
-die() { echo "callout_bench: $*" >&2; exit 1; }
+bench_need nginx wrk curl taskset python3
+bench_need_built "$module" "$plugin"
+bench_need_cores "nginx on one, wrk on the other"
 
-for tool in nginx wrk curl taskset python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
-done
-[ -f "$module" ] || die "$module missing: run 'make nginx-module'"
-[ -f "$plugin" ] || die "$plugin missing: run 'make $plugin'"
-[ "$(nproc)" -ge 2 ] || die "needs two cores (nginx on one, wrk on the other)"
-
-prefix=$(mktemp -d /tmp/pw-callout-bench.XXXXXX)
-chmod 755 "$prefix"    # workers run as an unprivileged user when we are root
+bench_setup callout-bench
 results="$prefix/results.tsv"
 
-cleanup() {
-    local pid
-    pid=$(cat "$prefix/logs/nginx.pid" 2>/dev/null || true)
-    if [ -n "$pid" ]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 25); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-    fi
-    if [ -z "${KEEP:-}" ]; then rm -rf "$prefix"; else echo "kept $prefix"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free loopback ports: bind port 0, note what the kernel gave, release
-read -r p_plain p_callout p_auth <<<"$(python3 -c '
-import socket
-s = [socket.socket() for _ in range(3)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))')"
+read -r p_plain p_callout p_auth <<<"$(bench_free_ports 3)"
 declare -A port=([plain]=$p_plain [callout]=$p_callout)
 
-mkdir -p "$prefix/conf" "$prefix/logs" "$prefix/tmp" "$prefix/html"
-printf 'x%.0s' $(seq 1 99) > "$prefix/html/file.txt"
-echo >> "$prefix/html/file.txt"
 d=$prefix
-cat > "$d/conf/nginx.conf" <<CONF
-load_module $module;
+mkdir -p "$d/html"
+printf 'x%.0s' $(seq 1 99) > "$d/html/file.txt"
+echo >> "$d/html/file.txt"
+bench_conf "$d" "load_module $module;
 worker_processes 1;
-worker_cpu_affinity $(python3 -c "print(format(1 << $ngx_cpu, 'b'))");
-pid $d/logs/nginx.pid;
-error_log $d/logs/error.log warn;
-events { worker_connections 4096; }
-wasm { module auth $plugin; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    default_type text/plain;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    upstream auth { server 127.0.0.1:$p_auth; }
+worker_cpu_affinity $(bench_affinity "$ngx_cpu");
+wasm { module auth $plugin; }" "    upstream auth { server 127.0.0.1:$p_auth; }
 
     server {
         listen 127.0.0.1:$p_plain;
@@ -107,24 +68,19 @@ http {
         # buffered: a write per 64k of log, not per call
         access_log $d/logs/auth.log combined buffer=64k flush=100ms;
         location = /auth {
-            if (\$http_authorization != "Bearer good") { return 403; }
+            if (\$http_authorization != \"Bearer good\") { return 403; }
             return 200;
         }
-    }
-}
-CONF
-taskset -c "$ngx_cpu" nginx -p "$d" -c conf/nginx.conf -e "$d/logs/error.log" \
-    || { cat "$d/logs/error.log" >&2; die "nginx did not start"; }
+    }" 4096
+bench_start "" "$d" taskset -c "$ngx_cpu"
 
 url() { echo "http://127.0.0.1:${port[$1]}/file.txt"; }
 status() { curl -s -m 5 -o "$d/body.out" -w '%{http_code}' "$@" || true; }
 calls() { sleep 0.3; wc -l < "$d/logs/auth.log" 2>/dev/null || echo 0; }
 
-for _ in $(seq 1 50); do
-    curl -s -m 2 -o /dev/null "$(url plain)" && break
-    sleep 0.1
-done
-worker=$(pgrep -P "$(cat "$d/logs/nginx.pid")" | head -n1)
+bench_wait_up "$(url plain)" "$d/logs/error.log" \
+    || die "nginx does not answer or crashed (log above)"
+worker=$(bench_worker "$d")
 [ -n "$worker" ] || die "no worker process (see $d/logs/error.log)"
 
 # Only real if the plugin calls the callee once per request and the answer
@@ -153,23 +109,20 @@ callout_reqs=0
 printf 'round\tvariant\tp50_us\trps\terrors\n' > "$results"
 for r in $(seq 1 "$rounds"); do
     # alternate which variant runs first
-    order=$variants
-    [ $((r % 2)) = 0 ] && order=$(echo "$variants" | awk '{ print $2, $1 }')
+    order=$(bench_rotate "$r" $variants)
     for v in $order; do
         lat=$(run_wrk "$v" 1 "$duration")
         thr=$(run_wrk "$v" "$conns" "$duration")
         p50=$(printf '%s\n' "$lat" | awk '$1 == "50%" {
                   v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
                   print v * (u == "s" ? 1e6 : u == "ms" ? 1e3 : 1) }')
-        rps=$(printf '%s\n' "$thr" | awk '/^Requests\/sec/ { print $2 }')
-        errs=$(printf '%s\n%s\n' "$lat" "$thr" \
-               | awk '/Non-2xx|Socket errors/ { e = e $0 "; " } END { print e }')
+        rps=$(printf '%s\n' "$thr" | wrk_rps)
+        errs=$(printf '%s\n%s\n' "$lat" "$thr" | wrk_errs)
         [ -n "$p50" ] && [ -n "$rps" ] || die "$v: no wrk figures:
 $lat
 $thr"
         if [ "$v" = callout ]; then
-            n=$(printf '%s\n%s\n' "$lat" "$thr" \
-                | awk '/requests in/ { s += $1 } END { print s }')
+            n=$(printf '%s\n%s\n' "$lat" "$thr" | wrk_reqs)
             callout_reqs=$((callout_reqs + n))
         fi
         printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$v" "$p50" "$rps" "${errs:--}" \
@@ -178,7 +131,7 @@ $thr"
     echo "callout_bench: round $r/$rounds done"
 done
 
-[ "$(pgrep -P "$(cat "$d/logs/nginx.pid")" | head -n1)" = "$worker" ] \
+[ "$(bench_worker "$d")" = "$worker" ] \
     || die "the worker was replaced during the run (a crash?)"
 seen=$(( $(calls) - calls_before ))
 echo "callout_bench: the callee saw $seen calls for $callout_reqs requests"

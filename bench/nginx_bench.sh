@@ -31,6 +31,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_NAME=nginx_bench
+. "$root/bench/lib.sh"
 build=${BUILD:-build/rel}
 rounds=${ROUNDS:-8}
 duration=${DURATION:-2}
@@ -40,203 +42,41 @@ ngx_cpu=${NGX_CPU:-0}
 wrk_cpu=${WRK_CPU:-1}
 module=${MODULE:-$root/$build/nginx/ngx_http_pw_module.so}
 plugin=${PLUGIN:-$root/${WASM_OUT:-build/wasm}/bench_add_header.wasm}
-mods=/usr/lib/nginx/modules
-variants="plain native wasm lua njs"
+variants=$bench_header_variants
 
-die() { echo "nginx_bench: $*" >&2; exit 1; }
+bench_need nginx wrk curl taskset python3
+bench_need_built "$module" "$plugin"
+bench_header_need
+bench_need_cores "nginx on one, wrk on the other"
 
-for tool in nginx wrk curl taskset python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
-done
-[ -f "$module" ] || die "$module missing: run 'make nginx-module'"
-[ -f "$plugin" ] || die "$plugin missing: run 'make $plugin'"
-for so in ndk_http_module ngx_http_lua_module ngx_http_js_module; do
-    [ -f "$mods/$so.so" ] || die "$mods/$so.so missing (libnginx-mod-http-lua," \
-                                 "libnginx-mod-http-js)"
-done
-[ "$(nproc)" -ge 2 ] || die "needs two cores (nginx on one, wrk on the other)"
-
-prefix=$(mktemp -d /tmp/pw-nginx-bench.XXXXXX)
-chmod 755 "$prefix"    # workers run as an unprivileged user when we are root
+bench_setup nginx-bench
 results="$prefix/results.tsv"
 
-stop_all() {
-    local v pid masters="" alive
-    for v in $variants; do
-        pid=$(cat "$prefix/$v/logs/nginx.pid" 2>/dev/null || true)
-        if [ -n "$pid" ]; then
-            masters="$masters $pid"
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    # give the masters a moment to reap their workers, then clean up
-    for _ in $(seq 1 25); do
-        alive=0
-        for pid in $masters; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        [ $alive = 0 ] && break
-        sleep 0.2
-    done
-    if [ -z "${KEEP:-}" ]; then
-        rm -rf "$prefix"
-    else
-        echo "nginx_bench: kept $prefix"
-    fi
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-
-# Free loopback ports: bind port 0, note what the kernel gave, release.
-read -r -a ports <<<"$(python3 - <<'PY'
-import socket
-socks = []
-for _ in range(5):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)"
-
-body=$(printf 'x%.0s' $(seq 1 99))
-
-write_conf() {
-    local v=$1 port=$2 dir="$prefix/$1" loads="" main="" http="" loc=""
-
-    mkdir -p "$dir/conf" "$dir/logs" "$dir/tmp" "$dir/html"
-    printf '%s\n' "$body" > "$dir/html/file.txt"
-
-    case $v in
-    plain) ;;
-    native) loc='add_header x-bench 1;' ;;
-    wasm)
-        loads="load_module $module;"
-        main="wasm { module bench_add_header $plugin; }"
-        loc='proxy_wasm bench_add_header;'
-        ;;
-    lua)
-        loads="load_module $mods/ndk_http_module.so;
-load_module $mods/ngx_http_lua_module.so;"
-        loc='header_filter_by_lua_block { ngx.header["x-bench"] = "1" }'
-        ;;
-    njs)
-        loads="load_module $mods/ngx_http_js_module.so;"
-        cat > "$dir/conf/bench.js" <<'JS'
-function filter(r) {
-    r.headersOut['x-bench'] = '1';
-}
-
-export default { filter };
-JS
-        http="js_import bench from $dir/conf/bench.js;"
-        loc='js_header_filter bench.filter;'
-        ;;
-    esac
-
-    cat > "$dir/conf/nginx.conf" <<CONF
-$loads
-worker_processes 1;
-worker_cpu_affinity $(python3 -c "print(format(1 << $ngx_cpu, 'b'))");
-pid $dir/logs/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 1024; }
-$main
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    default_type text/plain;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    $http
-
-    server {
-        listen 127.0.0.1:$port;
-        root $dir/html;
-
-        location = /file.txt {
-            $loc
-        }
-    }
-}
-CONF
-}
-
-worker_pid() {
-    local master
-    master=$(cat "$prefix/$1/logs/nginx.pid")
-    pgrep -P "$master" | head -n1
-}
-
-# utime + stime of the whole worker process (all threads), in clock ticks
-cpu_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null \
-        || die "worker $1 of variant $2 is gone (see $prefix/$2/logs/error.log)"
-}
+read -r -a ports <<<"$(bench_free_ports 5)"
 
 i=0
 declare -A port worker
 for v in $variants; do
     port[$v]=${ports[$i]}
     i=$((i + 1))
-    write_conf "$v" "${port[$v]}"
-    taskset -c "$ngx_cpu" nginx -p "$prefix/$v" -c conf/nginx.conf \
-        -e "$prefix/$v/logs/error.log" \
-        || { cat "$prefix/$v/logs/error.log" >&2; die "$v: nginx did not start"; }
+    bench_header_conf "$v" "$prefix/$v" "${port[$v]}" "worker_processes 1;
+worker_cpu_affinity $(bench_affinity "$ngx_cpu");"
+    bench_start "$v" "$prefix/$v" taskset -c "$ngx_cpu"
 done
 
 # wait for each worker (the wasm one starts V8 and compiles the plugin)
 for v in $variants; do
-    up=0
-    for _ in $(seq 1 50); do
-        if curl -s -m 2 -o /dev/null "http://127.0.0.1:${port[$v]}/file.txt"
-        then
-            up=1
-            break
-        fi
-        sleep 0.1
-    done
-    if [ $up = 0 ] || grep -q 'exited on signal' "$prefix/$v/logs/error.log"
-    then
-        tail -n 5 "$prefix/$v/logs/error.log" >&2
-        die "$v: the worker does not answer or crashed (log above)"
-    fi
-    worker[$v]=$(worker_pid "$v")
+    bench_wait_up "http://127.0.0.1:${port[$v]}/file.txt" \
+        "$prefix/$v/logs/error.log" \
+        || die "$v: the worker does not answer or crashed (log above)"
+    worker[$v]=$(bench_worker "$prefix/$v")
     [ -n "${worker[$v]}" ] || die "$v: no worker process"
 done
 
 # The result is only real if every variant serves the file and adds the
 # header (and the baseline does not).
 for v in $variants; do
-    hdrs=$(curl -s -m 5 -D - -o "$prefix/$v/body.out" \
-           "http://127.0.0.1:${port[$v]}/file.txt") \
-        || die "$v: curl failed"
-    status=$(printf '%s' "$hdrs" | head -n1 | tr -d '\r')
-    case $status in
-    *" 200 "*|*" 200") ;;
-    *) die "$v: expected 200, got '$status' (see $prefix/$v/logs/error.log)" ;;
-    esac
-    cmp -s "$prefix/$v/body.out" "$prefix/$v/html/file.txt" \
-        || die "$v: the body is not the static file"
-    n=$(printf '%s' "$hdrs" | tr -d '\r' | grep -ci '^x-bench: 1$' || true)
-    if [ "$v" = plain ]; then
-        [ "$n" = 0 ] || die "plain: x-bench present in the baseline"
-    else
-        [ "$n" = 1 ] || die "$v: expected one 'x-bench: 1', found $n:
-$hdrs"
-    fi
-    # not fatal, but the variants then do different work per response
-    if ! printf '%s' "$hdrs" | grep -qi '^content-length: 100'; then
-        echo "nginx_bench: NOTE: $v drops Content-Length (sends the file" \
-             "chunked); its figures include that cost"
-    fi
-    if [ -n "${SHOW_HEADERS:-}" ]; then
-        printf '== %s\n%s\n' "$v" "$hdrs"
-    fi
+    bench_header_check "$v" "$prefix/$v" "${port[$v]}"
 done
 echo "nginx_bench: every variant serves the file; x-bench: 1 present" \
      "(absent in plain)"
@@ -256,20 +96,14 @@ printf 'round\tvariant\treqs\trps\tcpu_us_per_req\terrors\n' > "$results"
 set -- $variants
 for r in $(seq 1 "$rounds"); do
     # rotate the order so no variant always runs first or last
-    order=""
-    n=$#
-    for k in $(seq 0 $((n - 1))); do
-        idx=$(( (k + r - 1) % n + 1 ))
-        order="$order ${!idx}"
-    done
+    order=$(bench_rotate "$r" "$@")
     for v in $order; do
-        before=$(cpu_ticks "${worker[$v]}" "$v")
+        before=$(bench_cpu_ticks "${worker[$v]}" "$v")
         out=$(run_wrk "$v" "$duration")
-        after=$(cpu_ticks "${worker[$v]}" "$v")
-        reqs=$(printf '%s\n' "$out" | awk '/requests in/ { print $1 }')
-        rps=$(printf '%s\n' "$out" | awk '/^Requests\/sec/ { print $2 }')
-        errs=$(printf '%s\n' "$out" \
-               | awk '/Non-2xx|Socket errors/ { e = e $0 "; " } END { print e }')
+        after=$(bench_cpu_ticks "${worker[$v]}" "$v")
+        reqs=$(printf '%s\n' "$out" | wrk_reqs)
+        rps=$(printf '%s\n' "$out" | wrk_rps)
+        errs=$(printf '%s\n' "$out" | wrk_errs)
         [ -n "$reqs" ] && [ "$reqs" -gt 0 ] \
             || die "$v: wrk made no requests:
 $out"
@@ -282,7 +116,7 @@ $out"
 done
 
 for v in $variants; do
-    [ "$(worker_pid "$v")" = "${worker[$v]}" ] \
+    [ "$(bench_worker "$prefix/$v")" = "${worker[$v]}" ] \
         || die "$v: the worker was replaced during the run (a crash?)"
 done
 

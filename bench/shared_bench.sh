@@ -40,6 +40,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_NAME=shared_bench
+. "$root/bench/lib.sh"
 build=${BUILD:-build/rel}
 rounds=${ROUNDS:-3}
 duration=${DURATION:-2}
@@ -55,66 +57,25 @@ plugin=${PLUGIN:-$root/${WASM_OUT:-build/wasm}/bench_shared.wasm}
 instances="single two"
 modes="none clock get set"
 
-die() { echo "shared_bench: $*" >&2; exit 1; }
-
-for tool in nginx wrk curl taskset python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
-done
-[ -f "$module" ] || die "$module missing: run 'make nginx-module'"
-[ -f "$plugin" ] || die "$plugin missing: run 'make $plugin'"
-[ "$(nproc)" -ge 2 ] || die "needs two cores (two workers contending)"
+bench_need nginx wrk curl taskset python3
+bench_need_built "$module" "$plugin"
+bench_need_cores "two workers contending"
 
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-prefix=$(mktemp -d /tmp/pw-shared-bench.XXXXXX)
-chmod 755 "$prefix"    # workers run as an unprivileged user when we are root
+bench_setup shared-bench
 results="$prefix/results.tsv"
 
-stop_all() {
-    local v pid masters="" alive
-    for v in $instances; do
-        pid=$(cat "$prefix/$v/logs/nginx.pid" 2>/dev/null || true)
-        if [ -n "$pid" ]; then
-            masters="$masters $pid"
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    for _ in $(seq 1 25); do
-        alive=0
-        for pid in $masters; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        [ $alive = 0 ] && break
-        sleep 0.2
-    done
-    if [ -z "${KEEP:-}" ]; then
-        rm -rf "$prefix"
-    else
-        echo "shared_bench: kept $prefix"
-    fi
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-
-read -r -a ports <<<"$(python3 - <<'PY'
-import socket
-socks = []
-for _ in range(2):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)"
+read -r -a ports <<<"$(bench_free_ports 2)"
 
 write_conf() {
     local v=$1 port=$2 dir="$prefix/$1" workers affinity locs="" m
 
-    mkdir -p "$dir/conf" "$dir/logs" "$dir/tmp" "$dir/html"
+    mkdir -p "$dir/html"
     echo ok > "$dir/html/file.txt"
 
     if [ "$v" = single ]; then
         workers=1
-        affinity=$(python3 -c "print(format(1 << $ngx_cpu, 'b'))")
+        affinity=$(bench_affinity "$ngx_cpu")
     else
         workers=2
         affinity="01 10"
@@ -139,37 +100,16 @@ write_conf() {
         }"
     fi
 
-    cat > "$dir/conf/nginx.conf" <<CONF
-load_module $module;
+    bench_conf "$dir" "load_module $module;
 worker_processes $workers;
 worker_cpu_affinity $affinity;
-pid $dir/logs/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 1024; }
 wasm {
     module bench_shared $plugin;
-}
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    default_type text/plain;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-
+}" "
     server {
         listen 127.0.0.1:$port reuseport;
         $locs
-    }
-}
-CONF
-}
-
-workers_of() {
-    pgrep -P "$(cat "$prefix/$1/logs/nginx.pid")" | sort | tr '\n' ' '
+    }"
 }
 
 i=0
@@ -178,26 +118,14 @@ for v in $instances; do
     port[$v]=${ports[$i]}
     i=$((i + 1))
     write_conf "$v" "${port[$v]}"
-    nginx -p "$prefix/$v" -c conf/nginx.conf -e "$prefix/$v/logs/error.log" \
-        || { cat "$prefix/$v/logs/error.log" >&2;
-             die "$v: nginx did not start"; }
+    bench_start "$v" "$prefix/$v"
 done
 
 for v in $instances; do
-    up=0
-    for _ in $(seq 1 50); do
-        if curl -s -m 2 -o /dev/null "http://127.0.0.1:${port[$v]}/none"; then
-            up=1
-            break
-        fi
-        sleep 0.1
-    done
-    if [ $up = 0 ] || grep -q 'exited on signal' "$prefix/$v/logs/error.log"
-    then
-        tail -n 5 "$prefix/$v/logs/error.log" >&2
-        die "$v: the workers do not answer or crashed (log above)"
-    fi
-    workers[$v]=$(workers_of "$v")
+    bench_wait_up "http://127.0.0.1:${port[$v]}/none" \
+        "$prefix/$v/logs/error.log" \
+        || die "$v: the workers do not answer or crashed (log above)"
+    workers[$v]=$(bench_workers "$prefix/$v")
 done
 
 # every op must really run (and succeed) in every nginx
@@ -259,12 +187,7 @@ done
 printf 'round\tinst\tmode\tfrom\tto\treqs\toncpu\terrors\n' > "$results"
 set -- $pairs
 for r in $(seq 1 "$rounds"); do
-    order=""
-    n=$#
-    for k in $(seq 0 $((n - 1))); do
-        idx=$(( (k + r - 1) % n + 1 ))
-        order="$order ${!idx}"
-    done
+    order=$(bench_rotate "$r" "$@")
     for p in $order; do
         v=${p%%:*}
         m=${p#*:}
@@ -282,10 +205,8 @@ for r in $(seq 1 "$rounds"); do
                             sprintf("%.2f(w%.2f)", (y[i] - x[i]) / t,
                                     (y[i + 1] - x[i + 1]) / t)
                     print s }')
-        reqs=$(printf '%s\n' "$out" | awk '/requests in/ { print $1 }')
-        errs=$(printf '%s\n' "$out" \
-               | awk '/Non-2xx|Socket errors/ { e = e $0 "; " }
-                      END { print e }')
+        reqs=$(printf '%s\n' "$out" | wrk_reqs)
+        errs=$(printf '%s\n' "$out" | wrk_errs)
         [ -n "$reqs" ] && [ "$reqs" -gt 0 ] \
             || die "$v /$m: wrk made no requests:
 $out"
@@ -314,7 +235,7 @@ sleep 0.3
 wake_to=$(logsize two)
 
 for v in $instances; do
-    [ "$(workers_of "$v")" = "${workers[$v]}" ] \
+    [ "$(bench_workers "$prefix/$v")" = "${workers[$v]}" ] \
         || die "$v: a worker was replaced during the run (a crash?)"
     if grep -E '\[(alert|crit|emerg)\]|shared_bench: (bad|cannot|no |enq)' \
         "$prefix/$v/logs/error.log"
