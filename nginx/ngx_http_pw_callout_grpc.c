@@ -150,44 +150,6 @@ ngx_http_pw_grpc_init(void)
 }
 
 
-static ngx_int_t
-ngx_http_pw_grpc_buf_add(ngx_http_pw_buf_t *b, const void *data, size_t len)
-{
-    u_char  *p;
-    size_t   cap;
-
-    if (b->len + len > b->cap) {
-        cap = b->cap ? b->cap : 256;
-        while (cap < b->len + len) {
-            cap *= 2;
-        }
-        p = realloc(b->data, cap);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-        b->data = p;
-        b->cap = cap;
-    }
-
-    if (len) {
-        ngx_memcpy(b->data + b->len, data, len);
-        b->len += len;
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_pw_grpc_buf_free(ngx_http_pw_buf_t *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = 0;
-    b->cap = 0;
-}
-
-
 /* ---- events to the plugin ---- */
 
 static ngx_http_pw_grpc_ev_t *
@@ -412,9 +374,9 @@ ngx_http_pw_grpc_free(ngx_http_pw_grpc_t *call)
 
     free(call->answer);
     free(call->status_msg);
-    ngx_http_pw_grpc_buf_free(&call->out);
-    ngx_http_pw_grpc_buf_free(&call->in);
-    ngx_http_pw_grpc_buf_free(&call->hb);
+    ngx_http_pw_buf_release(&call->out);
+    ngx_http_pw_buf_release(&call->in);
+    ngx_http_pw_buf_release(&call->hb);
 
     ngx_queue_remove(&call->link);
 
@@ -991,13 +953,13 @@ ngx_http_pw_grpc_h2_header(nghttp2_session *session,
     }
 
     len = (uint32_t) namelen;
-    if (ngx_http_pw_grpc_buf_add(&call->hb, &len, 4) != NGX_OK) {
+    if (ngx_http_pw_buf_add(&call->hb, &len, 4) != NGX_OK) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     len = (uint32_t) valuelen;
-    if (ngx_http_pw_grpc_buf_add(&call->hb, &len, 4) != NGX_OK
-        || ngx_http_pw_grpc_buf_add(&call->hb, name, namelen) != NGX_OK
-        || ngx_http_pw_grpc_buf_add(&call->hb, value, valuelen) != NGX_OK)
+    if (ngx_http_pw_buf_add(&call->hb, &len, 4) != NGX_OK
+        || ngx_http_pw_buf_add(&call->hb, name, namelen) != NGX_OK
+        || ngx_http_pw_buf_add(&call->hb, value, valuelen) != NGX_OK)
     {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
@@ -1088,7 +1050,7 @@ ngx_http_pw_grpc_h2_data(nghttp2_session *session, uint8_t flags,
         return 0;
     }
 
-    if (ngx_http_pw_grpc_buf_add(&call->in, data, len) != NGX_OK) {
+    if (ngx_http_pw_buf_add(&call->in, data, len) != NGX_OK) {
         ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_INTERNAL,
                                 "out of memory", 1);
         return 0;
@@ -1612,8 +1574,8 @@ ngx_http_pw_grpc_frame(ngx_http_pw_grpc_t *call, pw_str_t msg)
     hdr[3] = (u_char) (msg.len >> 8);
     hdr[4] = (u_char) msg.len;
 
-    if (ngx_http_pw_grpc_buf_add(&call->out, hdr, 5) != NGX_OK
-        || ngx_http_pw_grpc_buf_add(&call->out, msg.data, msg.len) != NGX_OK)
+    if (ngx_http_pw_buf_add(&call->out, hdr, 5) != NGX_OK
+        || ngx_http_pw_buf_add(&call->out, msg.data, msg.len) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1766,7 +1728,7 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
 
     if (message) {
         if (ngx_http_pw_grpc_frame(call, *message) != NGX_OK) {
-            ngx_http_pw_grpc_buf_free(&call->out);
+            ngx_http_pw_buf_release(&call->out);
             free(call);
             return PW_ENOMEM;
         }

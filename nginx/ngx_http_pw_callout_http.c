@@ -183,56 +183,16 @@ ngx_http_pw_calls_init(void)
 /* ---- growable buffers ---- */
 
 
+/* NGX_DECLINED when the buffer would pass max */
 static ngx_int_t
 ngx_http_pw_call_buf_add(ngx_http_pw_buf_t *b, const u_char *data, size_t len,
     size_t max)
 {
-    u_char  *p;
-    size_t   cap;
-
     if (len > max || b->len > max - len) {
         return NGX_DECLINED;
     }
 
-    if (b->len + len > b->cap) {
-        cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + len) {
-            cap *= 2;
-        }
-        if (cap > max) {
-            cap = max;
-        }
-
-        p = ngx_alloc(cap, ngx_cycle->log);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-        if (b->len) {
-            ngx_memcpy(p, b->data, b->len);
-        }
-        ngx_free(b->data);
-        b->data = p;
-        b->cap = cap;
-    }
-
-    if (len) {
-        ngx_memcpy(b->data + b->len, data, len);
-        b->len += len;
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_pw_call_buf_free(ngx_http_pw_buf_t *b)
-{
-    if (b->data) {
-        ngx_free(b->data);
-    }
-    b->data = NULL;
-    b->len = 0;
-    b->cap = 0;
+    return ngx_http_pw_buf_add(b, data, len);
 }
 
 
@@ -1592,8 +1552,8 @@ ngx_http_pw_call_free(ngx_http_pw_call_t *call)
     ngx_free(call->req);
     ngx_free(call->in);
     ngx_free(call->fields);
-    ngx_http_pw_call_buf_free(&call->fields_buf);
-    ngx_http_pw_call_buf_free(&call->body);
+    ngx_http_pw_buf_release(&call->fields_buf);
+    ngx_http_pw_buf_release(&call->body);
     ngx_free(call);
 }
 

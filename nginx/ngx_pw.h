@@ -198,6 +198,16 @@ typedef struct {
     size_t                      cap;
 } ngx_http_pw_buf_t;
 
+/*
+ * ngx_http_pw_buf.c: grow makes room for size bytes in all, add appends
+ * (NGX_ERROR when out of memory); release frees and empties. A limit on
+ * the size is the caller's check, before add.
+ */
+ngx_int_t ngx_http_pw_buf_grow(ngx_http_pw_buf_t *b, size_t size);
+ngx_int_t ngx_http_pw_buf_add(ngx_http_pw_buf_t *b, const void *data,
+    size_t len);
+void ngx_http_pw_buf_release(ngx_http_pw_buf_t *b);
+
 /* The state of one filter of the chain in one request. */
 typedef struct {
     ngx_http_pw_ctx_t          *ctx;
