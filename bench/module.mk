@@ -4,14 +4,16 @@ HOSTCALL_BENCH := $(BUILD)/bench/hostcall_bench
 BINS += $(HOSTCALL_BENCH) $(BENCH_WASMS)
 BENCHES += bench/run_hostcall_bench.sh
 
-# nginx: one response header added natively, by a plugin, by Lua, by njs;
+# nginx: one response header added natively, by a plugin, by Lua, by njs
+# (wall clock and CPU time; instructions under callgrind in nginx_instr.sh);
 # shared data and queue wake-ups across workers (shared_bench.sh); one HTTP
 # callout per request (callout_bench.sh).
 BENCH_PLUGINS := add_header shared
 BENCH_PLUGIN_WASMS := $(BENCH_PLUGINS:%=$(WASM_OUT)/bench_%.wasm)
 WASMS += $(BENCH_PLUGIN_WASMS)
 ifneq ($(SAN),1)
-BENCHES += bench/nginx_bench.sh bench/shared_bench.sh bench/callout_bench.sh
+BENCHES += bench/nginx_bench.sh bench/nginx_instr.sh bench/shared_bench.sh \
+           bench/callout_bench.sh
 endif
 
 $(BUILD)/bench/%.wasm: bench/%.wat
