@@ -230,65 +230,27 @@ ngx_http_pw_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 /* ---- buffers ---- */
 
 
+/* the shared buffer (ngx_http_pw_buf.c), held to the ABI's buffer limit */
+
 static ngx_int_t
 ngx_http_pw_buf_reserve(ngx_http_pw_buf_t *b, size_t len)
 {
-    u_char  *p;
-    size_t   cap;
-
     if (len > PW_MAX_BUFFER_BYTES) {
         return NGX_DECLINED;
     }
 
-    if (len <= b->cap) {
-        return NGX_OK;
-    }
-
-    cap = b->cap ? b->cap : 4096;
-    while (cap < len) {
-        cap *= 2;
-    }
-
-    p = realloc(b->data, cap);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->data = p;
-    b->cap = cap;
-
-    return NGX_OK;
+    return ngx_http_pw_buf_grow(b, len);
 }
 
 
 static ngx_int_t
 ngx_http_pw_buf_append(ngx_http_pw_buf_t *b, const u_char *data, size_t len)
 {
-    ngx_int_t  rc;
-
-    if (len == 0) {
-        return NGX_OK;
+    if (len > PW_MAX_BUFFER_BYTES - b->len) {
+        return NGX_DECLINED;
     }
 
-    rc = ngx_http_pw_buf_reserve(b, b->len + len);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    ngx_memcpy(b->data + b->len, data, len);
-    b->len += len;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_pw_buf_free(ngx_http_pw_buf_t *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = 0;
-    b->cap = 0;
+    return ngx_http_pw_buf_add(b, data, len);
 }
 
 
@@ -384,11 +346,11 @@ ngx_http_pw_free_streams(ngx_http_pw_ctx_t *ctx)
             f->inst = NULL;
         }
 
-        ngx_http_pw_buf_free(&f->own);
-        ngx_http_pw_buf_free(&f->acc);
+        ngx_http_pw_buf_release(&f->own);
+        ngx_http_pw_buf_release(&f->acc);
     }
 
-    ngx_http_pw_buf_free(&ctx->resp_body);
+    ngx_http_pw_buf_release(&ctx->resp_body);
 }
 
 
@@ -794,7 +756,7 @@ static void
 ngx_http_pw_scratch_release(void)
 {
     if (ngx_http_pw_scratch.cap > 256 * 1024) {
-        ngx_http_pw_buf_free(&ngx_http_pw_scratch);
+        ngx_http_pw_buf_release(&ngx_http_pw_scratch);
     }
     ngx_http_pw_scratch.len = 0;
 }
@@ -1894,7 +1856,7 @@ ngx_http_pw_resume_response(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
                                                     : (u_char *) "",
                                           held.len, eos, NULL, 1);
         }
-        ngx_http_pw_buf_free(&held);
+        ngx_http_pw_buf_release(&held);
 
         if (!eos && ctx->waiting == NGX_HTTP_PW_WAIT_NONE) {
             r->buffered &= ~NGX_HTTP_PW_BUFFERED;
