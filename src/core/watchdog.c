@@ -40,7 +40,7 @@ pw__watchdog_run(void *arg)
     pw_vm_t *vm = w->vm;
     struct timespec until;
     pw_einstance_t *inst;
-    uint64_t period, start, gen;
+    uint64_t period, start, gen, now;
 
     period = vm->max_call_ms / 4;
     if (period == 0) {
@@ -63,7 +63,9 @@ pw__watchdog_run(void *arg)
         gen = atomic_load(&w->generation);
         inst = atomic_load(&w->inst);
         start = atomic_load(&w->start_ms);
-        if (start && pw__now_ms() - start >= vm->max_call_ms) {
+        now = pw__now_ms();
+        /* start is now|1: up to a millisecond ahead of now */
+        if (start && now >= start && now - start >= vm->max_call_ms) {
             vm->vt->interrupt(inst, gen);
         }
     }
