@@ -30,6 +30,7 @@ static ngx_pw_instance_t *ngx_pw_instance_start(ngx_pw_module_t *m,
     ngx_log_t *log);
 static void ngx_pw_instance_destroy(ngx_pw_instance_t *inst);
 static void ngx_pw_tick_handler(ngx_event_t *ev);
+static void ngx_pw_instance_failed(ngx_pw_instance_t *inst, ngx_log_t *log);
 
 
 static ngx_command_t  ngx_pw_core_commands[] = {
@@ -1403,14 +1404,11 @@ ngx_pw_instance_release(ngx_pw_instance_t *inst)
 }
 
 
+/* after every call into an instance: cheap unless something happened */
 ngx_uint_t
 ngx_pw_instance_check(ngx_pw_instance_t *inst, ngx_log_t *log)
 {
-    const char         *reason;
-    const pw_trap_t    *trap;
-    ngx_pw_module_t    *m;
-    u_char              buf[1024], *p;
-    uint64_t            errors;
+    uint64_t  errors;
 
     if (inst->failed) {
         return 1;
@@ -1427,6 +1425,21 @@ ngx_pw_instance_check(ngx_pw_instance_t *inst, ngx_log_t *log)
     if (!pw_vm_failed(inst->vm)) {
         return 0;
     }
+
+    ngx_pw_instance_failed(inst, log);
+
+    return 1;
+}
+
+
+/* out of line: its message buffer stays off the per-request path */
+static void __attribute__((noinline))
+ngx_pw_instance_failed(ngx_pw_instance_t *inst, ngx_log_t *log)
+{
+    const char         *reason;
+    const pw_trap_t    *trap;
+    ngx_pw_module_t    *m;
+    u_char              buf[1024], *p;
 
     inst->failed = 1;
     m = inst->module;
@@ -1449,8 +1462,6 @@ ngx_pw_instance_check(ngx_pw_instance_t *inst, ngx_log_t *log)
         m->current = NULL;
         ngx_pw_instance_release(inst);
     }
-
-    return 1;
 }
 
 

@@ -219,6 +219,16 @@ pw__v8_from_js(v8::Local<v8::Value> v, char kind, pw_val_t *out)
 
     switch (kind) {
     case PW_I32:
+        if (v8::internal::SmiValuesAre32Bits()) {
+            /* as the arguments (pw__v8_call): a Smi is read in its slot */
+            v8::internal::Address a =
+                *reinterpret_cast<v8::internal::Address *>(*v);
+
+            if ((a & v8::internal::kSmiTagMask) == v8::internal::kSmiTag) {
+                out->of.i32 = v8::internal::Internals::SmiValue(a);
+                return PW_OK;
+            }
+        }
         if (v->IsInt32()) {
             out->of.i32 = v.As<v8::Int32>()->Value();
             return PW_OK;
