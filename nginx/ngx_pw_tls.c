@@ -28,6 +28,8 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                   trusted;     /* empty: the system store */
+    ngx_str_t                   certificate; /* client identity, PEM */
+    ngx_str_t                   certificate_key;
     ngx_flag_t                  verify_cert;
     ngx_flag_t                  verify_host;
     ngx_flag_t                  no_verify_warn;
@@ -143,6 +145,57 @@ ngx_pw_tls_flag(ngx_conf_t *cf, ngx_flag_t *fp)
 }
 
 
+/* A directive taking one PATH, given once. */
+static char *
+ngx_pw_tls_path(ngx_conf_t *cf, ngx_str_t *path)
+{
+    ngx_str_t  *value = cf->args->elts;
+
+    if (cf->args->nelts != 2 || value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "wasm: \"%V\" takes one PATH", &value[0]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (path->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "wasm: \"%V\" is duplicate", &value[0]);
+        return NGX_CONF_ERROR;
+    }
+
+    *path = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+#if (NGX_SSL)
+
+/* The full name of a file the block names, checked to be readable: a
+ * plain word first, OpenSSL's own is a queue of codes. */
+static ngx_int_t
+ngx_pw_tls_file(ngx_conf_t *cf, const char *directive, ngx_str_t *path)
+{
+    ngx_fd_t  fd;
+
+    if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "wasm: %s: cannot open \"%V\"", directive, path);
+        return NGX_ERROR;
+    }
+    ngx_close_file(fd);
+
+    return NGX_OK;
+}
+
+#endif
+
+
 /* tls_upstream NAME [server_name=NAME] */
 static char *
 ngx_pw_tls_upstream(ngx_conf_t *cf, ngx_pw_tls_conf_t *tcf)
@@ -227,20 +280,15 @@ ngx_pw_tls_directive(ngx_conf_t *cf, ngx_pw_core_conf_t *pcf)
     }
 
     if (ngx_pw_tls_is(&value[0], "tls_trusted_certificate")) {
-        if (cf->args->nelts != 2 || value[1].len == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "wasm: \"tls_trusted_certificate\" takes "
-                               "one PATH");
-            return NGX_CONF_ERROR;
-        }
-        if (tcf->trusted.data) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "wasm: \"tls_trusted_certificate\" is "
-                               "duplicate");
-            return NGX_CONF_ERROR;
-        }
-        tcf->trusted = value[1];
-        return NGX_CONF_OK;
+        return ngx_pw_tls_path(cf, &tcf->trusted);
+    }
+
+    if (ngx_pw_tls_is(&value[0], "tls_certificate")) {
+        return ngx_pw_tls_path(cf, &tcf->certificate);
+    }
+
+    if (ngx_pw_tls_is(&value[0], "tls_certificate_key")) {
+        return ngx_pw_tls_path(cf, &tcf->certificate_key);
     }
 
     if (ngx_pw_tls_is(&value[0], "tls_verify_cert")) {
@@ -271,7 +319,6 @@ ngx_pw_tls_block_done(ngx_conf_t *cf, ngx_pw_core_conf_t *pcf)
 {
     ngx_pw_tls_conf_t   *tcf;
 #if (NGX_SSL)
-    ngx_fd_t             fd;
     ngx_ssl_t           *ssl;
     ngx_pool_cleanup_t  *cln;
 #endif
@@ -284,6 +331,17 @@ ngx_pw_tls_block_done(ngx_conf_t *cf, ngx_pw_core_conf_t *pcf)
     ngx_conf_init_value(tcf->verify_cert, 1);
     ngx_conf_init_value(tcf->verify_host, 1);
     ngx_conf_init_value(tcf->no_verify_warn, 0);
+
+    if ((tcf->certificate.len == 0) != (tcf->certificate_key.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "wasm: \"%s\" is set without \"%s\" (a client "
+                           "certificate needs both)",
+                           tcf->certificate.len ? "tls_certificate"
+                                                : "tls_certificate_key",
+                           tcf->certificate.len ? "tls_certificate_key"
+                                                : "tls_certificate");
+        return NGX_CONF_ERROR;
+    }
 
 #if (NGX_SSL)
 
@@ -317,20 +375,11 @@ ngx_pw_tls_block_done(ngx_conf_t *cf, ngx_pw_core_conf_t *pcf)
     cln->data = ssl;
 
     if (tcf->trusted.len) {
-        if (ngx_conf_full_name(cf->cycle, &tcf->trusted, 1) != NGX_OK) {
+        if (ngx_pw_tls_file(cf, "tls_trusted_certificate", &tcf->trusted)
+            != NGX_OK)
+        {
             return NGX_CONF_ERROR;
         }
-
-        /* a plain word first: OpenSSL's own is a queue of codes */
-        fd = ngx_open_file(tcf->trusted.data, NGX_FILE_RDONLY,
-                           NGX_FILE_OPEN, 0);
-        if (fd == NGX_INVALID_FILE) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                               "wasm: tls_trusted_certificate: cannot open "
-                               "\"%V\"", &tcf->trusted);
-            return NGX_CONF_ERROR;
-        }
-        ngx_close_file(fd);
 
         if (ngx_ssl_trusted_certificate(cf, ssl, &tcf->trusted,
                                         NGX_PW_TLS_VERIFY_DEPTH)
@@ -350,6 +399,31 @@ ngx_pw_tls_block_done(ngx_conf_t *cf, ngx_pw_core_conf_t *pcf)
                       "wasm: cannot load the system's trusted "
                       "certificates (SSL_CTX_set_default_verify_paths)");
         return NGX_CONF_ERROR;
+    }
+
+    if (tcf->certificate.len) {
+        if (ngx_pw_tls_file(cf, "tls_certificate", &tcf->certificate)
+            != NGX_OK
+            || ngx_pw_tls_file(cf, "tls_certificate_key",
+                               &tcf->certificate_key)
+               != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        /* logs OpenSSL's reason with the file; a key that is not the
+         * certificate's fails here too (SSL_CTX_use_PrivateKey) */
+        if (ngx_ssl_certificate(cf, ssl, &tcf->certificate,
+                                &tcf->certificate_key, NULL)
+            != NGX_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "wasm: tls_certificate \"%V\" with "
+                               "tls_certificate_key \"%V\": not a usable "
+                               "PEM certificate and matching key",
+                               &tcf->certificate, &tcf->certificate_key);
+            return NGX_CONF_ERROR;
+        }
     }
 
     SSL_CTX_set_verify(ssl->ctx, SSL_VERIFY_PEER, ngx_pw_tls_verify_cb);

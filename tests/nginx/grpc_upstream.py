@@ -164,11 +164,16 @@ class GrpcUpstream:
 
 
 class TlsFront:
-    def __init__(self, cert, key, backend_port, alpn=("h2",), mixed=False):
+    def __init__(self, cert, key, backend_port, alpn=("h2",), mixed=False,
+                 client_ca=None):
         self.backend_port = backend_port
         self.mixed = mixed
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
+        if client_ca:
+            # a client certificate from client_ca is required
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(client_ca)
         if alpn:
             self.ctx.set_alpn_protocols(list(alpn))
         self.ctx.sni_callback = self._sni
@@ -176,6 +181,8 @@ class TlsFront:
         self.snis = []         # per handshake: the name, or None
         self.alpns = []        # per handshake: the protocol chosen, or None
         self.plain = 0         # plain connections passed through
+        self.client_cns = []   # per handshake: the client's CN, or None
+        self.failed = 0        # handshakes refused
         self.sock = None
 
     def _sni(self, sslobj, name, ctx):
@@ -215,11 +222,20 @@ class TlsFront:
             else:
                 with self.lock:
                     n = len(self.snis)
-                conn = self.ctx.wrap_socket(conn, server_side=True)
+                try:
+                    conn = self.ctx.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):
+                    with self.lock:
+                        self.failed += 1
+                    raise
+                cn = None
+                for rdn in (conn.getpeercert() or {}).get("subject", ()):
+                    cn = dict(rdn).get("commonName", cn)
                 with self.lock:
                     if len(self.snis) == n:     # no SNI: no callback
                         self.snis.append(None)
                     self.alpns.append(conn.selected_alpn_protocol())
+                    self.client_cns.append(cn)
             back = socket.create_connection(("127.0.0.1", self.backend_port))
         except (OSError, ssl.SSLError):
             conn.close()

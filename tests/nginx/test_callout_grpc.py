@@ -847,6 +847,34 @@ def test_tls_server_name_is_sni(ngx, grpc_up, certs):
         front.stop()
 
 
+def test_tls_client_certificate(ngx, grpc_up, certs):
+    """tls_certificate / tls_certificate_key: a front that requires a
+    client certificate of the test CA sees ours; without them the call
+    fails and nothing reaches the server."""
+    front = TlsFront("%s/good.pem" % certs, "%s/good.key" % certs,
+                     grpc_up.port, client_ca="%s/ca.pem" % certs).start()
+    try:
+        start_tls(ngx, grpc_up, certs,
+                  "tls_certificate %s/client.pem;" % certs,
+                  "tls_certificate_key %s/client.key;" % certs)
+        lines = call(ngx, "kind=unary up=https://127.0.0.1:%d msg=mtls"
+                     % front.port)
+        assert lines[1:] == ["message len=4 data=mtls status=0"], lines
+        assert front.client_cns == ["pw test client"], front.client_cns
+        assert front.failed == 0
+        ngx.stop()
+        grpc_up.reset()
+        start_tls(ngx, grpc_up, certs)
+        lines = call(ngx, "kind=unary up=https://127.0.0.1:%d msg=no"
+                     % front.port)
+        assert lines[-1].startswith("close status=14 code=14 "), lines
+        assert front.failed >= 1
+        assert front.client_cns == ["pw test client"]
+        assert grpc_up.calls == []
+    finally:
+        front.stop()
+
+
 def test_tls_server_without_h2_alpn(ngx, grpc_up, certs):
     """A TLS server that chooses no ALPN protocol is not spoken HTTP/2
     to: UNAVAILABLE with the cause."""

@@ -6,6 +6,7 @@ the failure metric. Certificates are made per run with the openssl
 command (tls_upstream.py)."""
 import re
 import socket
+import ssl
 import time
 
 import pytest
@@ -404,4 +405,114 @@ def test_configuration_accepted(ngx, certs, good):
     # block names match in any case, as nginx compares them
     rc, out = ngx.test_conf(wasm=wasm_block(certs, "tls_upstream SeCuRe;"),
                             http=ublock(good))
+    assert rc == 0, out
+
+
+# ---- client certificates ------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["tls13", "tls12"])
+def mtls(request, certs):
+    # requires a client certificate from the test CA; TLS 1.2 too, where
+    # the server's refusal comes inside the client's handshake
+    up = _server(certs, "good", client_ca=certs + "/ca.pem",
+                 max_tls12=request.param == "tls12")
+    yield up
+    up.stop()
+
+
+def client_cert(certs, cert="client.pem", key="client.key"):
+    return ["tls_certificate %s/%s;" % (certs, cert),
+            "tls_certificate_key %s/%s;" % (certs, key)]
+
+
+def test_client_certificate_presented(ngx, certs, mtls):
+    mtls.reset_counts()
+    start(ngx, certs, call_script("/echo", "https://127.0.0.1:%d"
+                                  % mtls.port, on_answer="trace"),
+          wasm=client_cert(certs))
+    for _ in range(2):
+        assert ngx.get("/").status == 200
+    lines = answer_lines(ngx, count=2)
+    assert all(answer_of(l)[1] == 4 for l in lines)
+    assert "failed:" not in ngx.error_log()
+    assert mtls.count("/echo") == 2
+    assert mtls.handshakes >= 1 and mtls.failed_handshakes == 0
+    assert set(mtls.client_cns) == {"pw test client"}
+
+
+def test_client_certificate_relative_to_conf_dir(ngx, certs, mtls):
+    import shutil
+    for name in ("client.pem", "client.key"):
+        shutil.copy("%s/%s" % (certs, name), "%s/conf/t-%s"
+                    % (ngx.prefix, name))
+    mtls.reset_counts()
+    start(ngx, certs, call_script("/status/200", "https://127.0.0.1:%d"
+                                  % mtls.port),
+          wasm=["tls_certificate t-client.pem;",
+                "tls_certificate_key t-client.key;"])
+    assert ngx.get("/").status == 200
+    assert one_answer(ngx)[0] == 2
+    assert mtls.client_cns == ["pw test client"]
+
+
+def test_no_client_certificate_refused(ngx, certs, mtls):
+    mtls.reset_counts()
+    start(ngx, certs, call_script("/echo", "https://127.0.0.1:%d"
+                                  % mtls.port, on_answer="trace"),
+          locations=METRICS_LOC)
+    assert ngx.get("/").status == 200
+    assert one_answer(ngx) == (0, 0, 0)
+    line = ngx.wait_log("failed: ", exact=False)[0]
+    assert mtls.count("/echo") == 0
+    assert mtls.failed_handshakes >= 1 and mtls.handshakes == 0
+    families, _ = scrape(ngx)
+    if mtls.ctx.maximum_version == ssl.TLSVersion.TLSv1_2:
+        # the server's alert ends the client's handshake
+        assert "failed: tls: handshake failed" in line, line
+        assert sample(families, "pw_host_callout_failures_tls_total") == 1
+    else:
+        # TLS 1.3: the client's handshake is over before the server checks
+        # its certificate; the alert comes while the answer is read
+        assert "failed: reset: " in line, line
+        assert sample(families, "pw_host_callout_failures_tls_total") == 0
+
+
+@pytest.mark.parametrize("which,message", [
+    ("cert", '"tls_certificate" is set without "tls_certificate_key" (a '
+     'client certificate needs both)'),
+    ("key", '"tls_certificate_key" is set without "tls_certificate" (a '
+     'client certificate needs both)'),
+    ("nocert", 'tls_certificate: cannot open "/nonexistent/client.pem"'),
+    ("nokey", 'tls_certificate_key: cannot open "/nonexistent/client.key"'),
+    ("mismatch", "not a usable PEM certificate and matching key"),
+    ("notpem", "not a usable PEM certificate and matching key"),
+])
+def test_client_certificate_errors(ngx, certs, tmp_path, which, message):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    lines = {
+        "cert": ["tls_certificate %s/client.pem;" % certs],
+        "key": ["tls_certificate_key %s/client.key;" % certs],
+        "nocert": ["tls_certificate /nonexistent/client.pem;",
+                   "tls_certificate_key %s/client.key;" % certs],
+        "nokey": ["tls_certificate %s/client.pem;" % certs,
+                  "tls_certificate_key /nonexistent/client.key;"],
+        # good.key is another certificate's key
+        "mismatch": client_cert(certs, key="good.key"),
+        "notpem": ["tls_certificate %s;" % bad,
+                   "tls_certificate_key %s/client.key;" % certs],
+    }[which]
+    rc, out = ngx.test_conf(wasm=wasm_block(certs, *lines))
+    assert rc != 0
+    assert "[emerg]" in out and message in out, out
+    if which == "mismatch":
+        # OpenSSL's reason, with the key's file
+        assert "good.key" in out and "key values mismatch" in out, out
+    if which == "notpem":
+        assert str(bad) in out, out
+
+
+def test_client_certificate_accepted(ngx, certs):
+    rc, out = ngx.test_conf(wasm=wasm_block(certs, *client_cert(certs)))
     assert rc == 0, out

@@ -9,11 +9,15 @@ make_certs(dir) writes, into dir:
     good.pem / good.key     localhost and 127.0.0.1, signed by the CA
     self.pem / self.key     localhost and 127.0.0.1, self-signed
     wrong.pem / wrong.key   wrong.example only, signed by the CA
+    client.pem / client.key a client certificate (CN "pw test client"),
+                            signed by the CA
 
 TlsCalloutUpstream(cert, key) records, per TLS connection, the SNI the
 client sent (None: none) and whether the session was resumed; with
 mixed=True it also serves plain HTTP on the same port, told apart by the
-first byte (a TLS handshake starts with 0x16).
+first byte (a TLS handshake starts with 0x16). With client_ca=PATH it
+requires a client certificate that verifies against PATH and records its
+subject CN (client_cns); max_tls12=True keeps it to TLS 1.2.
 """
 import os
 import socket
@@ -52,6 +56,14 @@ def make_certs(d):
                  p("ca.pem"), "-CAkey", p("ca.key"), "-CAcreateserial",
                  "-out", p(name + ".pem"), "-days", "2", "-extfile",
                  p(name + ".ext"))
+    with open(p("client.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=clientAuth\n")
+    _openssl("req", *ec, "-keyout", p("client.key"), "-out",
+             p("client.csr"), "-subj", "/CN=pw test client")
+    _openssl("x509", "-req", "-in", p("client.csr"), "-CA", p("ca.pem"),
+             "-CAkey", p("ca.key"), "-CAcreateserial", "-out",
+             p("client.pem"), "-days", "2", "-extfile", p("client.ext"))
     _openssl("req", "-x509", *ec, "-keyout", p("self.key"), "-out",
              p("self.pem"), "-days", "2", "-subj", "/CN=localhost",
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1")
@@ -59,10 +71,16 @@ def make_certs(d):
 
 
 class TlsCalloutUpstream(CalloutUpstream):
-    def __init__(self, cert, key, mixed=False, port=0):
+    def __init__(self, cert, key, mixed=False, port=0, client_ca=None,
+                 max_tls12=False):
         super().__init__(port)
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
+        if client_ca:
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(client_ca)
+        if max_tls12:
+            self.ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         self.ctx.sni_callback = self._sni
         self.mixed = mixed
         self._reset_tls()
@@ -73,6 +91,7 @@ class TlsCalloutUpstream(CalloutUpstream):
         self.handshakes = 0
         self.failed_handshakes = 0
         self.plain = 0              # plain connections (mixed)
+        self.client_cns = []        # per handshake: the client's CN
 
     def reset_counts(self):
         super().reset_counts()
@@ -82,6 +101,15 @@ class TlsCalloutUpstream(CalloutUpstream):
     def _sni(self, sslobj, name, ctx):
         with self.lock:
             self.snis.append(name)
+
+    @staticmethod
+    def _client_cn(tconn):
+        cert = tconn.getpeercert()
+        for rdn in (cert or {}).get("subject", ()):
+            for k, v in rdn:
+                if k == "commonName":
+                    return v
+        return None
 
     def _serve(self, conn):
         conn.settimeout(30)
@@ -108,4 +136,5 @@ class TlsCalloutUpstream(CalloutUpstream):
                 self.snis.append(None)
             self.handshakes += 1
             self.resumed.append(tconn.session_reused)
+            self.client_cns.append(self._client_cn(tconn))
         super()._serve(tconn)
