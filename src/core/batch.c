@@ -110,19 +110,16 @@ pw__batch_plan(pw_vm_t *vm)
     return made;
 }
 
-/* Import index of cb in imps[0..*nimps), added when new. */
+/* Import index of cb in imps[0..nimps), or nimps when it is not there. */
 static uint32_t
-pw__batch_import(pw__cb_t *imps, uint32_t *nimps, pw__cb_t cb)
+pw__batch_import(const pw__cb_t *imps, uint32_t nimps, pw__cb_t cb)
 {
     uint32_t i;
 
-    for (i = 0; i < *nimps; i++) {
-        if (imps[i] == cb) {
-            return i;
-        }
+    for (i = 0; i < nimps && imps[i] != cb; i++) {
+        /* void */
     }
-    imps[*nimps] = cb;
-    return (*nimps)++;
+    return i;
 }
 
 static void
@@ -132,7 +129,7 @@ pw__batch_body(pw_vm_t *vm, pw__wbuf_t *sec, pw__wbuf_t *body, int k,
     const pw__batch_seq_t *q = &pw__batch_seqs[k];
     const char *sig;
     pw__cb_t cb;
-    uint32_t i, a, np;
+    uint32_t a, np;
     int j, last;
 
     body->len = 0;
@@ -146,10 +143,7 @@ pw__batch_body(pw_vm_t *vm, pw__wbuf_t *sec, pw__wbuf_t *body, int k,
         for (a = 0; a < np; a++) {
             pw__wb_op(body, 0x20, q->map[vm->batch_map[k][j]][a]);
         }
-        for (i = 0; i < nimps && imps[i] != cb; i++) {
-            /* find the import */
-        }
-        pw__wb_op(body, 0x10, i);
+        pw__wb_op(body, 0x10, pw__batch_import(imps, nimps, cb));
         sig = pw__batch_sig(vm, cb);
         if (!last && pw__batch_nres(sig) == 1) {
             pw__wb_byte(body, 0x1a);            /* drop */
@@ -188,7 +182,11 @@ pw__batch_build(pw_vm_t *vm, pw__cb_t *imps, uint32_t *nimps, uint8_t **out,
     nfn = 0;
     for (k = 0; k < PW__BATCH_MAX; k++) {
         for (j = 0; j < vm->batch_n[k]; j++) {
-            pw__batch_import(imps, nimps, vm->batch_cbs[k][j]);
+            if (pw__batch_import(imps, *nimps, vm->batch_cbs[k][j])
+                == *nimps)
+            {
+                imps[(*nimps)++] = vm->batch_cbs[k][j];
+            }
         }
         nfn += vm->batch_n[k] != 0;
     }

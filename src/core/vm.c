@@ -1337,6 +1337,7 @@ pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
     size_t i;
     int rc;
 
+    rc = PW_ENOTFOUND;
     if (!s->created && !vm->failed
         && (cb == PW__CB_ON_REQUEST_HEADERS || cb == PW__CB_ON_NEW_CONNECTION))
     {
@@ -1351,34 +1352,24 @@ pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
                                          : PW__BATCH_OPEN_TCP, args, &res);
         if (rc != PW_ENOTFOUND) {
             s->created = 1;
-            if (rc != PW_OK) {
-                return rc;
+        }
+    }
+    if (rc == PW_ENOTFOUND) {
+        /* no batch: on_context_create (once), then the callback */
+        rc = pw__stream_ensure(s);
+        if (rc == PW_OK && vm->cb[cb]) {
+            args[0] = s->ctx.id;
+            for (i = 0; i < nrest && i < 2; i++) {
+                args[i + 1] = rest[i];
             }
-            if (action) {
-                *action = (pw_action_t) res;
-            }
-            return PW_OK;
+            rc = pw__call(vm, &s->ctx, cb, args, nrest + 1, &res);
         }
     }
-    rc = pw__stream_ensure(s);
-    if (rc != PW_OK) {
-        return rc;
-    }
-    if (vm->cb[cb]) {
-        args[0] = s->ctx.id;
-        for (i = 0; i < nrest && i < 2; i++) {
-            args[i + 1] = rest[i];
-        }
-        rc = pw__call(vm, &s->ctx, cb, args, nrest + 1, &res);
-        if (rc != PW_OK) {
-            return rc;
-        }
-    }
-    if (action) {
+    if (rc == PW_OK && action) {
         /* wider Envoy values (2..4) pass through for the host to read */
         *action = (pw_action_t) res;
     }
-    return PW_OK;
+    return rc;
 }
 
 int
