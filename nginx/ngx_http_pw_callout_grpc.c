@@ -1837,6 +1837,17 @@ ngx_http_pw_grpc_stream(const pw_hctx_t *c, uint32_t token,
 }
 
 
+/* New data (a message, or the end of the plugin's side) for a live stream */
+static void
+ngx_http_pw_grpc_resume(ngx_http_pw_grpc_t *call)
+{
+    if (call->conn && call->stream_id > 0) {
+        (void) nghttp2_session_resume_data(call->conn->h2, call->stream_id);
+        ngx_http_pw_grpc_conn_kick(call->conn);
+    }
+}
+
+
 int
 ngx_http_pw_grpc_send(const pw_hctx_t *c, uint32_t token, pw_str_t message,
     int end_stream)
@@ -1865,10 +1876,7 @@ ngx_http_pw_grpc_send(const pw_hctx_t *c, uint32_t token, pw_str_t message,
         call->out_eos = 1;
     }
 
-    if (call->conn && call->stream_id > 0) {
-        (void) nghttp2_session_resume_data(call->conn->h2, call->stream_id);
-        ngx_http_pw_grpc_conn_kick(call->conn);
-    }
+    ngx_http_pw_grpc_resume(call);
 
     return PW_OK;
 }
@@ -1912,10 +1920,7 @@ ngx_http_pw_grpc_close(const pw_hctx_t *c, uint32_t token)
 
     call->out_eos = 1;
 
-    if (call->conn && call->stream_id > 0) {
-        (void) nghttp2_session_resume_data(call->conn->h2, call->stream_id);
-        ngx_http_pw_grpc_conn_kick(call->conn);
-    }
+    ngx_http_pw_grpc_resume(call);
 
     return PW_OK;
 }

@@ -37,6 +37,8 @@ from concurrent import futures
 
 import grpc
 
+from tls_upstream import server_context
+
 
 class GrpcUpstream:
     def __init__(self, port=0, tls=None):
@@ -168,12 +170,7 @@ class TlsFront:
                  client_ca=None):
         self.backend_port = backend_port
         self.mixed = mixed
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        if client_ca:
-            # a client certificate from client_ca is required
-            self.ctx.verify_mode = ssl.CERT_REQUIRED
-            self.ctx.load_verify_locations(client_ca)
+        self.ctx = server_context(cert, key, client_ca)
         if alpn:
             self.ctx.set_alpn_protocols(list(alpn))
         self.ctx.sni_callback = self._sni

@@ -70,15 +70,22 @@ def make_certs(d):
     return d
 
 
+def server_context(cert, key, client_ca=None):
+    """A TLS server context with cert and key; with client_ca, a client
+    certificate from that CA is required."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    if client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(client_ca)
+    return ctx
+
+
 class TlsCalloutUpstream(CalloutUpstream):
     def __init__(self, cert, key, mixed=False, port=0, client_ca=None,
                  max_tls12=False):
         super().__init__(port)
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        if client_ca:
-            self.ctx.verify_mode = ssl.CERT_REQUIRED
-            self.ctx.load_verify_locations(client_ca)
+        self.ctx = server_context(cert, key, client_ca)
         if max_tls12:
             self.ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         self.ctx.sni_callback = self._sni
