@@ -2128,7 +2128,9 @@ pw__shim_types(pw__wbuf_t *w, pw__wbuf_t *sec, const pw__hostcall_t *const *h,
 
     pw__wb_u32(sec, 2 * n + (binder ? 2 : 0));
     for (k = 0; k < n && rc == PW_OK; k++) {
-        rc = pw__wb_functype(sec, h[k]->sig, &nparams[k]);
+        /* the bodies (pw__shim_body) pass on one i32 status */
+        rc = strcmp(strchr(h[k]->sig, ':'), ":i") == 0
+             ? pw__wb_functype(sec, h[k]->sig, &nparams[k]) : PW_EINVAL;
     }
     for (k = 0; k < n && rc == PW_OK; k++) {
         rc = pw__wb_phase1_type(sec, h[k]->sig);
