@@ -17,6 +17,8 @@ Query parameters change the answer (they combine):
                      slow=1)
     header=NAME:VAL  add a response header (may repeat)
     nolength=1       no Content-Length and close the connection at the end
+    bodydelay=S      send the headers, then wait S seconds (float) before
+                     the body (with Content-Length)
 
 Every request is also recorded (see Upstream.requests), so a test can tell
 whether a request reached the upstream at all.
@@ -126,6 +128,9 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
+            if "bodydelay" in q:
+                self.wfile.flush()
+                time.sleep(float(q["bodydelay"][0]))
             self.wfile.write(out_sent)
         self.wfile.flush()
 

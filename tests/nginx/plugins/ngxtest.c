@@ -17,6 +17,13 @@
  *                  that long (default 0)
  *   loglevel       log "ngxtest: log level N" (proxy_get_log_level) at
  *                  critical level in on_configure and on every request
+ *   nheaders       log "ngxtest: request|response headers n=N pairs=P": the
+ *                  count the host passed and the pairs it gives
+ *   trace          log each response callback in order: "ngxtest: trace
+ *                  response_headers eos=E body=S" (S: the status of
+ *                  reading the response body there, which Envoy does not
+ *                  give yet) and "ngxtest: trace response_body size=N
+ *                  eos=E"
  *   req_body=OP:TEXT, resp_body=OP:TEXT
  *                  buffer the body (pause until end of stream), log
  *                  "ngxtest: request|response body size=N", then change it:
@@ -63,6 +70,8 @@ typedef struct {
 
 static body_op_t req_op, resp_op;
 static int loglevel_on;
+static int nheaders_on;
+static int trace_on;
 
 
 static void
@@ -155,6 +164,10 @@ on_configure(uint32_t root_id, uint32_t size)
             }
         } else if (strcmp(w, "loglevel") == 0) {
             loglevel_on = 1;
+        } else if (strcmp(w, "nheaders") == 0) {
+            nheaders_on = 1;
+        } else if (strcmp(w, "trace") == 0) {
+            trace_on = 1;
         } else if (strncmp(w, "req_body=", 9) == 0
                    || strncmp(w, "resp_body=", 10) == 0)
         {
@@ -259,10 +272,25 @@ on_tick(uint32_t root_id)
 }
 
 
+static void
+log_nheaders(px_map_type_t map, const char *what, uint32_t n)
+{
+    px_headers_t h;
+
+    if (!nheaders_on || px_get_headers(map, &h) != PX_OK) {
+        return;
+    }
+    px_logf(PX_LOG_INFO, "ngxtest: %s headers n=%u pairs=%u", what, n,
+            (unsigned) h.count);
+    px_headers_free(&h);
+}
+
+
 static px_action_t
 on_request_headers(uint32_t ctx, uint32_t n, bool eos)
 {
     requests++;
+    log_nheaders(PX_MAP_HTTP_REQUEST_HEADERS, "request", n);
     log_level();
     return maybe_pause(ctx, PH_REQ_HEADERS);
 }
@@ -283,7 +311,16 @@ static px_action_t
 on_response_headers(uint32_t ctx, uint32_t n, bool eos)
 {
     char buf[32];
+    size_t len;
+    uint32_t flags;
 
+    log_nheaders(PX_MAP_HTTP_RESPONSE_HEADERS, "response", n);
+    if (trace_on) {
+        px_logf(PX_LOG_INFO, "ngxtest: trace response_headers eos=%d body=%d",
+                (int) eos,
+                (int) px_get_buffer_status(PX_BUFFER_HTTP_RESPONSE_BODY,
+                                           &len, &flags));
+    }
     if (count_on) {
         snprintf(buf, sizeof(buf), "%u", requests);
         px_add_header(PX_MAP_HTTP_RESPONSE_HEADERS, "x-count", buf);
@@ -297,6 +334,10 @@ on_response_headers(uint32_t ctx, uint32_t n, bool eos)
 static px_action_t
 on_response_body(uint32_t ctx, uint32_t size, bool eos)
 {
+    if (trace_on) {
+        px_logf(PX_LOG_INFO, "ngxtest: trace response_body size=%u eos=%d",
+                size, (int) eos);
+    }
     if (resp_op.on) {
         return body(&resp_op, PX_BUFFER_HTTP_RESPONSE_BODY, "response", size,
                     eos);
