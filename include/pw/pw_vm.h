@@ -203,6 +203,28 @@ int pw_http_response_headers(pw_stream_t *s, uint32_t nheaders, int eos,
     pw_action_t *action);
 int pw_http_response_body(pw_stream_t *s, uint32_t size, int eos,
     pw_action_t *action);
+/*
+ * on_response_headers, then on_response_body with the first body data,
+ * in one entry into the engine: for a host that has both at hand (the
+ * body ready when the headers go through). The body callback runs only
+ * when the headers callback returned CONTINUE and then go(go_data) says
+ * so; go runs between the two, inside the engine call: it must only look
+ * at host state (no hostcalls, no engine calls), and is where the host
+ * makes the body visible to the plugin (it must not be before). The
+ * plugin sees the same calls, arguments and order as with
+ * pw_http_response_headers and then pw_http_response_body.
+ *
+ * PW_OK: *haction is the headers callback's action; *body_ran says
+ * whether on_response_body ran, and then *baction is its action.
+ * PW_ENOTFOUND: nothing ran (no such batch for this plugin, or the stream
+ * has not started): call the two hooks one by one. PW_EFAILED as the
+ * hooks (the failure names the callback that failed).
+ */
+int pw_http_response_headers_body(pw_stream_t *s, uint32_t nheaders,
+    int heos, uint32_t size, int beos, int (*go)(void *data), void *go_data,
+    pw_action_t *haction, pw_action_t *baction, int *body_ran);
+/* Whether pw_http_response_headers_body can run both in one entry. */
+int pw_stream_batches_response(const pw_stream_t *s);
 int pw_http_response_trailers(pw_stream_t *s, uint32_t ntrailers,
     pw_action_t *action);
 

@@ -26,6 +26,24 @@
  * sequence of fewer than two is not made, and its callers call one by one.
  * The plugin sees exactly the calls, arguments and order it would
  * otherwise; only the number of engine entries changes.
+ *
+ * A conditional sequence (the response's headers, then its first body
+ * data) goes on to the next callback only when the one before returned 0
+ * (CONTINUE) and the host says so: it imports "h" "go" (i32) -> i32, a
+ * PW_IMPORT_FAST host function given the next step, which asks the
+ * host's go callback (vm->batch_go) and records the step reached in
+ * vm->batch_at; otherwise it returns the last result at once:
+ *
+ *   (func (param $ctx $n $heos $size $beos i32) (result i32)
+ *         (local $r i32)
+ *     (block
+ *       (global.set $step (i32.const 1))
+ *       (local.set $r (call $on_response_headers ...))
+ *       (br_if 0 (local.get $r))
+ *       (br_if 0 (i32.eqz (call $go (i32.const 2))))
+ *       (global.set $step (i32.const 2))
+ *       (return (call $on_response_body ...)))
+ *     (local.get $r))
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,24 +56,62 @@
 typedef struct {
     const char *export;
     uint8_t nparams;              /* of the batch function */
+    uint8_t cond;                 /* each step but the first asks "go" */
     pw__cb_t cbs[PW__BATCH_LEN];  /* PW__CB_MAX: none */
     uint8_t map[PW__BATCH_LEN][3]; /* each callback's arguments: params */
 } pw__batch_seq_t;
 
 static const pw__batch_seq_t pw__batch_seqs[PW__BATCH_MAX] = {
     [PW__BATCH_OPEN_HTTP] = {
-        "open_http", 4,
+        "open_http", 4, 0,
         { PW__CB_ON_CONTEXT_CREATE, PW__CB_ON_REQUEST_HEADERS, PW__CB_MAX },
         { { 0, 1 }, { 0, 2, 3 } } },
     [PW__BATCH_OPEN_TCP] = {
-        "open_tcp", 2,
+        "open_tcp", 2, 0,
         { PW__CB_ON_CONTEXT_CREATE, PW__CB_ON_NEW_CONNECTION, PW__CB_MAX },
         { { 0, 1 }, { 0 } } },
     [PW__BATCH_CLOSE] = {
-        "close", 1,
+        "close", 1, 0,
         { PW__CB_ON_DONE, PW__CB_ON_LOG, PW__CB_ON_DELETE },
         { { 0 }, { 0 }, { 0 } } },
+    [PW__BATCH_RESP_HTTP] = {
+        "resp_http", 5, 1,
+        { PW__CB_ON_RESPONSE_HEADERS, PW__CB_ON_RESPONSE_BODY, PW__CB_MAX },
+        { { 0, 1, 2 }, { 0, 3, 4 } } },
 };
+
+/* The "go" import of conditional sequences (PW_IMPORT_FAST). */
+static int
+pw__batch_go(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
+    pw_val_t *results, const char **trap_msg)
+{
+    pw_vm_t *vm = fn_data;
+    int go;
+
+    (void) inst;
+    (void) trap_msg;
+    go = !vm->failed && vm->batch_go != NULL
+         && vm->batch_go(vm->batch_go_data);
+    if (go) {
+        vm->batch_at = (uint32_t) args[0].of.i32;
+    }
+    results[0].of.i32 = go;
+    return PW_OK;
+}
+
+/* Whether any sequence made is conditional (the module imports "go"). */
+static int
+pw__batch_has_cond(const pw_vm_t *vm)
+{
+    int k;
+
+    for (k = 0; k < PW__BATCH_MAX; k++) {
+        if (vm->batch_n[k] && pw__batch_seqs[k].cond) {
+            return 1;
+        }
+    }
+    return 0;
+}
 
 /* The plugin's real signature of callback cb (it exports it). */
 static const char *
@@ -101,8 +157,15 @@ pw__batch_plan(pw_vm_t *vm)
                 n = 0;
                 break;
             }
+            if (q->cond && strcmp(strchr(sig, ':'), ":i") != 0) {
+                n = 0;
+                break;
+            }
             vm->batch_cbs[k][n++] = q->cbs[j];
             vm->batch_map[k][n - 1] = (uint8_t) j;
+        }
+        if (q->cond && n != j) {
+            n = 0;                      /* all of them, or one by one */
         }
         vm->batch_n[k] = n >= 2 ? (uint8_t) n : 0;
         made += vm->batch_n[k] != 0;
@@ -129,11 +192,17 @@ pw__batch_body(pw_vm_t *vm, pw__wbuf_t *sec, pw__wbuf_t *body, int k,
     const pw__batch_seq_t *q = &pw__batch_seqs[k];
     const char *sig;
     pw__cb_t cb;
-    uint32_t a, np;
+    uint32_t a, np, r;
     int j, last;
 
+    r = q->nparams;                             /* $r, of cond sequences */
     body->len = 0;
-    pw__wb_byte(body, 0x00);                    /* no locals */
+    if (q->cond) {
+        pw__wb_bytes(body, "\x01\x01\x7f", 3);  /* one local i32 */
+        pw__wb_bytes(body, "\x02\x40", 2);       /* block */
+    } else {
+        pw__wb_byte(body, 0x00);                /* no locals */
+    }
     for (j = 0; j < vm->batch_n[k]; j++) {
         cb = vm->batch_cbs[k][j];
         last = j == vm->batch_n[k] - 1;
@@ -145,9 +214,25 @@ pw__batch_body(pw_vm_t *vm, pw__wbuf_t *sec, pw__wbuf_t *body, int k,
         }
         pw__wb_op(body, 0x10, pw__batch_import(imps, nimps, cb));
         sig = pw__batch_sig(vm, cb);
-        if (!last && pw__batch_nres(sig) == 1) {
+        if (last) {
+            if (q->cond) {
+                pw__wb_byte(body, 0x0f);        /* return */
+            }
+        } else if (q->cond) {
+            pw__wb_op(body, 0x21, r);           /* local.set $r */
+            pw__wb_op(body, 0x20, r);
+            pw__wb_op(body, 0x0d, 0);           /* br_if 0 */
+            pw__wb_op(body, 0x41, (uint32_t) j + 2);
+            pw__wb_op(body, 0x10, nimps);       /* call $go */
+            pw__wb_byte(body, 0x45);            /* i32.eqz */
+            pw__wb_op(body, 0x0d, 0);
+        } else if (pw__batch_nres(sig) == 1) {
             pw__wb_byte(body, 0x1a);            /* drop */
         }
+    }
+    if (q->cond) {
+        pw__wb_byte(body, 0x0b);                /* end of block */
+        pw__wb_op(body, 0x20, r);
     }
     pw__wb_byte(body, 0x0b);
     sec->oom |= body->oom;
@@ -175,7 +260,7 @@ pw__batch_build(pw_vm_t *vm, pw__cb_t *imps, uint32_t *nimps, uint8_t **out,
 {
     pw__wbuf_t w = { 0 }, sec = { 0 }, body = { 0 };
     char sig[PW_SIG_MAX + 2];
-    uint32_t i, np, nfn, fi;
+    uint32_t i, np, nfn, fi, go, nty;
     int k, j, rc = PW_OK;
 
     *nimps = 0;
@@ -190,14 +275,19 @@ pw__batch_build(pw_vm_t *vm, pw__cb_t *imps, uint32_t *nimps, uint8_t **out,
         }
         nfn += vm->batch_n[k] != 0;
     }
+    go = (uint32_t) pw__batch_has_cond(vm);     /* "go" is import nimps */
 
     pw__wb_bytes(&w, pw__wasm_head, sizeof(pw__wasm_head));
 
-    /* types: 0 step, 1.. the imports', then the batch functions' */
-    pw__wb_u32(&sec, 1 + *nimps + nfn);
+    /* types: 0 step, 1.. the imports', go's, then the batch functions' */
+    nty = 1 + *nimps + go;
+    pw__wb_u32(&sec, nty + nfn);
     rc = pw__wb_functype(&sec, ":i", &np);
     for (i = 0; i < *nimps && rc == PW_OK; i++) {
         rc = pw__wb_functype(&sec, pw__batch_sig(vm, imps[i]), &np);
+    }
+    if (go && rc == PW_OK) {
+        rc = pw__wb_functype(&sec, "i:i", &np);
     }
     for (k = 0; k < PW__BATCH_MAX && rc == PW_OK; k++) {
         if (vm->batch_n[k]) {
@@ -207,17 +297,22 @@ pw__batch_build(pw_vm_t *vm, pw__cb_t *imps, uint32_t *nimps, uint8_t **out,
     }
     pw__wb_section(&w, 1, &sec);
 
-    pw__wb_u32(&sec, *nimps);                   /* imports */
+    pw__wb_u32(&sec, *nimps + go);              /* imports */
     for (i = 0; i < *nimps; i++) {
         pw__wb_name(&sec, "p");
         pw__wb_name(&sec, pw__cbs[imps[i]].name);
         pw__wb_op(&sec, 0x00, 1 + i);
     }
+    if (go) {
+        pw__wb_name(&sec, "h");
+        pw__wb_name(&sec, "go");
+        pw__wb_op(&sec, 0x00, 1 + *nimps);
+    }
     pw__wb_section(&w, 2, &sec);
 
     pw__wb_u32(&sec, nfn + 1);                  /* functions */
     for (i = 0; i < nfn; i++) {
-        pw__wb_u32(&sec, 1 + *nimps + i);
+        pw__wb_u32(&sec, nty + i);
     }
     pw__wb_u32(&sec, 0);
     pw__wb_section(&w, 3, &sec);
@@ -226,7 +321,7 @@ pw__batch_build(pw_vm_t *vm, pw__cb_t *imps, uint32_t *nimps, uint8_t **out,
     pw__wb_section(&w, 6, &sec);
 
     pw__wb_u32(&sec, nfn + 1);                  /* exports */
-    fi = *nimps;
+    fi = *nimps + go;
     for (k = 0; k < PW__BATCH_MAX; k++) {
         if (vm->batch_n[k]) {
             pw__wb_name(&sec, pw__batch_seqs[k].export);
@@ -276,7 +371,7 @@ pw__batch_setup(pw_vm_t *vm)
 {
     pw__cb_t imps[PW__CB_MAX];
     pw_import_link_t links[PW__CB_MAX];
-    pw_import_t imports[PW__CB_MAX];
+    pw_import_t imports[PW__CB_MAX + 1];
     char err[PW__ERR_MAX];
     uint8_t *bytes = NULL;
     uint32_t i, nimps;
@@ -298,6 +393,10 @@ pw__batch_setup(pw_vm_t *vm)
             links[i] = (pw_import_link_t){ vm->inst, pw__cbs[imps[i]].name };
             imports[i] = (pw_import_t){ "p", pw__cbs[imps[i]].name, NULL,
                                         NULL, &links[i], 0 };
+        }
+        if (pw__batch_has_cond(vm)) {
+            imports[nimps++] = (pw_import_t){ "h", "go", "i:i", pw__batch_go,
+                                              vm, PW_IMPORT_FAST };
         }
         rc = vm->vt->instantiate(vm->batch_mod, imports, nimps,
                                  &vm->batch_inst, err, sizeof(err));

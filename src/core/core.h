@@ -174,6 +174,8 @@ typedef enum {
     PW__BATCH_OPEN_HTTP,          /* on_context_create, on_request_headers */
     PW__BATCH_OPEN_TCP,           /* on_context_create, on_new_connection */
     PW__BATCH_CLOSE,              /* on_done, on_log, on_delete */
+    PW__BATCH_RESP_HTTP,          /* on_response_headers, on_response_body
+                                     if the host lets it go on */
     PW__BATCH_MAX
 } pw__batch_kind_t;
 
@@ -224,6 +226,11 @@ struct pw_vm_s {
     pw_einstance_t *batch_inst;
     pw_efunc_t *batch[PW__BATCH_MAX];
     pw_efunc_t *batch_step;
+    /* a conditional sequence: the step the host let it reach, and what
+     * the host asks whether to go on (pw_http_response_headers_body) */
+    uint32_t batch_at;
+    int (*batch_go)(void *data);
+    void *batch_go_data;
     uint8_t batch_n[PW__BATCH_MAX];
     uint8_t batch_nres[PW__BATCH_MAX];
     pw__cb_t batch_cbs[PW__BATCH_MAX][3];

@@ -1413,6 +1413,62 @@ pw_http_response_body(pw_stream_t *s, uint32_t size, int eos,
 }
 
 int
+pw_stream_batches_response(const pw_stream_t *s)
+{
+    const pw_vm_t *vm = s->plugin->vm;
+
+    return s->created && !vm->failed
+           && vm->batch[PW__BATCH_RESP_HTTP] != NULL;
+}
+
+int
+pw_http_response_headers_body(pw_stream_t *s, uint32_t nheaders, int heos,
+    uint32_t size, int beos, int (*go)(void *data), void *go_data,
+    pw_action_t *haction, pw_action_t *baction, int *body_ran)
+{
+    pw_vm_t *vm = s->plugin->vm;
+    uint32_t args[5], res = PW_ACTION_CONTINUE, at;
+    int (*saved_go)(void *data);
+    void *saved_data;
+    int rc;
+
+    if (!pw_stream_batches_response(s)) {
+        return PW_ENOTFOUND;
+    }
+    args[0] = s->ctx.id;
+    args[1] = nheaders;
+    args[2] = heos != 0;
+    args[3] = size;
+    args[4] = beos != 0;
+
+    /* the host's callbacks could start another such call: keep theirs */
+    at = vm->batch_at;
+    saved_go = vm->batch_go;
+    saved_data = vm->batch_go_data;
+    vm->batch_at = 1;
+    vm->batch_go = go;
+    vm->batch_go_data = go_data;
+
+    rc = pw__batch_call(vm, &s->ctx, PW__BATCH_RESP_HTTP, args, &res);
+
+    *body_ran = vm->batch_at == 2;
+    vm->batch_at = at;
+    vm->batch_go = saved_go;
+    vm->batch_go_data = saved_data;
+
+    if (rc != PW_OK) {
+        return rc;
+    }
+    if (*body_ran) {
+        *haction = PW_ACTION_CONTINUE;
+        *baction = (pw_action_t) res;
+    } else {
+        *haction = (pw_action_t) res;
+    }
+    return PW_OK;
+}
+
+int
 pw_http_response_trailers(pw_stream_t *s, uint32_t ntrailers,
     pw_action_t *action)
 {

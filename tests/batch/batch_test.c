@@ -267,6 +267,189 @@ PW_TEST(tcp_new_connection)
     pw_engine_v8.destroy(e);
 }
 
+/* Call the plugin's set_rh(n): what on_response_headers returns. */
+static void
+set_rh(run_t *r, int32_t n)
+{
+    pw_efunc_t *fn;
+    pw_val_t a = { .kind = PW_I32, .of.i32 = n };
+
+    PW_CHECK_EQ_INT(pw_engine_v8.lookup(r->vm->inst, "set_rh", &fn, NULL),
+                    PW_OK);
+    PW_CHECK_EQ_INT(pw_engine_v8.call(r->vm->inst, fn, &a, 1, NULL, 0,
+                                      NULL), PW_OK);
+}
+
+/* the host's answer to "go on to the body?", and how often it was asked */
+typedef struct {
+    int answer;
+    int asked;
+} go_t;
+
+static int
+go_fn(void *data)
+{
+    go_t *g = data;
+
+    g->asked++;
+    return g->answer;
+}
+
+typedef struct {
+    int rc;
+    pw_action_t ha, ba;
+    int body_ran;
+    unsigned long entries;
+} resp_t;
+
+/*
+ * A stream through request headers, then the response's headers and
+ * first body data (n=5, size=100, eos): in one call where the VM has the
+ * batch, else one by one as a host does (the body when the headers
+ * continue and the host would go on); then the end.
+ */
+static resp_t
+resp_stream(run_t *r, go_t *g)
+{
+    pw_action_t act;
+    pw_stream_t *s;
+    resp_t o = { 0 };
+    unsigned long before;
+
+    PW_CHECK_EQ_INT(pw_stream_new(r->p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_request_headers(s, 7, 0, &act), PW_OK);
+    before = entries;
+    o.rc = pw_http_response_headers_body(s, 5, 0, 100, 1, go_fn, g, &o.ha,
+                                         &o.ba, &o.body_ran);
+    if (o.rc == PW_ENOTFOUND) {
+        o.rc = pw_http_response_headers(s, 5, 0, &o.ha);
+        if (o.rc == PW_OK && o.ha == PW_ACTION_CONTINUE && go_fn(g)) {
+            o.body_ran = 1;
+            o.rc = pw_http_response_body(s, 100, 1, &o.ba);
+        }
+    }
+    o.entries = entries - before;
+    pw_stream_free(s);
+    return o;
+}
+
+/* Response headers and body in one entry: same calls as one by one. */
+PW_TEST(response_headers_body_one_entry)
+{
+    static const char *const wasm[] = { "seq.wasm", "seq010.wasm" };
+    uint32_t rec[32][4], n, sid;
+    go_t ga = { 1, 0 }, gb = { 1, 0 };
+    pw_engine_t *e;
+    resp_t oa, ob;
+    run_t a, b;
+    int w;
+
+    e = engine();
+    for (w = 0; w < 2; w++) {
+        start(&a, e, &counting_vt, wasm[w], 0);
+        start(&b, e, &plain_vt, wasm[w], 0);
+        PW_CHECK(a.vm->batch[PW__BATCH_RESP_HTTP] != NULL);
+        oa = resp_stream(&a, &ga);
+        ob = resp_stream(&b, &gb);
+        PW_CHECK_EQ_INT(oa.rc, PW_OK);
+        PW_CHECK_EQ_INT(ob.rc, PW_OK);
+        PW_CHECK(oa.body_ran && ob.body_ran);
+        PW_CHECK_EQ_INT(oa.ha, 0);
+        PW_CHECK_EQ_INT(oa.ba, 300);
+        PW_CHECK_EQ_INT(ob.ba, 300);
+        PW_CHECK_EQ_INT(oa.entries, 1);
+        PW_CHECK_EQ_INT(ob.entries, 2);
+        PW_CHECK_EQ_INT(ga.asked, 1);
+        same_records(&a, &b);
+        n = records(&a, rec, 32);
+        PW_CHECK_EQ_INT(n, 8);
+        sid = rec[1][1];
+        PW_CHECK(rec[3][0] == 7 && rec[3][1] == sid && rec[3][2] == 5
+                 && rec[3][3] == (w == 0 ? 0 : 0xffffffff));
+        PW_CHECK(rec[4][0] == 8 && rec[4][1] == sid && rec[4][2] == 100
+                 && rec[4][3] == 1);
+        PW_CHECK(rec[5][0] == 3);
+        stop(&a);
+        stop(&b);
+        ga.asked = gb.asked = 0;
+    }
+    pw_engine_v8.destroy(e);
+}
+
+/* The body callback waits for the headers' CONTINUE and the host's go. */
+PW_TEST(response_body_only_when_let)
+{
+    go_t ga = { 0, 0 }, gb = { 0, 0 };
+    uint32_t rec[32][4];
+    pw_engine_t *e;
+    resp_t oa, ob;
+    run_t a, b;
+
+    e = engine();
+    /* the host says no (a local response, a close...) */
+    start(&a, e, &counting_vt, "seq.wasm", 0);
+    start(&b, e, &plain_vt, "seq.wasm", 0);
+    oa = resp_stream(&a, &ga);
+    ob = resp_stream(&b, &gb);
+    PW_CHECK(oa.rc == PW_OK && !oa.body_ran && !ob.body_ran);
+    PW_CHECK_EQ_INT(oa.ha, 0);
+    PW_CHECK_EQ_INT(ga.asked, 1);
+    same_records(&a, &b);
+    PW_CHECK_EQ_INT(records(&a, rec, 32), 7);
+    stop(&a);
+    stop(&b);
+
+    /* the headers callback stops the stream: the host is not asked */
+    ga.answer = gb.answer = 1;
+    ga.asked = gb.asked = 0;
+    start(&a, e, &counting_vt, "seq.wasm", 0);
+    start(&b, e, &plain_vt, "seq.wasm", 0);
+    set_rh(&a, 1);
+    set_rh(&b, 1);
+    oa = resp_stream(&a, &ga);
+    ob = resp_stream(&b, &gb);
+    PW_CHECK(oa.rc == PW_OK && !oa.body_ran && !ob.body_ran);
+    PW_CHECK_EQ_INT(oa.ha, 1);
+    PW_CHECK_EQ_INT(ga.asked, 0);
+    same_records(&a, &b);
+    stop(&a);
+    stop(&b);
+    pw_engine_v8.destroy(e);
+}
+
+/* A trap in either callback of the pair names it, as one by one. */
+PW_TEST(response_trap_names_the_callback)
+{
+    static const char *const names[] = {
+        "proxy_on_response_headers", "proxy_on_response_body"
+    };
+    go_t ga = { 1, 0 }, gb = { 1, 0 };
+    char want[128];
+    pw_engine_t *e;
+    resp_t oa, ob;
+    run_t a, b;
+    int t;
+
+    e = engine();
+    for (t = 7; t <= 8; t++) {
+        start(&a, e, &counting_vt, "seq.wasm", 0);
+        start(&b, e, &plain_vt, "seq.wasm", 0);
+        set_trap(&a, t);
+        set_trap(&b, t);
+        oa = resp_stream(&a, &ga);
+        ob = resp_stream(&b, &gb);
+        PW_CHECK_EQ_INT(oa.rc, PW_EFAILED);
+        PW_CHECK_EQ_INT(ob.rc, PW_EFAILED);
+        PW_CHECK_EQ_STR(pw_vm_fail_reason(a.vm), pw_vm_fail_reason(b.vm));
+        snprintf(want, sizeof(want), "trap in %s: ", names[t - 7]);
+        PW_CHECK(strstr(pw_vm_fail_reason(a.vm), want) != NULL);
+        same_records(&a, &b);
+        stop(&a);
+        stop(&b);
+    }
+    pw_engine_v8.destroy(e);
+}
+
 /* max_call_time stops a batched call that runs away, naming the callback */
 PW_TEST(interrupt_in_batch)
 {
@@ -295,5 +478,8 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(abi_0_1_0_request_headers),
         PW_TEST_ENTRY(tcp_new_connection),
         PW_TEST_ENTRY(interrupt_in_batch),
+        PW_TEST_ENTRY(response_headers_body_one_entry),
+        PW_TEST_ENTRY(response_body_only_when_let),
+        PW_TEST_ENTRY(response_trap_names_the_callback),
         { 0 } });
 }

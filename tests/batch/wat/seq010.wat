@@ -5,9 +5,13 @@
 ;; set_trap(99) was called.
 ;;   1 create(ctx, root)  2 request_headers(ctx, n, eos)  3 done(ctx)
 ;;   4 log(ctx)           5 delete(ctx)                   6 new_connection
+;;   7 response_headers(ctx, n, eos): returns what set_rh set (0 first)
+;;   8 response_body(ctx, size, eos): returns size + 200
 (module
   (memory (export "memory") 1)
   (global $trap (mut i32) (i32.const 0))
+  (global $rh (mut i32) (i32.const 0))
+  (func (export "set_rh") (param i32) (global.set $rh (local.get 0)))
   (func (export "proxy_abi_version_0_1_0"))
   (func (export "set_trap") (param i32) (global.set $trap (local.get 0)))
   (func (export "proxy_on_memory_allocate") (param i32) (result i32)
@@ -34,6 +38,12 @@
   (func (export "proxy_on_new_connection") (param i32) (result i32)
     (call $rec (i32.const 6) (local.get 0) (i32.const -1) (i32.const -1))
     (i32.const 1))
+  (func (export "proxy_on_response_headers") (param i32 i32) (result i32)
+    (call $rec (i32.const 7) (local.get 0) (local.get 1) (i32.const -1))
+    (global.get $rh))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (call $rec (i32.const 8) (local.get 0) (local.get 1) (local.get 2))
+    (i32.add (local.get 1) (i32.const 200)))
   (func (export "proxy_on_done") (param i32) (result i32)
     (call $rec (i32.const 3) (local.get 0) (i32.const -1) (i32.const -1))
     (i32.const 1))
