@@ -46,6 +46,7 @@ static void ngx_http_pw_resume_handler(ngx_event_t *ev);
 static void ngx_http_pw_hold_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_pw_send_local(ngx_http_request_t *r,
     ngx_http_pw_ctx_t *ctx);
+static ngx_uint_t ngx_http_pw_first_with_body(ngx_http_pw_ctx_t *ctx);
 static ngx_uint_t ngx_http_pw_run_headers(ngx_http_pw_ctx_t *ctx,
     ngx_uint_t response);
 
@@ -644,38 +645,46 @@ ngx_http_pw_run_body(ngx_http_pw_ctx_t *ctx, ngx_uint_t response,
             continue;
         }
 
-        if (f->acc.len) {
-            /* it buffers: it sees everything since it paused */
-            brc = ngx_http_pw_buf_append(&f->acc, data, len);
-            if (brc != NGX_OK) {
-                goto too_big;
-            }
-            f->body = f->acc.data;
-            f->body_len = f->acc.len;
-            *same = 0;
+        if (ctx->pre_body) {
+            /* it ran on this data already, f->body is what it left
+             * (ngx_http_pw_response_first) */
+            ctx->pre_body = 0;
+            action = ctx->pre_action;
 
         } else {
-            f->body = data;
-            f->body_len = len;
-        }
+            if (f->acc.len) {
+                /* it buffers: it sees everything since it paused */
+                brc = ngx_http_pw_buf_append(&f->acc, data, len);
+                if (brc != NGX_OK) {
+                    goto too_big;
+                }
+                f->body = f->acc.data;
+                f->body_len = f->acc.len;
+                *same = 0;
 
-        f->body_type = response ? PW_BUFFER_HTTP_RESPONSE_BODY
-                                : PW_BUFFER_HTTP_REQUEST_BODY;
-        f->body_modified = 0;
+            } else {
+                f->body = data;
+                f->body_len = len;
+            }
 
-        ctx->in_call = 1;
-        ctx->resume_pending = 0;
-        action = PW_ACTION_CONTINUE;
-        rc = response
-             ? pw_http_response_body(f->stream, (uint32_t) f->body_len,
-                                     eos, &action)
-             : pw_http_request_body(f->stream, (uint32_t) f->body_len,
-                                    eos, &action);
-        res = ngx_http_pw_after_call(f, rc);
-        f->body_type = (ngx_uint_t) -1;
+            f->body_type = response ? PW_BUFFER_HTTP_RESPONSE_BODY
+                                    : PW_BUFFER_HTTP_REQUEST_BODY;
+            f->body_modified = 0;
 
-        if (res != NGX_HTTP_PW_OK) {
-            return res;
+            ctx->in_call = 1;
+            ctx->resume_pending = 0;
+            action = PW_ACTION_CONTINUE;
+            rc = response
+                 ? pw_http_response_body(f->stream, (uint32_t) f->body_len,
+                                         eos, &action)
+                 : pw_http_request_body(f->stream, (uint32_t) f->body_len,
+                                        eos, &action);
+            res = ngx_http_pw_after_call(f, rc);
+            f->body_type = (ngx_uint_t) -1;
+
+            if (res != NGX_HTTP_PW_OK) {
+                return res;
+            }
         }
 
         if (f->dead) {
@@ -1523,6 +1532,21 @@ ngx_http_pw_header_filter(ngx_http_request_t *r)
         r->filter_need_in_memory = 1;
     }
 
+    if (ngx_http_pw_first_with_body(ctx)) {
+        /*
+         * on_response_headers runs with the first body data, in one entry
+         * into the engine with on_response_body
+         * (ngx_http_pw_response_first); should nginx go on waiting before
+         * any comes, the resume event runs it alone, as after a pause.
+         */
+        ctx->resp_hdr_pending = 1;
+        ctx->resp_headers_held = 1;
+        ctx->waiting = NGX_HTTP_PW_WAIT_RESP_HEADERS;
+        r->buffered |= NGX_HTTP_PW_BUFFERED;
+        ngx_http_pw_post_resume(ctx);
+        return NGX_OK;
+    }
+
     res = ngx_http_pw_run_headers(ctx, 1);
 
     switch (res) {
@@ -1708,6 +1732,159 @@ ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
 }
 
 
+/*
+ * Whether on_response_headers can wait for the first body data and run
+ * with on_response_body in one entry into the engine: one live filter
+ * (in a chain, every filter's headers callback comes before any body
+ * callback), a body to come, and the plugin's batch for the pair.
+ */
+static ngx_uint_t
+ngx_http_pw_first_with_body(ngx_http_pw_ctx_t *ctx)
+{
+    ngx_http_pw_fctx_t  *f = &ctx->f[0];
+    ngx_http_request_t  *r = ctx->r;
+
+    return ctx->nf == 1 && !f->dead && f->stream != NULL
+           && !r->header_only && r->headers_out.content_length_n != 0
+           && !ctx->lr_pending && !ctx->close_pending
+           && pw_stream_batches_response(f->stream);
+}
+
+
+/*
+ * Between on_response_headers and on_response_body of one entry (inside
+ * the engine call: host state only): go on if the plugin asked for no
+ * local response or close and did not fail; do what the module does
+ * between the two calls otherwise (the headers go on, deferred to the
+ * body; the body becomes readable).
+ */
+static int
+ngx_http_pw_first_go(void *data)
+{
+    ngx_http_pw_fctx_t  *f = data;
+    ngx_http_pw_ctx_t   *ctx = f->ctx;
+
+    if (ctx->close_pending || (ctx->lr_pending && !ctx->lr_sent)
+        || f->dead || f->inst->failed)
+    {
+        return 0;
+    }
+
+    ngx_http_clear_accept_ranges(ctx->r);
+    f->body_type = PW_BUFFER_HTTP_RESPONSE_BODY;
+    ctx->resume_pending = 0;
+
+    return 1;
+}
+
+
+/*
+ * The first response body data with on_response_headers pending: run it
+ * and on_response_body in one entry, then go on as the header filter and
+ * the body filter would have. NGX_DECLINED: the headers callback paused,
+ * the caller holds the data.
+ */
+static ngx_int_t
+ngx_http_pw_response_first(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
+    u_char *data, size_t len, ngx_uint_t eos, ngx_chain_t *in,
+    ngx_uint_t flush)
+{
+    int                  rc, ran;
+    ngx_int_t            nrc;
+    ngx_uint_t           res;
+    pw_action_t          ha, ba;
+    ngx_http_pw_fctx_t  *f = &ctx->f[0];
+
+    ctx->resp_hdr_pending = 0;
+    ctx->resp_headers_held = 0;
+    ctx->waiting = NGX_HTTP_PW_WAIT_NONE;
+    r->buffered &= ~NGX_HTTP_PW_BUFFERED;
+    if (ctx->resume.posted) {
+        ngx_delete_posted_event(&ctx->resume);
+    }
+
+    f->body = data;
+    f->body_len = len;
+    f->body_type = (ngx_uint_t) -1;     /* not before on_response_body */
+    f->body_modified = 0;
+
+    ctx->in_call = 1;
+    ctx->resume_pending = 0;
+    ha = PW_ACTION_CONTINUE;
+    ba = PW_ACTION_CONTINUE;
+    ran = 0;
+    rc = pw_http_response_headers_body(f->stream,
+                                       ngx_http_pw_headers_count(r, 1), 0,
+                                       (uint32_t) len, eos,
+                                       ngx_http_pw_first_go, f, &ha, &ba,
+                                       &ran);
+    f->body_type = (ngx_uint_t) -1;
+
+    if (rc == PW_ENOTFOUND) {
+        ctx->in_call = 0;
+        res = ngx_http_pw_run_headers(ctx, 1);
+
+    } else {
+        res = ngx_http_pw_after_call(f, rc);
+
+        if (res == NGX_HTTP_PW_OK && !ran && !f->dead
+            && ha != PW_ACTION_CONTINUE && !ctx->resume_pending)
+        {
+            ctx->next = 1;
+            res = NGX_HTTP_PW_PAUSED;
+        }
+    }
+
+    switch (res) {
+
+    case NGX_HTTP_PW_PAUSED:
+        ctx->resp_headers_held = 1;
+        ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_RESP_HEADERS);
+        r->buffered |= NGX_HTTP_PW_BUFFERED;
+        return NGX_DECLINED;
+
+    case NGX_HTTP_PW_LOCAL:
+        ngx_http_pw_reset_acc(ctx);
+        ngx_http_pw_consume(in);
+        return ngx_http_pw_replace_response(r, ctx);
+
+    case NGX_HTTP_PW_FAIL:
+        ngx_http_pw_reset_acc(ctx);
+        ngx_http_pw_consume(in);
+        return ngx_http_pw_fail_response(r, ctx);
+
+    case NGX_HTTP_PW_OK:
+        break;
+
+    default:
+        ngx_http_pw_consume(in);
+        return NGX_ERROR;
+    }
+
+    ctx->next = 0;
+
+    nrc = ngx_http_pw_response_headers_out(r, ctx);
+    if (nrc == NGX_ERROR || nrc > NGX_OK || r->header_only) {
+        ngx_http_pw_reset_acc(ctx);
+        ngx_http_pw_consume(in);
+        return nrc == NGX_ERROR ? NGX_ERROR : NGX_OK;
+    }
+
+    if (!ctx->resp_headers_deferred) {
+        /* failed open: the headers went out, the body follows as is */
+        ngx_http_pw_reset_acc(ctx);
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ran && !f->dead) {
+        ctx->pre_body = 1;
+        ctx->pre_action = ba;
+    }
+
+    return ngx_http_pw_response_run(r, ctx, 0, data, len, eos, in, flush);
+}
+
+
 static ngx_int_t
 ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
@@ -1765,6 +1942,16 @@ ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (ctx->resp_headers_held || ctx->waiting == NGX_HTTP_PW_WAIT_RESP_BODY)
     {
+        if (ctx->resp_hdr_pending && (len || eos)) {
+            rc = ngx_http_pw_response_first(r, ctx, data, len, eos, in,
+                                            flush);
+            if (rc != NGX_DECLINED) {
+                ngx_http_pw_scratch_release();
+                return rc;
+            }
+            /* paused in on_response_headers: held below */
+        }
+
         /* held: keep the raw body until the plugin lets it go */
         if (ngx_http_pw_buf_append(&ctx->resp_body, data, len) != NGX_OK) {
             ngx_http_pw_scratch_release();
@@ -1810,6 +1997,7 @@ ngx_http_pw_resume_response(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
 
     if (ctx->waiting == NGX_HTTP_PW_WAIT_RESP_HEADERS) {
         ctx->waiting = NGX_HTTP_PW_WAIT_NONE;
+        ctx->resp_hdr_pending = 0;
 
         res = (ctx->lr_pending && !ctx->lr_sent) ? NGX_HTTP_PW_LOCAL
               : ctx->close_pending ? NGX_HTTP_PW_CLOSE

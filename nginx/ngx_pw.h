@@ -258,6 +258,7 @@ struct ngx_http_pw_ctx_s {
     ngx_chain_t                *held;        /* body held, headers paused */
     ngx_http_pw_buf_t           resp_body;   /* body held while paused */
     ngx_uint_t                  resp_next;   /* body filter to resume at */
+    ngx_uint_t                  pre_action;  /* pw_action_t, see pre_body */
 
     unsigned                    lr_pending:1;
     unsigned                    lr_sent:1;
@@ -272,6 +273,13 @@ struct ngx_http_pw_ctx_s {
     unsigned                    resp_eos_seen:1;
     unsigned                    resp_done:1;
     unsigned                    resp_discard:1;
+    /* on_response_headers not run yet: it runs with the first body data,
+     * in one entry into the engine with on_response_body, or alone from
+     * the resume event when nginx goes on waiting first */
+    unsigned                    resp_hdr_pending:1;
+    /* on_response_body already ran on the data run_body is given (in
+     * that entry), with this action */
+    unsigned                    pre_body:1;
     unsigned                    in_call:1;
     unsigned                    freed:1;
 };
