@@ -1820,6 +1820,10 @@ ngx_http_pw_response_first(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
                                        &ran);
     f->body_type = (ngx_uint_t) -1;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "wasm: response headers with %uz body bytes in one "
+                   "entry, body callback %s", len, ran ? "ran" : "not run");
+
     if (rc == PW_ENOTFOUND) {
         ctx->in_call = 0;
         res = ngx_http_pw_run_headers(ctx, 1);

@@ -95,7 +95,11 @@ NGX_VALGRIND_TESTS := $(addprefix tests/nginx/, \
     test_callout_grpc.py::test_host_name_stream_sends_before_connected \
     test_callout_grpc.py::test_host_name_cancel_during_resolution \
     test_callout_grpc.py::test_tls_stream_both_ways \
-    test_callout_grpc.py::test_tls_self_signed_unavailable)
+    test_callout_grpc.py::test_tls_self_signed_unavailable \
+    test_response_order.py::test_response_callbacks_in_order \
+    test_response_order.py::test_trap_in_first_body_data_open \
+    test_response_order.py::test_local_response_from_first_body_data \
+    test_response_order.py::test_pause_at_response_headers_holds_the_body)
 
 .PHONY: test-valgrind
 test-valgrind: nginx-module $(NGX_TEST_WASMS) $(WASMS)

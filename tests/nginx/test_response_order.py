@@ -7,7 +7,9 @@ both callbacks in one entry into the engine when the body comes at once
 import re
 import time
 
-from conftest import module, pw
+import pytest
+
+from conftest import SLOW, module, pw
 
 N = module("n", "ngxtest.wasm")
 T = module("t", "testplugin.wasm")
@@ -15,6 +17,13 @@ T = module("t", "testplugin.wasm")
 NHEADERS = re.compile(r"ngxtest: (request|response) headers n=(\d+) pairs=(\d+)")
 TRACE = re.compile(r"ngxtest: trace (response_headers eos=\d body=\d+"
                    r"|response_body size=\d+ eos=\d)")
+
+
+@pytest.fixture(params=["batched", "one_by_one"])
+def mode(request):
+    """Top-level directives: as shipped, or with the batch turned off
+    (callbacks one entry each): the plugin must not tell them apart."""
+    return "" if request.param == "batched" else "env PW_NO_BATCH=1;"
 
 
 def counts(ngx):
@@ -27,7 +36,7 @@ def traces(ngx):
 
 
 def wait_traces(ngx, n, timeout=5):
-    deadline = time.time() + timeout
+    deadline = time.time() + timeout * SLOW
     while time.time() < deadline:
         t = traces(ngx)
         if len(t) >= n:
@@ -36,11 +45,11 @@ def wait_traces(ngx, n, timeout=5):
     return traces(ngx)
 
 
-def test_header_count_is_the_number_of_pairs(ngx):
+def test_header_count_is_the_number_of_pairs(ngx, mode):
     """The count passed to on_request_headers / on_response_headers is the
     number of pairs the plugin then reads, whatever nginx keeps aside
     (content type with charset, length, last-modified, pseudo-headers)."""
-    ngx.start(wasm=N, server=pw("n", "nheaders"),
+    ngx.start(main=mode, wasm=N, server=pw("n", "nheaders"),
               static="charset utf-8;")
     ngx.get("/static/hello.txt")
     ngx.get("/static/hello.txt", headers=[("X-A", "1"), ("X-A", "2")])
@@ -57,11 +66,11 @@ def test_header_count_is_the_number_of_pairs(ngx):
         assert n >= (4 if what == "request" else 2)
 
 
-def test_response_callbacks_in_order(ngx):
+def test_response_callbacks_in_order(ngx, mode):
     """on_response_headers once, then on_response_body up to its end, for
     a static file, a proxied answer, a chunked one and an empty one; the
     body is not readable from on_response_headers."""
-    ngx.start(wasm=N, server=pw("n", "trace"))
+    ngx.start(main=mode, wasm=N, server=pw("n", "trace"))
     cases = [
         ("/static/hello.txt", 26),
         ("/p?body=hello", 5),
@@ -74,7 +83,7 @@ def test_response_callbacks_in_order(ngx):
         assert r.status == 200 and len(r.body) == size
         t = wait_traces(ngx, since + 2)[since:]
         # let late ones in
-        time.sleep(0.05)
+        time.sleep(0.05 * SLOW)
         t = traces(ngx)[since:]
         assert re.fullmatch(r"response_headers eos=(0|1) body=\d+", t[0]), t
         status = int(t[0].rsplit("=", 1)[1])
@@ -88,10 +97,10 @@ def test_response_callbacks_in_order(ngx):
             assert got == size, t
 
 
-def test_response_headers_run_before_the_body_arrives(ngx, upstream):
+def test_response_headers_run_before_the_body_arrives(ngx, upstream, mode):
     """The upstream sends its headers, then waits before the body: the
     plugin sees the headers while the body is still on its way."""
-    ngx.start(wasm=N, server=pw("n", "trace"))
+    ngx.start(main=mode, wasm=N, server=pw("n", "trace"))
     t0 = time.time()
     result = {}
 
@@ -117,10 +126,10 @@ def test_response_headers_run_before_the_body_arrives(ngx, upstream):
                for x in t[1:]) == 4, t
 
 
-def test_local_response_from_response_headers_before_the_body(ngx, upstream):
+def test_local_response_from_response_headers_before_the_body(ngx, upstream, mode):
     """A local answer from on_response_headers goes out without waiting
     for the upstream's slow body."""
-    ngx.start(wasm=T, server=pw(
+    ngx.start(main=mode, wasm=T, server=pw(
         "t", "on response_headers: send_local_response 403 denied; "
         "return pause"))
     t0 = time.time()
@@ -129,11 +138,11 @@ def test_local_response_from_response_headers_before_the_body(ngx, upstream):
     assert time.time() - t0 < 2.5
 
 
-def test_pause_at_response_headers_holds_the_body(ngx):
+def test_pause_at_response_headers_holds_the_body(ngx, mode):
     """Paused in on_response_headers (static file, whose body is there at
     once): nothing of the body reaches on_response_body before the tick
     resumes, and the answer is whole."""
-    ngx.start(wasm=N, server=pw("n", "pause=response_headers trace"))
+    ngx.start(main=mode, wasm=N, server=pw("n", "pause=response_headers trace"))
     r = ngx.get("/static/hello.txt")
     assert r.status == 200 and r.body == b"hello static secret world\n"
     assert r.header("x-resumed") == "response_headers"
@@ -143,3 +152,55 @@ def test_pause_at_response_headers_holds_the_body(ngx):
     log = ngx.error_log()
     assert log.index("ngxtest: resumed response_headers") \
         < log.index("ngxtest: trace response_body"), log[-2000:]
+
+
+# One live filter and a body at hand (a static file, a small proxied
+# answer): both callbacks run in one entry. What the plugin does in the
+# second must act as it does when they run apart.
+
+def test_trap_in_first_body_data_closed(ngx, mode):
+    ngx.start(main=mode, wasm=T, server=pw("t", "on response_body: unreachable",
+                                "error_status=502"))
+    assert ngx.get("/static/hello.txt").status == 502
+    assert ngx.get("/p?body=abc").status == 502
+    ngx.wait_log("trap in proxy_on_response_body", exact=False)
+
+
+def test_trap_in_first_body_data_open(ngx, mode):
+    ngx.start(main=mode, wasm=T, server=pw(
+        "t", "on response_headers: add_header x-h 1; "
+        "on response_body: unreachable", "on_error=open"))
+    r = ngx.get("/static/hello.txt")
+    assert r.status == 200 and r.body == b"hello static secret world\n"
+    # the headers callback had run: its header went out
+    assert r.header("x-h") == "1"
+    r = ngx.get("/p?body=abc")
+    assert r.status == 200 and r.body == b"abc"
+
+
+def test_local_response_from_first_body_data(ngx, mode):
+    ngx.start(main=mode, wasm=T, server=pw(
+        "t", "on response_body: send_local_response 403 no-body-for-you; "
+        "return pause"))
+    r = ngx.get("/static/hello.txt")
+    assert (r.status, r.body) == (403, b"no-body-for-you")
+    r = ngx.get("/p?body=abc")
+    assert (r.status, r.body) == (403, b"no-body-for-you")
+
+
+def test_body_replaced_in_first_body_data(ngx, mode):
+    ngx.start(main=mode, wasm=N, server=pw("n", "resp_body=set:REPLACED"))
+    r = ngx.get("/static/hello.txt")
+    assert r.status == 200 and r.body == b"REPLACED"
+    assert r.header("content-length") == "8"
+
+
+def test_one_entry_where_it_can(ngx, mode):
+    """The pair runs in one entry for a static file and a small proxied
+    answer with one filter (nginx's debug log says so), never with the
+    batch off."""
+    ngx.start(main=mode, wasm=N, server=pw("n", "trace"), level="debug")
+    ngx.get("/static/hello.txt")
+    ngx.get("/p?body=abc")
+    n = ngx.log_count("in one entry, body callback ran")
+    assert n == (2 if mode == "" else 0), n
