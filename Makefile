@@ -33,9 +33,9 @@ LIBNODE_LIB := $(LIBNODE_PREFIX)/lib/x86_64-linux-gnu
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -fPIC $(WARN) -Iinclude -Isrc $(SANFLAGS)
+CFLAGS += -std=c11 -D_GNU_SOURCE -fPIC -fno-semantic-interposition $(WARN) -Iinclude -Isrc $(SANFLAGS)
 CXXFLAGS ?= -O2 -g
-CXXFLAGS += -std=c++17 -fPIC $(WARN) -Iinclude -Isrc -isystem $(LIBNODE_INC) \
+CXXFLAGS += -std=c++17 -fPIC -fno-semantic-interposition $(WARN) -Iinclude -Isrc -isystem $(LIBNODE_INC) \
             $(SANFLAGS) -fno-rtti
 LDFLAGS += $(SANFLAGS) -L$(LIBNODE_LIB) -Wl,-rpath,$(LIBNODE_LIB)
 LDLIBS += -lnode -lstdc++ -lpthread -lm
