@@ -1543,7 +1543,9 @@ ngx_http_pw_header_filter(ngx_http_request_t *r)
         ctx->resp_headers_held = 1;
         ctx->waiting = NGX_HTTP_PW_WAIT_RESP_HEADERS;
         r->buffered |= NGX_HTTP_PW_BUFFERED;
-        ngx_http_pw_post_resume(ctx);
+        if (!ctx->resume.posted) {
+            ngx_post_event(&ctx->resume, &ngx_posted_events);
+        }
         return NGX_OK;
     }
 
