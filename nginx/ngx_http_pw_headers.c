@@ -946,6 +946,16 @@ ngx_http_pw_check(ngx_uint_t response, pw_str_t key, pw_str_t value)
 
 /* a header name or a method: an RFC 9110 token */
 
+/* RFC 9110 tchar: one bit per byte value */
+static uint32_t  ngx_http_pw_tchar[] = {
+    0x00000000,  /* 0x00-0x1f: none */
+    0x03ff6cfa,  /* 0x20-0x3f: ! # $ % & ' * + - . 0-9 */
+    0xc7fffffe,  /* 0x40-0x5f: A-Z ^ _ */
+    0x57ffffff,  /* 0x60-0x7f: ` a-z | ~ */
+    0x00000000, 0x00000000, 0x00000000, 0x00000000
+};
+
+
 static ngx_int_t
 ngx_http_pw_token(pw_str_t s)
 {
@@ -959,13 +969,7 @@ ngx_http_pw_token(pw_str_t s)
     for (i = 0; i < s.len; i++) {
         c = (u_char) s.data[i];
 
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-            || (c >= '0' && c <= '9'))
-        {
-            continue;
-        }
-
-        if (c == '\0' || ngx_strchr("!#$%&'*+-.^_`|~", c) == NULL) {
+        if (!(ngx_http_pw_tchar[c >> 5] & (1U << (c & 0x1f)))) {
             return NGX_ERROR;
         }
     }
@@ -973,8 +977,6 @@ ngx_http_pw_token(pw_str_t s)
     return NGX_OK;
 }
 
-
-/* an origin-form path with its query, or "*"; no bytes the parser refuses */
 
 static ngx_int_t
 ngx_http_pw_check_path(pw_str_t path)
