@@ -181,3 +181,20 @@ def test_many_headers(ngx):
     assert r.status == 200
     ngx.wait_log("header x-h059: v59")
     assert re.search(r"value headers = (6\d)", ngx.error_log())
+
+
+def test_header_names_must_be_tokens(ngx):
+    """A name with a byte outside RFC 9110's token characters is refused
+    (BAD_ARGUMENT) and nothing is added; every token character passes."""
+    ngx.start(wasm=T, server=pw(
+        "t", 'on request_headers: add_header "x bad" 1; add_header x@y 2; '
+        'add_header "x:y" 3; add_header "x,y" 4; '
+        "add_header x!#$%&*+-.^_`|~9 5"))
+    r = ngx.get("/tok")
+    assert r.status == 200
+    names = [k.lower() for k, _ in r.json()["headers"]]
+    assert "x!#$%&*+-.^_`|~9" in names
+    for bad in ("x bad", "x@y", "x:y", "x,y"):
+        assert bad not in names
+    assert ngx.log_count("status proxy_add_header_map_value = 2") == 4
+    assert ngx.log_count("status proxy_add_header_map_value = 0") == 1
