@@ -204,3 +204,18 @@ def test_one_entry_where_it_can(ngx, mode):
     ngx.get("/p?body=abc")
     n = ngx.log_count("in one entry, body callback ran")
     assert n == (2 if mode == "" else 0), n
+
+
+def test_pause_at_response_headers_before_a_slow_body(ngx, upstream, mode):
+    """The headers arrive, the plugin pauses in on_response_headers (run
+    alone, the body not there yet), a tick resumes it; the body that came
+    meanwhile goes through whole."""
+    ngx.start(main=mode, wasm=N,
+              server=pw("n", "pause=response_headers trace"))
+    r = ngx.get("/p?body=late&bodydelay=0.5")
+    assert r.status == 200 and r.body == b"late"
+    assert r.header("x-resumed") == "response_headers"
+    t = traces(ngx)
+    assert t[0].startswith("response_headers"), t
+    assert sum(int(re.search(r"size=(\d+)", x).group(1))
+               for x in t[1:]) == 4, t
