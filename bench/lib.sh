@@ -214,6 +214,12 @@ bench_header_conf() {
         main="wasm { module bench_add_header $plugin; }"
         loc='proxy_wasm bench_add_header;'
         ;;
+    wasm_as)
+        # the same plugin from the AssemblyScript SDK ($plugin_as)
+        loads="load_module $module;"
+        main="wasm { module bench_as $plugin_as; }"
+        loc="proxy_wasm bench_as 'on' root_id=bench_as;"
+        ;;
     lua)
         loads="load_module $bench_mods/ndk_http_module.so;
 load_module $bench_mods/ngx_http_lua_module.so;"

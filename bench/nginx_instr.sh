@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # User-space instructions per request of the five ways bench/nginx_bench.sh
 # adds "x-bench: 1" to a ~100-byte static file (plain, native add_header,
-# wasm plugin bench/plugins/add_header.c, lua, njs), counted by valgrind's
+# wasm plugin bench/plugins/add_header.c, lua, njs; and wasm_as, the same
+# plugin written with the AssemblyScript SDK), counted by valgrind's
 # callgrind: a deterministic companion to nginx_bench.sh's wall-clock and
 # CPU-time figures, which swing with other load on the machine (and this
 # machine has no hardware counters for perf).
@@ -40,7 +41,8 @@
 # after 6, 10 and 20 alike; the default leaves a margin for a busier
 # machine (the tier-up runs on wall time, the count does not).
 #
-# VARIANTS="native wasm" picks variants (plain native wasm lua njs);
+# VARIANTS="native wasm" picks variants (plain native wasm lua njs
+# wasm_as);
 # ANNOTATE=1 prints the wasm variant's top functions by inclusive cost
 # (callgrind_annotate); KEEP=1 keeps the temp prefix (configs, logs,
 # callgrind.out.*); CONNS sets wrk's connections during the warm-up;
@@ -60,16 +62,18 @@ nreq=${N:-2000}
 conns=${CONNS:-4}
 module=${MODULE:-$root/$build/nginx/ngx_http_pw_module.so}
 plugin=${PLUGIN:-$root/${WASM_OUT:-build/wasm}/bench_add_header.wasm}
-variants=${VARIANTS:-$bench_header_variants}
+plugin_as=${PLUGIN_AS:-$root/${WASM_OUT:-build/wasm}/bench_as_add_header.wasm}
+variants=${VARIANTS:-$bench_header_variants wasm_as}
 # valgrind ends slowly: it writes the profile at exit
 BENCH_STOP_WAIT=60
 
 bench_need nginx wrk curl python3 valgrind callgrind_control \
     callgrind_annotate
 bench_need_built "$module" "$plugin"
+[ -f "$plugin_as" ] || die "$plugin_as missing: run 'make $plugin_as'"
 bench_header_need
 for v in $variants; do
-    case " $bench_header_variants " in
+    case " $bench_header_variants wasm_as " in
     *" $v "*) ;;
     *) die "unknown variant $v (one of: $bench_header_variants)" ;;
     esac
@@ -87,7 +91,7 @@ summary() {
     echo "$f"
 }
 
-declare -A instr
+declare -A instr jit
 for v in $variants; do
     dir=$prefix/$v
     port=$(bench_free_ports 1)
@@ -158,6 +162,12 @@ PY
     total=$(awk '/^summary:/ { print $2 }' "$f")
     [ -n "$total" ] || die "$v: no summary: line in $f"
     instr[$v]=$total
+    # code generated at run time has no object file: V8's compiled wasm
+    # (and JS), LuaJIT's traces
+    jit[$v]=$(callgrind_annotate --auto=no --threshold=100 "$f" \
+        | awk '/^ *[0-9,]+ \([ 0-9.]+%\) +[?][?][?]:0x[0-9a-f]+( [[][?][?][?][]])? *$/ {
+                   n = $1; gsub(/,/, "", n); s += n }
+               END { print s + 0 }')
     if grep -E '\[(alert|crit|emerg)\]' "$dir/logs/error.log"; then
         echo "nginx_instr: WARNING: $v logged the errors above"
     fi
@@ -169,19 +179,24 @@ echo "nginx_instr: user-space instructions per request (callgrind, one" \
      "process, $nreq requests on one keep-alive connection after ${warm}s" \
      "of wrk -c$conns)"
 for v in $variants; do
-    printf '%s %s\n' "$v" "${instr[$v]}"
+    printf '%s %s %s\n' "$v" "${instr[$v]}" "${jit[$v]}"
 done | python3 -c '
 import sys
 n = int(sys.argv[1])
-rows = [(v, int(t) / n) for v, t in (l.split() for l in sys.stdin)]
-native = dict(rows).get("native")
-print("%-7s %12s %10s %12s" % ("variant", "instr/req", "/native",
-                                "over native"))
-for v, x in rows:
+rows = [(v, int(t) / n, int(j) / n)
+        for v, t, j in (l.split() for l in sys.stdin)]
+native = {v: x for v, x, _ in rows}.get("native")
+print("%-7s %12s %10s %12s %10s" % ("variant", "instr/req", "/native",
+                                     "over native", "jit code"))
+for v, x, j in rows:
     if native:
-        print("%-7s %12.0f %10.3f %+12.0f" % (v, x, x / native, x - native))
+        print("%-7s %12.0f %10.3f %+12.0f %10.0f" % (v, x, x / native,
+                                                   x - native, j))
     else:
-        print("%-7s %12.0f %10s %12s" % (v, x, "-", "-"))
+        print("%-7s %12.0f %10s %12s %10.0f" % (v, x, "-", "-", j))
+print("jit code: of instr/req, those in code generated at run time (the"
+      " plugin compiled\nby V8 with the batch and shim modules, LuaJIT"
+      " traces)")
 ' "$nreq"
 
 if [ -n "${ANNOTATE:-}" ] && [ -n "${instr[wasm]:-}" ]; then
