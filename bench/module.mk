@@ -25,11 +25,7 @@ BENCH_AS_WASM := $(WASM_OUT)/bench_as_add_header.wasm
 WASMS += $(BENCH_AS_WASM)
 
 $(BENCH_AS_WASM): bench/plugins/as_add_header.ts bench/module.mk
-	@mkdir -p $(@D)
-	@test -x $(ASC) || { echo "$(ASC) missing: run make deps"; exit 1; }
-	$(ASC) $< -b $@ --path $(AS_MODULES) --use abort=abort_proc_exit \
-	    --optimize > $(@:.wasm=.asc.log) 2>&1 \
-	    || { cat $(@:.wasm=.asc.log); rm -f $@; exit 1; }
+	$(AS_BUILD)
 
 $(BENCH_PLUGIN_WASMS): $(WASM_OUT)/bench_%.wasm: bench/plugins/%.c \
                        $(SDK_C_DEPS) bench/module.mk

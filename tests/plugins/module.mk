@@ -34,13 +34,19 @@ AS_WASMS := $(AS_PLUGINS:%=$(WASM_OUT)/%.wasm)
 AS_MODULES := $(CURDIR)/deps/npm/node_modules
 WASMS += $(AS_WASMS)
 
-# asc prints the SDK's own warnings; keep them in a log, show it on failure.
-$(AS_WASMS): $(WASM_OUT)/%.wasm: tests/plugins/as/%.ts tests/plugins/module.mk
+# One AssemblyScript plugin from its .ts ($<) to $@ (also used by
+# bench/module.mk). asc prints the SDK's own warnings; keep them in a log,
+# show it on failure.
+define AS_BUILD
 	@mkdir -p $(@D)
 	@test -x $(ASC) || { echo "$(ASC) missing: run make deps"; exit 1; }
 	$(ASC) $< -b $@ --path $(AS_MODULES) --use abort=abort_proc_exit \
 	    --optimize > $(@:.wasm=.asc.log) 2>&1 \
 	    || { cat $(@:.wasm=.asc.log); rm -f $@; exit 1; }
+endef
+
+$(AS_WASMS): $(WASM_OUT)/%.wasm: tests/plugins/as/%.ts tests/plugins/module.mk
+	$(AS_BUILD)
 
 .PHONY: test-plugins
 test-plugins: $(TESTPLUGIN_WASMS) $(AS_WASMS)
