@@ -125,6 +125,7 @@ struct ngx_http_pw_grpc_s {
     unsigned                    has_status:1;
     unsigned                    done:1;      /* final event queued */
     unsigned                    cancelled:1;
+    unsigned                    counted:1;   /* in fctx->ncallouts */
     unsigned                    delivering:1;
     unsigned                    ref_pending:1;
 };
@@ -350,6 +351,17 @@ ngx_http_pw_grpc_finish(ngx_http_pw_grpc_t *call, uint32_t status,
 }
 
 
+/* The call no longer counts among its filter's calls. */
+static void
+ngx_http_pw_grpc_uncount(ngx_http_pw_grpc_t *call)
+{
+    if (call->counted) {
+        call->counted = 0;
+        call->fctx->ncallouts--;
+    }
+}
+
+
 static void
 ngx_http_pw_grpc_free(ngx_http_pw_grpc_t *call)
 {
@@ -379,6 +391,7 @@ ngx_http_pw_grpc_free(ngx_http_pw_grpc_t *call)
     ngx_http_pw_buf_release(&call->hb);
 
     ngx_queue_remove(&call->link);
+    ngx_http_pw_grpc_uncount(call);
 
     ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "callouts_in_flight", NULL,
                        -1);
@@ -1736,6 +1749,10 @@ ngx_http_pw_grpc_start(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
     }
 
     ngx_queue_insert_tail(&ngx_http_pw_grpc_calls, &call->link);
+    if (f) {
+        f->ncallouts++;
+        call->counted = 1;
+    }
 
     if (call->inst->refs == 0) {
         /* from on_vm_start/on_configure: see ngx_http_pw_grpc_ref() */
@@ -1947,6 +1964,8 @@ ngx_http_pw_grpc_cancel_all(ngx_http_pw_fctx_t *f)
             continue;
         }
 
+        /* a call still delivering is freed later, after f is gone */
+        ngx_http_pw_grpc_uncount(call);
         call->cancelled = 1;
         ngx_http_pw_grpc_finish(call, NGX_HTTP_PW_GRPC_CANCELLED, NULL, 1);
 

@@ -706,6 +706,9 @@ ngx_http_pw_http_call(const pw_hctx_t *c, uint32_t token, pw_str_t upstream,
 
     call->started = ngx_current_msec;
     ngx_queue_insert_tail(&ngx_http_pw_calls, &call->queue);
+    if (f) {
+        f->ncallouts++;
+    }
 
     call->timeout = timeout_ms ? (ngx_msec_t) timeout_ms
                                : NGX_HTTP_PW_CALL_TIMEOUT;
@@ -746,6 +749,18 @@ ngx_http_pw_call_ref(ngx_http_pw_call_t *call)
 }
 
 
+/* Take a call out of the worker's list of calls. */
+static void
+ngx_http_pw_call_unqueue(ngx_http_pw_call_t *call)
+{
+    ngx_queue_remove(&call->queue);
+
+    if (call->fctx) {
+        call->fctx->ncallouts--;
+    }
+}
+
+
 /* Drop a call whose instance is gone, without a word to the plugin. */
 static void
 ngx_http_pw_call_drop(ngx_http_pw_call_t *call)
@@ -754,7 +769,7 @@ ngx_http_pw_call_drop(ngx_http_pw_call_t *call)
                   "[wasm] http call %uD to \"%V\" dropped: its instance "
                   "did not start", call->token, &call->target);
 
-    ngx_queue_remove(&call->queue);
+    ngx_http_pw_call_unqueue(call);
     ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "callouts_in_flight", NULL,
                        -1);
     ngx_http_pw_call_free(call);
@@ -1587,7 +1602,7 @@ ngx_http_pw_call_finish(ngx_http_pw_call_t *call, ngx_uint_t cause)
         return;
     }
 
-    ngx_queue_remove(&call->queue);
+    ngx_http_pw_call_unqueue(call);
 
     if (call->timer.timer_set) {
         ngx_del_timer(&call->timer);
@@ -1683,6 +1698,10 @@ ngx_http_pw_callouts_cancel(ngx_http_pw_fctx_t *f)
     ngx_pw_instance_t   *inst;
     ngx_http_pw_call_t  *call;
 
+    if (f->ncallouts == 0) {
+        return;
+    }
+
     ngx_http_pw_grpc_cancel_all(f);
 
     if (!ngx_http_pw_calls_ready) {
@@ -1703,7 +1722,7 @@ ngx_http_pw_callouts_cancel(ngx_http_pw_fctx_t *f)
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
                        "[wasm] http call %uD cancelled", call->token);
 
-        ngx_queue_remove(q);
+        ngx_http_pw_call_unqueue(call);
         ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "callouts_in_flight",
                            NULL, -1);
         ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "callouts_cancelled",

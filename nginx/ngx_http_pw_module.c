@@ -333,6 +333,12 @@ ngx_http_pw_free_streams(ngx_http_pw_ctx_t *ctx)
 
         ngx_http_pw_callouts_cancel(f);
 
+        if (f->ncallouts) {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "[wasm] %ui calls of a finished request left "
+                          "uncancelled", f->ncallouts);
+        }
+
         if (f->stream) {
             /* on_done, on_log, on_delete (none when the VM failed) */
             ctx->in_call = 1;

@@ -222,6 +222,9 @@ typedef struct {
     ngx_uint_t                  body_type;   /* pw_buffer_type_t, or -1 */
     ngx_http_pw_buf_t           own;         /* when body points here */
     ngx_http_pw_buf_t           acc;         /* held while paused */
+    /* its HTTP and gRPC calls still in the workers' lists: the end of the
+     * request walks those lists only when there are some */
+    ngx_uint_t                  ncallouts;
     unsigned                    body_modified:1;
     unsigned                    dead:1;      /* failed open: skipped */
 } ngx_http_pw_fctx_t;
