@@ -9,8 +9,9 @@
  * Each in-flight call holds a reference on its instance
  * (ngx_pw_instance_t.refs) so the root plugin outlives it; when the
  * instance failed meanwhile the answer is dropped. A call made while a
- * request was the effective context is cancelled when that request ends
- * (ngx_http_pw_callouts_cancel, called by the request code).
+ * request was the effective context (on_log and on_delete included) is
+ * cancelled when that request ends (ngx_http_pw_callouts_cancel, called
+ * by the request code after the last callbacks).
  */
 #ifndef NGX_HTTP_PW_CALLOUT_H
 #define NGX_HTTP_PW_CALLOUT_H

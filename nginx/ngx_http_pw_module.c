@@ -331,14 +331,6 @@ ngx_http_pw_free_streams(ngx_http_pw_ctx_t *ctx)
     for (i = 0; i < ctx->nf; i++) {
         f = &ctx->f[i];
 
-        ngx_http_pw_callouts_cancel(f);
-
-        if (f->ncallouts) {
-            ngx_log_error(NGX_LOG_ALERT, log, 0,
-                          "[wasm] %ui calls of a finished request left "
-                          "uncancelled", f->ncallouts);
-        }
-
         if (f->stream) {
             /* on_done, on_log, on_delete (none when the VM failed) */
             ctx->in_call = 1;
@@ -346,6 +338,16 @@ ngx_http_pw_free_streams(ngx_http_pw_ctx_t *ctx)
             ctx->in_call = 0;
             f->stream = NULL;
             (void) ngx_pw_instance_check(f->inst, log);
+        }
+
+        /* after the last callbacks: the calls they made end with the
+         * request too, as Envoy cancels a context's calls with it */
+        ngx_http_pw_callouts_cancel(f);
+
+        if (f->ncallouts) {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "[wasm] %ui calls of a finished request left "
+                          "uncancelled", f->ncallouts);
         }
 
         if (f->inst) {

@@ -99,7 +99,8 @@ NGX_VALGRIND_TESTS := $(addprefix tests/nginx/, \
     test_response_order.py::test_response_callbacks_in_order \
     test_response_order.py::test_trap_in_first_body_data_open \
     test_response_order.py::test_local_response_from_first_body_data \
-    test_response_order.py::test_pause_at_response_headers_holds_the_body)
+    test_response_order.py::test_pause_at_response_headers_holds_the_body \
+    test_callout_http.py::test_call_made_in_on_log_ends_with_the_request)
 
 .PHONY: test-valgrind
 test-valgrind: nginx-module $(NGX_TEST_WASMS) $(WASMS)

@@ -574,3 +574,24 @@ def test_unresolvable_name_is_an_empty_answer(ngx, cup, dns):
     assert nh == 0
     ngx.wait_log("nowhere.invalid could not be resolved", exact=False)
     ngx.wait_log("failed: other: name not resolved", exact=False)
+
+
+def test_call_made_in_on_log_ends_with_the_request(ngx, cup):
+    """A call dispatched from on_log (as a log shipper would, on the
+    stream's context) is cancelled with the request, as Envoy cancels a
+    context's calls when it goes: it never reaches the callee, nothing is
+    delivered, the metric counts it, the worker goes on."""
+    start_tp(ngx, cup,
+             "on log: http_call cu 2000 \"\" :method=GET "
+             ":path=/echo/from-log :authority=callee\n"
+             "on http_call_response: trace", locations=METRICS_LOC)
+    for i in range(3):
+        assert ngx.get("/r%d" % i).status == 200
+    ngx.wait_log("status proxy_http_call = 0", count=3)
+    time.sleep(0.3 * SLOW)
+    assert ngx.get("/after").status == 200
+    assert not [r for r in cup.requests if r[1] == "/echo/from-log"]
+    assert ngx.log_count("callback http_call_response") == 0
+    families, _ = scrape(ngx)
+    assert sample(families, "pw_host_callouts_cancelled_total") == 4
+    assert sample(families, "pw_host_callouts_in_flight") == 0
