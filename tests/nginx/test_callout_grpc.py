@@ -973,3 +973,24 @@ def test_tls_silent_server_stream_handshake_times_out(ngx, grpc_up, certs):
         assert sample(families, "pw_host_callout_failures_tls_total") == 1
     finally:
         hole.close()
+
+
+def test_call_made_in_on_log_ends_with_the_request(ngx, grpc_up):
+    """A gRPC call dispatched from on_log, on the stream's context, is
+    cancelled with the request (as an HTTP one): the server sees it
+    cancelled or never, nothing is delivered, no alert, and the worker
+    serves the next request."""
+    ngx.start(wasm=module("t", "testplugin.wasm"), http=http_conf(grpc_up),
+              server=pw("t", "on log: grpc_call grpc test.Echo Unary 5000 "
+                             "from-log x-delay=1\n"
+                             "on grpc_close: trace"))
+    for i in range(3):
+        assert ngx.get("/r%d" % i).status == 200
+    ngx.wait_log("status proxy_grpc_call = 0", count=3)
+    time.sleep(1.5 * SLOW)
+    assert ngx.get("/after").status == 200
+    assert ngx.log_count("callback grpc_close") == 0
+    assert all(c["outcome"] in (None, "cancelled") or
+               c["outcome"].startswith("cancelled")
+               for c in grpc_up.calls), grpc_up.calls
+    assert not ngx.bad_lines()
