@@ -62,17 +62,24 @@ stop(run_t *r)
     pw_test_vm_stop(&(pw_test_vm_t){ r->mod, r->vm, r->store });
 }
 
-/* Call the plugin's set_trap(n) directly. */
+/* Call the plugin's export name(n) directly (set_trap, set_rh). */
 static void
-set_trap(run_t *r, int32_t n)
+guest_set(run_t *r, const char *name, int32_t n)
 {
     pw_efunc_t *fn;
     pw_val_t a = { .kind = PW_I32, .of.i32 = n };
 
-    PW_CHECK_EQ_INT(pw_engine_v8.lookup(r->vm->inst, "set_trap", &fn, NULL),
+    PW_CHECK_EQ_INT(pw_engine_v8.lookup(r->vm->inst, name, &fn, NULL),
                     PW_OK);
     PW_CHECK_EQ_INT(pw_engine_v8.call(r->vm->inst, fn, &a, 1, NULL, 0,
                                       NULL), PW_OK);
+}
+
+/* What the plugin traps in: the callback numbered n (seq.wat). */
+static void
+set_trap(run_t *r, int32_t n)
+{
+    guest_set(r, "set_trap", n);
 }
 
 /* The plugin's records: count, then (id, a, b, c) each, into rec[]. */
@@ -267,17 +274,11 @@ PW_TEST(tcp_new_connection)
     pw_engine_v8.destroy(e);
 }
 
-/* Call the plugin's set_rh(n): what on_response_headers returns. */
+/* What on_response_headers returns (seq.wat). */
 static void
 set_rh(run_t *r, int32_t n)
 {
-    pw_efunc_t *fn;
-    pw_val_t a = { .kind = PW_I32, .of.i32 = n };
-
-    PW_CHECK_EQ_INT(pw_engine_v8.lookup(r->vm->inst, "set_rh", &fn, NULL),
-                    PW_OK);
-    PW_CHECK_EQ_INT(pw_engine_v8.call(r->vm->inst, fn, &a, 1, NULL, 0,
-                                      NULL), PW_OK);
+    guest_set(r, "set_rh", n);
 }
 
 /* the host's answer to "go on to the body?", and how often it was asked */
