@@ -1489,6 +1489,17 @@ ngx_http_pw_response_headers_out(ngx_http_request_t *r,
 }
 
 
+/* A plugin paused at the response headers: hold them, and the body that
+ * comes meanwhile, until it resumes. */
+static void
+ngx_http_pw_hold_response_headers(ngx_http_pw_ctx_t *ctx)
+{
+    ctx->resp_headers_held = 1;
+    ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_RESP_HEADERS);
+    ctx->r->buffered |= NGX_HTTP_PW_BUFFERED;
+}
+
+
 static ngx_int_t
 ngx_http_pw_header_filter(ngx_http_request_t *r)
 {
@@ -1562,9 +1573,7 @@ ngx_http_pw_header_filter(ngx_http_request_t *r)
     switch (res) {
 
     case NGX_HTTP_PW_PAUSED:
-        ctx->resp_headers_held = 1;
-        ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_RESP_HEADERS);
-        r->buffered |= NGX_HTTP_PW_BUFFERED;
+        ngx_http_pw_hold_response_headers(ctx);
         return NGX_OK;
 
     case NGX_HTTP_PW_LOCAL:
@@ -1852,9 +1861,7 @@ ngx_http_pw_response_first(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
     switch (res) {
 
     case NGX_HTTP_PW_PAUSED:
-        ctx->resp_headers_held = 1;
-        ngx_http_pw_wait(ctx, NGX_HTTP_PW_WAIT_RESP_HEADERS);
-        r->buffered |= NGX_HTTP_PW_BUFFERED;
+        ngx_http_pw_hold_response_headers(ctx);
         return NGX_DECLINED;
 
     case NGX_HTTP_PW_LOCAL:
