@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs each test command given, in order, and closes with the totals over
+# Runs each test command given (a shell command line), in order, and closes with the totals over
 # all of them. Every command prints its own "N passed, N failed" line (or
 # pytest's "N passed in ..."); a command that fails without one counts as
 # one failure. Exits non-zero if anything failed.
@@ -11,7 +11,7 @@ failed_groups=""
 for t in "$@"; do
     echo "== $t"
     out=$(mktemp)
-    "$t" 2>&1 | tee "$out"
+    bash -c "$t" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     line=$(grep -E '[0-9]+ passed' "$out" | tail -1)
     p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || true)

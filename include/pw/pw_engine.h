@@ -15,6 +15,8 @@
 #ifndef PW_ENGINE_H
 #define PW_ENGINE_H
 
+#include <signal.h>
+
 #include <pw/pw_types.h>
 
 #ifdef __cplusplus
@@ -111,6 +113,11 @@ typedef struct {
     int threads;
     /* Backend-specific flags string (V8: V8 command line flags) or NULL. */
     const char *flags;
+    /*
+     * w2c: the directory where compiled plugins are kept between runs,
+     * keyed by their bytes; NULL compiles each module afresh.
+     */
+    const char *cache_dir;
 } pw_engine_conf_t;
 
 typedef struct pw_engine_vt_s {
@@ -179,6 +186,21 @@ typedef struct pw_engine_vt_s {
 
 /* The V8 backend (src/engine/v8). */
 extern const pw_engine_vt_t pw_engine_v8;
+
+/*
+ * The w2c backend (src/engine/w2c): ahead-of-time compiled plugins. compile
+ * turns the module into C with wasm2c, builds it with the C compiler into a
+ * shared object and loads it, so calls into the guest and back are plain C
+ * calls. Needs wasm2c (Debian's wabt) and cc where modules are compiled;
+ * $PW_W2C_WASM2C and $PW_W2C_CC name others, $PW_W2C_CFLAGS replaces -O2.
+ * Memory is bounds-checked in the generated code; max_call_time stops a
+ * call with a signal (PW_W2C_SIGNAL) to the engine's thread.
+ */
+extern const pw_engine_vt_t pw_engine_w2c;
+#define PW_W2C_SIGNAL (SIGRTMIN + 5)
+
+/* A backend by name ("v8", "w2c"), or NULL. */
+const pw_engine_vt_t *pw_engine_find(const char *name);
 
 /* Checked guest memory access through the engine (one helper for all). */
 int pw_engine_read(const pw_engine_vt_t *vt, pw_einstance_t *inst,

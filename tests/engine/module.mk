@@ -1,4 +1,5 @@
-# Engine tests on real wasm (the V8 backend through pw_engine_vt_t).
+# Engine tests on real wasm (each backend through pw_engine_vt_t; the w2c
+# run takes PW_TEST_ENGINE=w2c).
 #
 # The WAT modules are built next to the test binary, which finds them
 # through /proc/self/exe. --debug-names keeps the name section, so trap
@@ -13,13 +14,13 @@ $(BUILD)/tests/engine/%.wasm: tests/engine/wat/%.wat
 	@mkdir -p $(@D)
 	$(WAT2WASM) --debug-names $< -o $@
 
-$(ENGINE_TEST): $(BUILD)/tests/engine/engine_test.o $(V8_OBJS) \
+$(ENGINE_TEST): $(BUILD)/tests/engine/engine_test.o $(V8_OBJS) $(W2C_OBJS) \
                 $(BUILD)/src/core/wasm.o \
                 $(ENGINE_TEST_WASMS)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
 BINS += $(ENGINE_TEST)
-TESTS += $(ENGINE_TEST)
+TESTS += $(ENGINE_TEST) "env PW_TEST_ENGINE=w2c $(ENGINE_TEST)"
 
 .PHONY: engine-test
 engine-test: $(ENGINE_TEST)

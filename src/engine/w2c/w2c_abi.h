@@ -1,0 +1,102 @@
+/*
+ * What the w2c backend and a plugin's shared object agree on.
+ *
+ * This header is compiled twice: into libpw (w2c_engine.c) and, as text,
+ * into every plugin object the backend builds (with w2c_rt.c and the glue
+ * it writes for that plugin). It must stand alone: C11 and libc only.
+ * Bump PW_W2C_ABI whenever anything here changes; cached objects carry it
+ * in their file name.
+ */
+#ifndef PW_W2C_ABI_H
+#define PW_W2C_ABI_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PW_W2C_ABI 2
+
+/* the layout of pw_val_t (checked in w2c_engine.c) */
+typedef struct {
+    int kind;
+    union {
+        int32_t i32;
+        int64_t i64;
+        float f32;
+        double f64;
+    } of;
+} pw_w2c_val_t;
+
+/* pw_host_fn_t, with the engine's instance as void * */
+typedef int (*pw_w2c_host_fn_t)(void *fn_data, void *einst,
+    const pw_w2c_val_t *args, pw_w2c_val_t *results, const char **trap_msg);
+
+typedef struct {
+    pw_w2c_host_fn_t fn;
+    void *fn_data;
+} pw_w2c_import_t;
+
+/* what every import module's instance pointer points to */
+typedef struct {
+    void *einst;
+    const pw_w2c_import_t *imports;     /* in the object's import order */
+} pw_w2c_env_t;
+
+/* runs one export with its arguments and results in pw_w2c_val_t */
+typedef void (*pw_w2c_thunk_t)(void *minst, const pw_w2c_val_t *args,
+    pw_w2c_val_t *results);
+
+typedef struct {
+    const char *name;
+    const char *sig;
+    pw_w2c_thunk_t thunk;
+} pw_w2c_export_t;
+
+typedef struct {
+    const char *module;
+    const char *name;
+    const char *sig;
+} pw_w2c_import_decl_t;
+
+/*
+ * The object's running state, read by the backend's interrupt signal
+ * handler: where a trap jumps to (a __builtin_setjmp buffer), whether
+ * guest code (not a host function) is running, and a request to stop at
+ * the next chance.
+ */
+typedef struct {
+    void **volatile target;
+    volatile sig_atomic_t in_guest;
+    volatile sig_atomic_t stop;
+} pw_w2c_state_t;
+
+/* results of call and instantiate */
+#define PW_W2C_OK 0
+#define PW_W2C_TRAP 1           /* a wasm trap: *msg says which */
+#define PW_W2C_HOST 2           /* a host function failed: *msg is its */
+#define PW_W2C_INTERRUPTED 3
+#define PW_W2C_NOMEM 4
+
+typedef struct {
+    unsigned abi;               /* PW_W2C_ABI */
+    size_t inst_size;
+    unsigned nimports;
+    const pw_w2c_import_decl_t *imports;
+    unsigned nexports;          /* functions only */
+    const pw_w2c_export_t *exports;
+    int has_memory;             /* exports "memory" */
+    pw_w2c_state_t *state;
+    int (*init_module)(const char **msg);
+    int (*instantiate)(void *minst, pw_w2c_env_t *env, const char **msg);
+    void (*free)(void *minst);
+    void (*memory)(void *minst, uint8_t **base, size_t *size);
+    int (*call)(pw_w2c_thunk_t thunk, void *minst, const pw_w2c_val_t *args,
+        pw_w2c_val_t *results, const char **msg);
+    void (*set_max_pages)(uint32_t pages);
+    /* jumps to the innermost call with PW_W2C_INTERRUPTED (signal-safe) */
+    void (*interrupt)(void);
+} pw_w2c_module_t;
+
+#define PW_W2C_SYMBOL "pw_w2c_module"
+
+#endif /* PW_W2C_ABI_H */
