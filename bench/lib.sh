@@ -186,7 +186,7 @@ wrk_errs() { awk '/Non-2xx|Socket errors/ { e = e $0 "; " } END { print e }'; }
 # ---- the x-bench response header added five ways (nginx_bench.sh,
 # nginx_instr.sh); the scripts set $module and $plugin ----
 
-bench_header_variants="plain native wasm lua njs"
+bench_header_variants="plain native wasm wasm_aot lua njs"
 
 bench_header_need() {
     local so
@@ -212,6 +212,13 @@ bench_header_conf() {
     wasm)
         loads="load_module $module;"
         main="wasm { module bench_add_header $plugin; }"
+        loc='proxy_wasm bench_add_header;'
+        ;;
+    wasm_aot)
+        # the same plugin on the w2c engine (compiled ahead of time)
+        loads="load_module $module;"
+        main="wasm { engine w2c; engine_cache $dir/wasm_cache;
+    module bench_add_header $plugin; }"
         loc='proxy_wasm bench_add_header;'
         ;;
     wasm_as)

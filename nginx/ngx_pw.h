@@ -101,6 +101,8 @@ typedef struct {
     pw_store_route_t            route;
     ngx_array_t                 plugins;     /* ngx_pw_plugin_conf_t * */
     ngx_msec_t                  max_call_time;
+    const pw_engine_vt_t       *engine_vt;   /* engine v8|w2c */
+    ngx_str_t                   engine_cache;
     ngx_uint_t                  enabled;
     void                       *tls;         /* ngx_pw_tls.c's settings */
 

@@ -122,6 +122,86 @@ ngx_pw_module_find(ngx_pw_core_conf_t *pcf, ngx_str_t *name)
 }
 
 
+/* the engine's settings, with the cache path NUL-terminated in the pool */
+static ngx_int_t
+ngx_pw_engine_conf(ngx_cycle_t *cycle, ngx_pw_core_conf_t *pcf,
+    pw_engine_conf_t *econf)
+{
+    u_char  *cache;
+
+    cache = ngx_pnalloc(cycle->pool, pcf->engine_cache.len + 1);
+    if (cache == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_cpystrn(cache, pcf->engine_cache.data, pcf->engine_cache.len + 1);
+
+    ngx_memzero(econf, sizeof(pw_engine_conf_t));
+    econf->threads = 1;
+    econf->cache_dir = (const char *) cache;
+
+    return NGX_OK;
+}
+
+
+/*
+ * w2c: compile every module in the master, at configuration, into the
+ * cache, so that `nginx -t` reports what cannot be built and workers only
+ * load the objects.
+ */
+static ngx_int_t
+ngx_pw_precompile(ngx_cycle_t *cycle, ngx_pw_core_conf_t *pcf)
+{
+    char               err[512];
+    int                rc;
+    ngx_uint_t         i;
+    pw_engine_t       *engine;
+    pw_emodule_t      *emod;
+    ngx_pw_module_t   *m;
+    pw_engine_conf_t   econf;
+
+    if (ngx_pw_engine_conf(cycle, pcf, &econf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_create_full_path(pcf->engine_cache.data, 0700) != NGX_OK
+        || (mkdir((const char *) econf.cache_dir, 0755) != 0
+            && ngx_errno != NGX_EEXIST))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "wasm: cannot create engine_cache \"%s\"",
+                      econf.cache_dir);
+        return NGX_ERROR;
+    }
+
+    err[0] = '\0';
+    if (pw_engine_w2c.init(&econf, &engine, err, sizeof(err)) != PW_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "wasm: cannot start the w2c engine: %s", err);
+        return NGX_ERROR;
+    }
+
+    m = pcf->modules.elts;
+    for (i = 0; i < pcf->modules.nelts; i++) {
+        err[0] = '\0';
+        rc = pw_engine_w2c.compile(engine, m[i].bytes, m[i].len, &emod, err,
+                                   sizeof(err));
+        if (rc != PW_OK) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "wasm: module \"%V\" (%V): cannot compile: %s",
+                          &m[i].name, &m[i].path,
+                          err[0] ? err : pw_strerror(rc));
+            pw_engine_w2c.destroy(engine);
+            return NGX_ERROR;
+        }
+        pw_engine_w2c.module_free(emod);
+    }
+
+    pw_engine_w2c.destroy(engine);
+
+    return NGX_OK;
+}
+
+
 static char *
 ngx_pw_core_init_conf(ngx_cycle_t *cycle, void *conf)
 {
@@ -165,6 +245,21 @@ ngx_pw_core_init_conf(ngx_cycle_t *cycle, void *conf)
     }
 
     if (ngx_pw_tls_init_conf(cycle, pcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (pcf->engine_vt == NULL) {
+        pcf->engine_vt = &pw_engine_v8;
+    }
+    if (pcf->engine_cache.data == NULL) {
+        ngx_str_set(&pcf->engine_cache, "wasm_cache");
+        if (ngx_conf_full_name(cycle, &pcf->engine_cache, 1) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+    if (pcf->engine_vt == &pw_engine_w2c && pcf->modules.nelts > 0
+        && ngx_pw_precompile(cycle, pcf) != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -654,6 +749,43 @@ ngx_pw_block_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
         return NGX_CONF_OK;
     }
 
+    if (value[0].len == 6 && ngx_strncmp(value[0].data, "engine", 6) == 0) {
+        if (cf->args->nelts != 2) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "wasm: \"engine\" takes v8 or w2c");
+            return NGX_CONF_ERROR;
+        }
+        if (pcf->engine_vt != NULL) {
+            return "is duplicate";
+        }
+        pcf->engine_vt = pw_engine_find((const char *) value[1].data);
+        if (pcf->engine_vt == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "wasm: unknown engine \"%V\" (v8 or w2c)",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+        return NGX_CONF_OK;
+    }
+
+    if (value[0].len == 12
+        && ngx_strncmp(value[0].data, "engine_cache", 12) == 0)
+    {
+        if (cf->args->nelts != 2) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "wasm: \"engine_cache\" takes one PATH");
+            return NGX_CONF_ERROR;
+        }
+        if (pcf->engine_cache.data != NULL) {
+            return "is duplicate";
+        }
+        pcf->engine_cache = value[1];
+        if (ngx_conf_full_name(cf->cycle, &pcf->engine_cache, 1) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+        return NGX_CONF_OK;
+    }
+
     if (value[0].len == 6 && ngx_strncmp(value[0].data, "shm_kv", 6) == 0) {
         return ngx_pw_zone_directive(cf, pcf, NGX_PW_ZONE_KV);
     }
@@ -1032,7 +1164,8 @@ ngx_pw_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    /* V8 lives in workers only (never the master, nor cache helpers) */
+    /* the engine lives in workers only (never the master, nor cache
+     * helpers) */
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
     {
@@ -1041,21 +1174,22 @@ ngx_pw_init_process(ngx_cycle_t *cycle)
 
     pcf->cycle = cycle;
 
-    ngx_memzero(&econf, sizeof(econf));
-    econf.threads = 1;
+    if (ngx_pw_engine_conf(cycle, pcf, &econf) != NGX_OK) {
+        return NGX_OK;
+    }
     err[0] = '\0';
 
-    rc = pw_engine_v8.init(&econf, &pcf->engine, err, sizeof(err));
+    rc = pcf->engine_vt->init(&econf, &pcf->engine, err, sizeof(err));
     if (rc != PW_OK) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
-                      "[wasm] cannot start V8: %s",
-                      err[0] ? err : pw_strerror(rc));
+                      "[wasm] cannot start the %s engine: %s",
+                      pcf->engine_vt->name, err[0] ? err : pw_strerror(rc));
         pcf->engine = NULL;
         return NGX_OK;
     }
 
     if (ngx_pw_attach_zones(cycle, pcf) != NGX_OK) {
-        pw_engine_v8.destroy(pcf->engine);
+        pcf->engine_vt->destroy(pcf->engine);
         pcf->engine = NULL;
         return NGX_OK;
     }
@@ -1063,7 +1197,7 @@ ngx_pw_init_process(ngx_cycle_t *cycle)
     m = pcf->modules.elts;
     for (i = 0; i < pcf->modules.nelts; i++) {
         err[0] = '\0';
-        rc = pw_module_load(&pw_engine_v8, pcf->engine, m[i].bytes,
+        rc = pw_module_load(pcf->engine_vt, pcf->engine, m[i].bytes,
                             m[i].len, &m[i].compiled, err, sizeof(err));
         if (rc != PW_OK) {
             ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
@@ -1139,7 +1273,7 @@ ngx_pw_exit_process(ngx_cycle_t *cycle)
     }
     pcf->stores = NULL;
 
-    pw_engine_v8.destroy(pcf->engine);
+    pcf->engine_vt->destroy(pcf->engine);
     pcf->engine = NULL;
 }
 

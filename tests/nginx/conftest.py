@@ -56,6 +56,11 @@ WASM_DIR = os.environ.get("PW_WASM_DIR", os.path.join(ROOT, "build/wasm"))
 NGX_WASM_DIR = os.environ.get("PW_NGINX_WASM_DIR",
                               os.path.join(WASM_DIR, "nginx"))
 NGINX = os.environ.get("PW_NGINX", "/usr/sbin/nginx")
+# PW_NGINX_ENGINE=w2c runs every wasm{} block on that engine, with one
+# engine_cache for the whole session (PW_NGINX_ENGINE_CACHE).
+ENGINE = os.environ.get("PW_NGINX_ENGINE", "")
+ENGINE_CACHE = os.environ.get("PW_NGINX_ENGINE_CACHE", os.path.join(
+    ROOT, "build/w2c-cache"))
 
 VALGRIND = os.environ.get("PW_NGINX_VALGRIND") == "1"
 VALGRIND_SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -238,7 +243,9 @@ class Nginx:
             user="user root root;" if os.geteuid() == 0 else "",
             module=MODULE, workers=workers, level=level,
             error_log=error_log, main=main,
-            wasm_block="" if wasm is None else "wasm {\n%s\n}" % wasm,
+            wasm_block="" if wasm is None else "wasm {\n%s\n%s}" % (
+                wasm, "engine %s;\nengine_cache %s;\n" % (ENGINE, ENGINE_CACHE)
+                if ENGINE and "engine " not in wasm else ""),
             upstream_port=self.upstream.port, port=self.port,
             http=http, server=server, proxy=proxy, static=static,
             locations=locations)

@@ -14,9 +14,12 @@ NGX_PYTEST := $(BUILD)/tests/nginx/pytest.sh
 
 WASMS += $(NGX_TEST_WASMS)
 
+# The whole suite runs twice: on V8, then on the w2c engine (plugins
+# compiled ahead of time, one cache for the run).
 ifneq ($(SAN),1)
 BINS += $(NGX_PYTEST)
-TESTS += $(NGX_PYTEST)
+TESTS += $(NGX_PYTEST) \
+         "env PW_NGINX_ENGINE=w2c PW_NGINX_ENGINE_CACHE=$(CURDIR)/$(BUILD)/w2c-cache $(NGX_PYTEST)"
 endif
 
 $(NGX_TEST_WASM_DIR)/%.wasm: tests/nginx/plugins/%.wat
