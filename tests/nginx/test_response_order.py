@@ -204,9 +204,13 @@ def test_one_entry_where_it_can(ngx, mode):
                     "engine has; w2c calls each callback (a C call)")
     ngx.start(main=mode, wasm=N, server=pw("n", "trace"), level="debug")
     ngx.get("/static/hello.txt")
+    n = ngx.log_count("in one entry, body callback ran")
+    assert n == (1 if mode == "" else 0), n
+    # a proxied answer's body usually comes with its headers; on a loaded
+    # machine nginx may read the headers alone first (then it runs alone)
     ngx.get("/p?body=abc")
     n = ngx.log_count("in one entry, body callback ran")
-    assert n == (2 if mode == "" else 0), n
+    assert n in ((1, 2) if mode == "" else (0,)), n
 
 
 def test_pause_at_response_headers_before_a_slow_body(ngx, upstream, mode):

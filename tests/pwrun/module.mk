@@ -8,7 +8,9 @@ PWRUN_WAT_WASMS := $(PWRUN_WATS:tests/pwrun/wat/%.wat=$(PWRUN_TEST_DIR)/%.wasm)
 
 BINS += $(PWRUN_JSON_TEST) $(PWRUN_PYTEST)
 WASMS += $(PWRUN_WAT_WASMS)
-TESTS += $(PWRUN_JSON_TEST) $(PWRUN_PYTEST)
+# the end-to-end suite runs on V8, then on w2c (one cache for the run)
+TESTS += $(PWRUN_JSON_TEST) $(PWRUN_PYTEST) \
+         "env PWRUN_ENGINE=w2c PWRUN_ENGINE_CACHE=$(CURDIR)/$(BUILD)/w2c-cache $(PWRUN_PYTEST)"
 
 $(PWRUN_JSON_TEST): $(PWRUN_TEST_DIR)/json_test.o $(BUILD)/tools/pwrun/json.o
 	@mkdir -p $(@D)

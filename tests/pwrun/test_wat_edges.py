@@ -1,5 +1,5 @@
 """Edge-case modules written in WAT (tests/pwrun/wat/)."""
-from conftest import http, header
+from conftest import BACKTRACES, http, header
 
 import pytest
 
@@ -63,7 +63,8 @@ def test_trap_in_configure_is_reported(pwrun, wat):
     f = rep["failures"][0]
     assert "unreachable" in f["trap"]["message"]
     # the name section names the trapping function
-    assert "configure_boom" in f["trap"]["backtrace"]
+    if BACKTRACES:
+        assert "configure_boom" in f["trap"]["backtrace"]
 
 
 def test_trap_in_request_headers_is_contained(pwrun, wat):
@@ -84,4 +85,5 @@ def test_trap_in_request_headers_is_contained(pwrun, wat):
     assert f["callback"] == "on_request_headers"
     assert f["exchange"] == 0
     assert "unreachable" in f["trap"]["message"]
-    assert "deep_helper" in f["trap"]["backtrace"]
+    if BACKTRACES:
+        assert "deep_helper" in f["trap"]["backtrace"]

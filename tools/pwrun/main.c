@@ -27,6 +27,10 @@ static const char pwr_usage[] =
     "  --root-id ID       root id (overrides the scenario)\n"
     "  --vm-id ID         vm id (overrides the scenario)\n"
     "  --vm-config STR    VM configuration (overrides the scenario)\n"
+    "  --engine v8|w2c    the engine (default v8, or $PWRUN_ENGINE); w2c\n"
+    "                     compiles the plugin to C first (wasm2c, cc)\n"
+    "  --engine-cache DIR keep w2c's compiled plugins in DIR (default\n"
+    "                     $PWRUN_ENGINE_CACHE, else none)\n"
     "  --compact          print the report on one line\n"
     "  -h, --help         this text\n"
     "\n"
@@ -116,7 +120,8 @@ main(int argc, char **argv)
 {
     const char *plugin_path = NULL, *scenario_path = NULL;
     const char *o_config = NULL, *o_root = NULL, *o_vm = NULL;
-    const char *o_vmconf = NULL;
+    const char *o_vmconf = NULL, *o_engine, *o_cache;
+    const pw_engine_vt_t *vt;
     int check = 0, pretty = 1, code = 2, i;
     uint8_t *wasm = NULL;
     char *text = NULL, err[512];
@@ -132,6 +137,14 @@ main(int argc, char **argv)
 
     memset(&sc, 0, sizeof(sc));
     memset(&run, 0, sizeof(run));
+    o_engine = getenv("PWRUN_ENGINE");
+    if (o_engine != NULL && *o_engine == '\0') {
+        o_engine = NULL;
+    }
+    o_cache = getenv("PWRUN_ENGINE_CACHE");
+    if (o_cache != NULL && *o_cache == '\0') {
+        o_cache = NULL;
+    }
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -152,6 +165,10 @@ main(int argc, char **argv)
             o_vm = argv[++i];
         } else if (strcmp(a, "--vm-config") == 0 && i + 1 < argc) {
             o_vmconf = argv[++i];
+        } else if (strcmp(a, "--engine") == 0 && i + 1 < argc) {
+            o_engine = argv[++i];
+        } else if (strcmp(a, "--engine-cache") == 0 && i + 1 < argc) {
+            o_cache = argv[++i];
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "pwrun: unknown or incomplete option %s\n%s", a,
                     pwr_usage);
@@ -167,6 +184,11 @@ main(int argc, char **argv)
     }
     if (plugin_path == NULL || (check && scenario_path)) {
         fputs(pwr_usage, stderr);
+        return 2;
+    }
+    vt = pw_engine_find(o_engine ? o_engine : "v8");
+    if (vt == NULL) {
+        fprintf(stderr, "pwrun: unknown engine %s (v8 or w2c)\n", o_engine);
         return 2;
     }
 
@@ -228,8 +250,9 @@ main(int argc, char **argv)
 
     memset(&econf, 0, sizeof(econf));
     econf.threads = 1;
+    econf.cache_dir = o_cache;
     err[0] = '\0';
-    rc = pw_engine_v8.init(&econf, &run.engine, err, sizeof(err));
+    rc = vt->init(&econf, &run.engine, err, sizeof(err));
     if (rc != PW_OK) {
         fprintf(stderr, "pwrun: cannot start the engine: %s\n",
                 err[0] ? err : pw_strerror(rc));
@@ -237,7 +260,7 @@ main(int argc, char **argv)
         goto done;
     }
     err[0] = '\0';
-    rc = pw_module_load(&pw_engine_v8, run.engine, wasm, wasm_len,
+    rc = pw_module_load(vt, run.engine, wasm, wasm_len,
                         &run.module, err, sizeof(err));
     if (rc != PW_OK) {
         fprintf(stderr, "pwrun: cannot load %s: %s\n", plugin_path,
@@ -278,7 +301,7 @@ done:
         pw_module_free(run.module);
     }
     if (run.engine) {
-        pw_engine_v8.destroy(run.engine);
+        vt->destroy(run.engine);
     }
     pwr_scenario_free(&sc);
     free(text);

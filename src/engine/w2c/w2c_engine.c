@@ -79,6 +79,12 @@ struct pw_einstance_s {
     atomic_uint_fast64_t active;    /* generation of the running call */
     atomic_uint_fast64_t next_gen;
     atomic_int kill_done;
+    /*
+     * Set once a watchdog has asked for a generation: until then nothing
+     * can interrupt a call (interrupt needs one), and calls skip the
+     * atomic bookkeeping.
+     */
+    atomic_int armed;
 };
 
 static pw_engine_t *volatile pw__w2c_signal_engine;
@@ -505,6 +511,9 @@ pw__w2c_compile(pw_engine_t *engine, const uint8_t *bytes, size_t len,
 
     base = engine->cache_dir ? engine->cache_dir
                              : pw__w2c_tool("TMPDIR", "/tmp");
+    if (engine->cache_dir != NULL) {
+        (void) mkdir(engine->cache_dir, 0755);  /* the build says if not */
+    }
     rc = pw__w2c_build(base, bytes, len, info, cflags, dir, sizeof(dir), so,
                        sizeof(so), err, errlen);
     pw_wasm_info_free(info);
@@ -689,7 +698,8 @@ pw__w2c_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
         }
     }
 
-    outer = inst->depth == 0;
+    outer = inst->depth == 0 && atomic_load_explicit(&inst->armed,
+                                                     memory_order_relaxed);
     gen = 0;
     if (outer) {
         gen = atomic_load_explicit(&inst->next_gen, memory_order_relaxed);
@@ -754,6 +764,7 @@ pw__w2c_memory(pw_einstance_t *inst, uint8_t **base, size_t *size)
 static uint64_t
 pw__w2c_call_generation(pw_einstance_t *inst)
 {
+    atomic_store(&inst->armed, 1);
     return atomic_load(&inst->next_gen);
 }
 
