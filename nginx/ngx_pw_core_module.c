@@ -163,7 +163,7 @@ ngx_pw_precompile(ngx_cycle_t *cycle, ngx_pw_core_conf_t *pcf)
         return NGX_ERROR;
     }
 
-    if (ngx_create_full_path(pcf->engine_cache.data, 0700) != NGX_OK
+    if (ngx_create_full_path(pcf->engine_cache.data, 0755) != NGX_OK
         || (mkdir((const char *) econf.cache_dir, 0755) != 0
             && ngx_errno != NGX_EEXIST))
     {

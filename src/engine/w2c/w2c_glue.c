@@ -423,12 +423,8 @@ pw__w2c_glue(const char *hdr, const pw_wasm_info_t *info, FILE *out,
             }
             im = &info->imports[i];
             ni++;
-            if (im->kind != PW_EXTERN_FUNC || !r) {
-                snprintf(err, errlen, "import %s.%s: the w2c engine runs "
-                         "only modules that import functions", im->module,
-                         im->name);
-                free(fexp);
-                return PW_ELINK;
+            if (!r) {
+                goto unexpected;    /* every import is a function (above) */
             }
             if (pw__w2c_decl_sig(&d, sig) != 0
                 || strcmp(sig, im->sig) != 0)
