@@ -1639,10 +1639,18 @@ ngx_http_pw_remove_dots(u_char *uri, size_t len)
 static ngx_http_pw_out_field_t *
 ngx_http_pw_out_field(pw_str_t key)
 {
+    u_char                    c;
     ngx_http_pw_out_field_t  *f;
 
+    if (key.len == 0) {
+        return NULL;
+    }
+
+    /* the names are in lowercase: their first letter first */
+    c = ngx_tolower((u_char) key.data[0]);
+
     for (f = ngx_http_pw_out_fields; f->name.len; f++) {
-        if (f->name.len == key.len
+        if (f->name.len == key.len && f->name.data[0] == c
             && ngx_strncasecmp(f->name.data, (u_char *) key.data, key.len)
                == 0)
         {

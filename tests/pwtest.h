@@ -64,6 +64,22 @@ typedef struct {
 #define PW_CHECK_MEM(ptr, len, lit)                                         \
     PW_CHECK((len) == sizeof(lit) - 1 && memcmp((ptr), (lit), (len)) == 0)
 
+/* The path of `name` in the directory of the test binary. */
+static inline void
+pw_test_beside(const char *name, char *path, size_t size)
+{
+    char *slash;
+    ssize_t n;
+
+    n = readlink("/proc/self/exe", path, size - 1);
+    PW_CHECK(n > 0);
+    path[n] = '\0';
+    slash = strrchr(path, '/');
+    PW_CHECK(slash != NULL
+             && (size_t) (slash + 1 - path) + strlen(name) < size);
+    strcpy(slash + 1, name);
+}
+
 /*
  * The bytes of file `name` in the test binary's own directory (where the
  * build puts the test's wasm files); malloc'd, never NULL: fails the test.
@@ -71,19 +87,12 @@ typedef struct {
 static inline uint8_t *
 pw_test_read_beside(const char *name, size_t *len)
 {
-    char path[4096], *slash;
+    char path[4096];
     uint8_t *b;
-    ssize_t n;
     FILE *f;
     long sz;
 
-    n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-    PW_CHECK(n > 0);
-    path[n] = '\0';
-    slash = strrchr(path, '/');
-    PW_CHECK(slash != NULL
-             && (size_t) (slash + 1 - path) + strlen(name) < sizeof(path));
-    strcpy(slash + 1, name);
+    pw_test_beside(name, path, sizeof(path));
     f = fopen(path, "rb");
     if (f == NULL) {
         fprintf(stderr, "  cannot open %s\n", path);

@@ -120,6 +120,29 @@ typedef struct {
     const char *cache_dir;
 } pw_engine_conf_t;
 
+/*
+ * One call of a sequence (seq_prepare): fn, as for call_i32, given as its
+ * arguments those of the sequence's numbered by argmap[0..nargs).
+ */
+typedef struct {
+    pw_efunc_t *fn;
+    const uint8_t *argmap;
+    size_t nargs;
+} pw_ecall_t;
+
+#define PW_ECALL_SEQ_MAX 4      /* calls in a sequence */
+#define PW_ECALL_ARGS_MAX 8     /* arguments of each */
+
+typedef struct pw_eseq_s pw_eseq_t;    /* a prepared sequence */
+
+/*
+ * Asked by call_seq before each call but the first, with the index of the
+ * next call and the result of the one before (0 if it returns nothing):
+ * whether to make it. Host code, under the rules of a host function
+ * (pw_host_fn_t): it may not call into the engine.
+ */
+typedef int (*pw_ecall_go_t)(void *data, unsigned next, uint32_t result);
+
 typedef struct pw_engine_vt_s {
     const char *name;
 
@@ -150,7 +173,8 @@ typedef struct pw_engine_vt_s {
 
     /*
      * Look up an exported function. *fn stays valid as long as the
-     * instance; sig (PW_SIG_MAX bytes) receives its real signature.
+     * instance; sig (PW_SIG_MAX bytes, or NULL) receives its real
+     * signature.
      * PW_ENOTFOUND if there is no function export of that name.
      */
     int (*lookup)(pw_einstance_t *inst, const char *name, pw_efunc_t **fn,
@@ -182,6 +206,33 @@ typedef struct pw_engine_vt_s {
      * a no-op otherwise (never kills a later call). Safe from any thread.
      */
     void (*interrupt)(pw_einstance_t *inst, uint64_t generation);
+
+    /*
+     * Optional (NULL: use call): call for a function whose parameters are
+     * all i32 and that returns nothing (result NULL) or one i32 (result
+     * not NULL), as every Proxy-Wasm callback does, with no pw_val_t to
+     * pack. PW_EINVAL when fn is not such a function; otherwise as call.
+     */
+    int (*call_i32)(pw_einstance_t *inst, pw_efunc_t *fn,
+        const uint32_t *args, size_t nargs, uint32_t *result,
+        pw_trap_t *trap);
+
+    /*
+     * Optional, both or neither (NULL: make the calls one by one).
+     * seq_prepare makes a sequence of n calls (at most PW_ECALL_SEQ_MAX)
+     * of inst's functions; it lives as long as inst (calls and argmap are
+     * copied). call_seq makes its calls in order in one entry into the
+     * engine, each as call_i32 would, with arguments taken from args.
+     * Before each call but the first, go (unless NULL) decides whether to
+     * go on. *result gets the result of the last call made (0 if it
+     * returns nothing), *ran how many calls were started: on an error,
+     * call *ran - 1 is the one that failed.
+     */
+    int (*seq_prepare)(pw_einstance_t *inst, const pw_ecall_t *calls,
+        size_t n, pw_eseq_t **out);
+    int (*call_seq)(pw_einstance_t *inst, const pw_eseq_t *seq,
+        const uint32_t *args, pw_ecall_go_t go, void *go_data,
+        uint32_t *result, size_t *ran, pw_trap_t *trap);
 } pw_engine_vt_t;
 
 /* The V8 backend (src/engine/v8). */

@@ -44,6 +44,10 @@
  *       (global.set $step (i32.const 2))
  *       (return (call $on_response_body ...)))
  *     (local.get $r))
+ *
+ * An engine that makes such sequences itself (vt->call_seq: w2c, where a
+ * plugin is a shared object with no wasm-to-wasm links) gets the same
+ * plan, the same arguments and the same "go" rule, and no module is made.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,23 +84,36 @@ static const pw__batch_seq_t pw__batch_seqs[PW__BATCH_MAX] = {
         { { 0, 1, 2 }, { 0, 3, 4 } } },
 };
 
+/* Whether a conditional sequence goes on to its step (from 1) `step`. */
+static int
+pw__batch_may_go(pw_vm_t *vm, uint32_t step)
+{
+    int go;
+
+    go = !vm->failed && vm->batch_go != NULL
+         && vm->batch_go(vm->batch_go_data);
+    if (go) {
+        vm->batch_at = step;
+    }
+    return go;
+}
+
 /* The "go" import of conditional sequences (PW_IMPORT_FAST). */
 static int
 pw__batch_go(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
     pw_val_t *results, const char **trap_msg)
 {
-    pw_vm_t *vm = fn_data;
-    int go;
-
     (void) inst;
     (void) trap_msg;
-    go = !vm->failed && vm->batch_go != NULL
-         && vm->batch_go(vm->batch_go_data);
-    if (go) {
-        vm->batch_at = (uint32_t) args[0].of.i32;
-    }
-    results[0].of.i32 = go;
+    results[0].of.i32 = pw__batch_may_go(fn_data, (uint32_t) args[0].of.i32);
     return PW_OK;
+}
+
+/* The same for vt->call_seq: on only after a CONTINUE (0), as above. */
+static int
+pw__batch_seq_go(void *data, unsigned next, uint32_t result)
+{
+    return result == 0 && pw__batch_may_go(data, next + 1);
 }
 
 /* Whether any sequence made is conditional (the module imports "go"). */
@@ -362,8 +379,36 @@ pw__batch_free(pw_vm_t *vm)
     vm->batch_inst = NULL;
     vm->batch_mod = NULL;
     memset(vm->batch, 0, sizeof(vm->batch));
+    memset(vm->batch_seq, 0, sizeof(vm->batch_seq));    /* inst's */
     memset(vm->batch_n, 0, sizeof(vm->batch_n));
     vm->batch_step = NULL;
+}
+
+/* Each sequence planned, prepared by the engine (or one by one). */
+static void
+pw__batch_prepare(pw_vm_t *vm)
+{
+    const pw__batch_seq_t *q;
+    pw_ecall_t calls[PW__BATCH_LEN];
+    pw__cb_t cb;
+    int k, j;
+
+    for (k = 0; k < PW__BATCH_MAX; k++) {
+        q = &pw__batch_seqs[k];
+        for (j = 0; j < vm->batch_n[k]; j++) {
+            cb = vm->batch_cbs[k][j];
+            calls[j] = (pw_ecall_t){ vm->cb[cb],
+                                     q->map[vm->batch_map[k][j]],
+                                     vm->cb_nparams[cb] };
+        }
+        if (vm->batch_n[k]
+            && vm->vt->seq_prepare(vm->inst, calls, vm->batch_n[k],
+                                   &vm->batch_seq[k]) != PW_OK)
+        {
+            vm->batch_seq[k] = NULL;
+            vm->batch_n[k] = 0;
+        }
+    }
 }
 
 void
@@ -380,6 +425,10 @@ pw__batch_setup(pw_vm_t *vm)
 
     if (getenv("PW_NO_BATCH") != NULL || pw__batch_plan(vm) == 0) {
         memset(vm->batch_n, 0, sizeof(vm->batch_n));
+        return;
+    }
+    if (vm->vt->call_seq != NULL) {
+        pw__batch_prepare(vm);  /* the engine makes the sequences */
         return;
     }
     rc = pw__batch_build(vm, imps, &nimps, &bytes, &len);
@@ -418,6 +467,24 @@ pw__batch_setup(pw_vm_t *vm)
     }
 }
 
+/* Sequence k made by the engine (vt->call_seq). */
+static int
+pw__batch_call_seq(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
+    const uint32_t *args, uint32_t *res)
+{
+    size_t ran;
+    int rc, in_alloc;
+
+    rc = pw__enter_seq(vm, ctx, vm->batch_seq[k], args,
+                       pw__batch_seqs[k].cond ? pw__batch_seq_go : NULL, vm,
+                       res, &ran, &in_alloc);
+    if (rc == PW_OK) {
+        return PW_OK;
+    }
+    return pw__call_failed(vm, rc, vm->batch_cbs[k][ran > 0 ? ran - 1 : 0],
+                           in_alloc, res);
+}
+
 int
 pw__batch_call(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
     const uint32_t *args, uint32_t *res)
@@ -426,8 +493,11 @@ pw__batch_call(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
     uint32_t step;
     int rc, in_alloc;
 
-    if (vm->batch[k] == NULL) {
+    if (vm->batch_n[k] == 0) {
         return PW_ENOTFOUND;
+    }
+    if (vm->batch_seq[k] != NULL) {
+        return pw__batch_call_seq(vm, ctx, k, args, res);
     }
     rc = pw__enter(vm, ctx, vm->batch_inst, vm->batch[k], args,
                    pw__batch_seqs[k].nparams, vm->batch_nres[k], res,

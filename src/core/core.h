@@ -221,10 +221,13 @@ struct pw_vm_s {
     pw__binding_t *bindings;
     size_t nbindings;
 
-    /* the batch; batch[k] NULL: call sequence k one callback at a time */
+    /* the batch; batch_n[k] 0: call sequence k one callback at a time.
+       The engine makes each sequence itself (vt->call_seq), or calls
+       batch[k] of batch_inst, linked to the plugin's callbacks */
     pw_emodule_t *batch_mod;
     pw_einstance_t *batch_inst;
     pw_efunc_t *batch[PW__BATCH_MAX];
+    pw_eseq_t *batch_seq[PW__BATCH_MAX];  /* the instance's */
     pw_efunc_t *batch_step;
     /* a conditional sequence: the step the host let it reach, and what
      * the host asks whether to go on (pw_http_response_headers_body) */
@@ -314,6 +317,10 @@ int pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
 int pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst,
     pw_efunc_t *fn, const uint32_t *args, size_t n, int nres, uint32_t *res,
     int *in_alloc);
+/* pw__enter for a sequence of the plugin's callbacks (vt->call_seq). */
+int pw__enter_seq(pw_vm_t *vm, pw__ctx_t *ctx, const pw_eseq_t *seq,
+    const uint32_t *args, pw_ecall_go_t go, void *go_data, uint32_t *res,
+    size_t *ran, int *in_alloc);
 int pw__call_failed(pw_vm_t *vm, int rc, pw__cb_t cb, int in_alloc,
     uint32_t *res);
 void pw__vm_fail(pw_vm_t *vm, const char *fmt, ...)

@@ -1,9 +1,14 @@
 /*
  * The batch (src/core/batch.c) against one callback per engine entry: the
  * plugin (wat/seq.wat) records every callback with its arguments; a VM
- * whose engine refuses linked imports cannot make the batch, so it calls
- * one by one. Both must see the same calls, fail the same way, and the
- * batch must take fewer entries into the engine.
+ * whose engine cannot make the batch calls one by one. Both must see the
+ * same calls, fail the same way, and the batch must take fewer entries
+ * into the engine.
+ *
+ * On V8 (the default) the batch is a module linked to the plugin; a VM
+ * whose engine refuses linked imports has none. With PW_TEST_ENGINE=w2c
+ * the engine makes the sequences itself (call_seq); without call_seq it
+ * has none.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +18,11 @@
 #include "../pwtest.h"
 #include "../pwtest_v8.h"
 
-/* V8, counting entries (calls from the host into wasm) */
+/* the engine under test (V8 or $PW_TEST_ENGINE) */
+static const pw_engine_vt_t *base;
+/* it, counting entries (calls from the host into wasm) */
 static pw_engine_vt_t counting_vt;
-/* the same, refusing imports linked to other instances: no batch */
+/* the same, unable to make the batch */
 static pw_engine_vt_t plain_vt;
 static unsigned long entries;
 
@@ -24,7 +31,44 @@ count_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     size_t nargs, pw_val_t *results, size_t nresults, pw_trap_t *trap)
 {
     entries++;
-    return pw_engine_v8.call(inst, fn, args, nargs, results, nresults, trap);
+    return base->call(inst, fn, args, nargs, results, nresults, trap);
+}
+
+static int
+count_call_i32(pw_einstance_t *inst, pw_efunc_t *fn, const uint32_t *args,
+    size_t nargs, uint32_t *result, pw_trap_t *trap)
+{
+    entries++;
+    return base->call_i32(inst, fn, args, nargs, result, trap);
+}
+
+static int
+count_call_seq(pw_einstance_t *inst, const pw_eseq_t *seq,
+    const uint32_t *args, pw_ecall_go_t go, void *go_data, uint32_t *result,
+    size_t *ran, pw_trap_t *trap)
+{
+    entries++;
+    return base->call_seq(inst, seq, args, go, go_data, result, ran, trap);
+}
+
+/* whether the VM made sequence k in one entry */
+static int
+batched(const pw_vm_t *vm, pw__batch_kind_t k)
+{
+    return vm->batch_n[k] != 0;
+}
+
+static int
+batched_none(const pw_vm_t *vm)
+{
+    int k;
+
+    for (k = 0; k < PW__BATCH_MAX; k++) {
+        if (batched(vm, (pw__batch_kind_t) k)) {
+            return 0;
+        }
+    }
+    return vm->batch_inst == NULL;
 }
 
 typedef struct {
@@ -69,10 +113,9 @@ guest_set(run_t *r, const char *name, int32_t n)
     pw_efunc_t *fn;
     pw_val_t a = { .kind = PW_I32, .of.i32 = n };
 
-    PW_CHECK_EQ_INT(pw_engine_v8.lookup(r->vm->inst, name, &fn, NULL),
+    PW_CHECK_EQ_INT(base->lookup(r->vm->inst, name, &fn, NULL), PW_OK);
+    PW_CHECK_EQ_INT(base->call(r->vm->inst, fn, &a, 1, NULL, 0, NULL),
                     PW_OK);
-    PW_CHECK_EQ_INT(pw_engine_v8.call(r->vm->inst, fn, &a, 1, NULL, 0,
-                                      NULL), PW_OK);
 }
 
 /* What the plugin traps in: the callback numbered n (seq.wat). */
@@ -118,15 +161,28 @@ same_records(run_t *a, run_t *b)
 static pw_engine_t *
 engine(void)
 {
+    pw_engine_conf_t conf = { 0 };
+    char err[256], cache[4096];
     pw_engine_t *e;
-    char err[256];
 
-    counting_vt = pw_engine_v8;
+    counting_vt = *base;
     counting_vt.call = count_call;
+    if (base->call_i32 != NULL) {
+        counting_vt.call_i32 = count_call_i32;
+    }
+    if (base->call_seq != NULL) {
+        counting_vt.call_seq = count_call_seq;
+    }
     plain_vt = counting_vt;
-    plain_vt.instantiate = pw_test_refuse_links;
-    PW_CHECK_EQ_INT(pw_engine_v8.init(&(pw_engine_conf_t){ 0 }, &e, err,
-                                      sizeof(err)), PW_OK);
+    if (base == &pw_engine_v8) {
+        plain_vt.instantiate = pw_test_refuse_links;
+    }
+    plain_vt.seq_prepare = NULL;
+    plain_vt.call_seq = NULL;
+    /* w2c: one build of each plugin for all the tests */
+    pw_test_beside("w2c-cache", cache, sizeof(cache));
+    conf.cache_dir = cache;
+    PW_CHECK_EQ_INT(base->init(&conf, &e, err, sizeof(err)), PW_OK);
     return e;
 }
 
@@ -154,10 +210,10 @@ PW_TEST(same_calls_fewer_entries)
     e = engine();
     start(&a, e, &counting_vt, "seq.wasm", 0);
     start(&b, e, &plain_vt, "seq.wasm", 0);
-    PW_CHECK(a.vm->batch[PW__BATCH_OPEN_HTTP] != NULL);
-    PW_CHECK(a.vm->batch[PW__BATCH_OPEN_TCP] != NULL);
-    PW_CHECK(a.vm->batch[PW__BATCH_CLOSE] != NULL);
-    PW_CHECK(b.vm->batch_inst == NULL);
+    PW_CHECK(batched(a.vm, PW__BATCH_OPEN_HTTP));
+    PW_CHECK(batched(a.vm, PW__BATCH_OPEN_TCP));
+    PW_CHECK(batched(a.vm, PW__BATCH_CLOSE));
+    PW_CHECK(batched_none(b.vm));
 
     ea = http_stream(&a, PW_OK, &act);
     PW_CHECK_EQ_INT(act, 107);
@@ -184,7 +240,7 @@ PW_TEST(same_calls_fewer_entries)
 
     stop(&a);
     stop(&b);
-    pw_engine_v8.destroy(e);
+    base->destroy(e);
 }
 
 /* A trap anywhere in a sequence: same failure, same calls made. */
@@ -221,7 +277,7 @@ PW_TEST(trap_at_each_step_alike)
         stop(&a);
         stop(&b);
     }
-    pw_engine_v8.destroy(e);
+    base->destroy(e);
 }
 
 /* ABI 0.1.0: on_request_headers takes (ctx, n), no eos. */
@@ -235,7 +291,7 @@ PW_TEST(abi_0_1_0_request_headers)
     e = engine();
     start(&a, e, &counting_vt, "seq010.wasm", 0);
     start(&b, e, &plain_vt, "seq010.wasm", 0);
-    PW_CHECK(a.vm->batch[PW__BATCH_OPEN_HTTP] != NULL);
+    PW_CHECK(batched(a.vm, PW__BATCH_OPEN_HTTP));
     PW_CHECK_EQ_INT(http_stream(&a, PW_OK, &act), 2);
     PW_CHECK_EQ_INT(act, 107);
     http_stream(&b, PW_OK, &act);
@@ -245,7 +301,7 @@ PW_TEST(abi_0_1_0_request_headers)
              && rec[2][3] == 0xffffffff);
     stop(&a);
     stop(&b);
-    pw_engine_v8.destroy(e);
+    base->destroy(e);
 }
 
 PW_TEST(tcp_new_connection)
@@ -271,7 +327,7 @@ PW_TEST(tcp_new_connection)
     same_records(&a, &b);
     stop(&a);
     stop(&b);
-    pw_engine_v8.destroy(e);
+    base->destroy(e);
 }
 
 /* What on_response_headers returns (seq.wat). */
@@ -349,7 +405,7 @@ PW_TEST(response_headers_body_one_entry)
     for (w = 0; w < 2; w++) {
         start(&a, e, &counting_vt, wasm[w], 0);
         start(&b, e, &plain_vt, wasm[w], 0);
-        PW_CHECK(a.vm->batch[PW__BATCH_RESP_HTTP] != NULL);
+        PW_CHECK(batched(a.vm, PW__BATCH_RESP_HTTP));
         oa = resp_stream(&a, &ga);
         ob = resp_stream(&b, &gb);
         PW_CHECK_EQ_INT(oa.rc, PW_OK);
@@ -374,7 +430,7 @@ PW_TEST(response_headers_body_one_entry)
         stop(&b);
         ga.asked = gb.asked = 0;
     }
-    pw_engine_v8.destroy(e);
+    base->destroy(e);
 }
 
 /* The body callback waits for the headers' CONTINUE and the host's go. */
@@ -415,7 +471,7 @@ PW_TEST(response_body_only_when_let)
     same_records(&a, &b);
     stop(&a);
     stop(&b);
-    pw_engine_v8.destroy(e);
+    base->destroy(e);
 }
 
 /* A trap in either callback of the pair names it, as one by one. */
@@ -448,7 +504,7 @@ PW_TEST(response_trap_names_the_callback)
         stop(&a);
         stop(&b);
     }
-    pw_engine_v8.destroy(e);
+    base->destroy(e);
 }
 
 /* max_call_time stops a batched call that runs away, naming the callback */
@@ -460,19 +516,29 @@ PW_TEST(interrupt_in_batch)
 
     e = engine();
     start(&a, e, &counting_vt, "seq.wasm", 100);
-    PW_CHECK(a.vm->batch[PW__BATCH_OPEN_HTTP] != NULL);
+    PW_CHECK(batched(a.vm, PW__BATCH_OPEN_HTTP));
     set_trap(&a, 99);
     http_stream(&a, PW_EFAILED, &act);
     PW_CHECK(strstr(pw_vm_fail_reason(a.vm), "interrupted") != NULL);
     PW_CHECK(strstr(pw_vm_fail_reason(a.vm), "proxy_on_request_headers")
              != NULL);
     stop(&a);
-    pw_engine_v8.destroy(e);
+    base->destroy(e);
 }
 
 int
 main(int argc, char **argv)
 {
+    const char *name = getenv("PW_TEST_ENGINE");
+
+    base = &pw_engine_v8;
+    if (name != NULL && *name != '\0') {
+        base = pw_engine_find(name);
+        if (base == NULL) {
+            fprintf(stderr, "no engine %s\n", name);
+            return 2;
+        }
+    }
     return pw_test_main(argc, argv, (pw_test_t[]){
         PW_TEST_ENTRY(same_calls_fewer_entries),
         PW_TEST_ENTRY(trap_at_each_step_alike),

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ENGINE, SLOW, module, pw
+from conftest import SLOW, module, pw
 
 N = module("n", "ngxtest.wasm")
 T = module("t", "testplugin.wasm")
@@ -199,9 +199,6 @@ def test_one_entry_where_it_can(ngx, mode):
     """The pair runs in one entry for a static file and a small proxied
     answer with one filter (nginx's debug log says so), never with the
     batch off."""
-    if ENGINE == "w2c":
-        pytest.skip("the batch needs wasm-to-wasm links, which only the V8 "
-                    "engine has; w2c calls each callback (a C call)")
     ngx.start(main=mode, wasm=N, server=pw("n", "trace"), level="debug")
     ngx.get("/static/hello.txt")
     n = ngx.log_count("in one entry, body callback ran")

@@ -542,6 +542,9 @@ const pw_engine_vt_t fake_engine_vt = {
     fake_memory,
     fake_call_generation,
     fake_interrupt,
+    NULL,
+    NULL,
+    NULL,
 };
 
 /* ---- guest side ---- */

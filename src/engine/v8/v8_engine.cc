@@ -1472,6 +1472,9 @@ const pw_engine_vt_t pw_engine_v8 = {
     pw__v8_memory,
     pw__v8_call_generation,
     pw__v8_interrupt,
+    nullptr,            /* call_i32: call packs as cheaply */
+    nullptr,            /* seq_prepare, call_seq: the core links */
+    nullptr,            /* a batch module instead */
 };
 
 }

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PW_W2C_ABI 2
+#define PW_W2C_ABI 3
 
 /* the layout of pw_val_t (checked in w2c_engine.c) */
 typedef struct {
@@ -46,10 +46,29 @@ typedef struct {
 typedef void (*pw_w2c_thunk_t)(void *minst, const pw_w2c_val_t *args,
     pw_w2c_val_t *results);
 
+/*
+ * runs one export whose parameters are all i32 and that returns nothing or
+ * one i32 (every Proxy-Wasm callback): no pw_w2c_val_t to pack
+ */
+typedef void (*pw_w2c_thunk32_t)(void *minst, const uint32_t *args,
+    uint32_t *result);
+
+/* one call of a sequence (seq32): its arguments, by index into seq32's */
+#define PW_W2C_SEQ_ARGS 8
+typedef struct {
+    pw_w2c_thunk32_t thunk;
+    unsigned nargs;
+    uint8_t argmap[PW_W2C_SEQ_ARGS];
+} pw_w2c_call32_t;
+
+/* pw_ecall_go_t */
+typedef int (*pw_w2c_go_t)(void *data, unsigned next, uint32_t result);
+
 typedef struct {
     const char *name;
     const char *sig;
     pw_w2c_thunk_t thunk;
+    pw_w2c_thunk32_t thunk32;   /* NULL unless the signature is as above */
 } pw_w2c_export_t;
 
 typedef struct {
@@ -92,6 +111,12 @@ typedef struct {
     void (*memory)(void *minst, uint8_t **base, size_t *size);
     int (*call)(pw_w2c_thunk_t thunk, void *minst, const pw_w2c_val_t *args,
         pw_w2c_val_t *results, const char **msg);
+    int (*call32)(pw_w2c_thunk32_t thunk, void *minst, const uint32_t *args,
+        uint32_t *result, const char **msg);
+    /* the engine interface's call_seq, in one call of the object */
+    int (*seq32)(const pw_w2c_call32_t *calls, unsigned n, void *minst,
+        const uint32_t *args, pw_w2c_go_t go, void *go_data,
+        uint32_t *result, unsigned *ran, const char **msg);
     void (*set_max_pages)(uint32_t pages);
     /* jumps to the innermost call with PW_W2C_INTERRUPTED (signal-safe) */
     void (*interrupt)(void);

@@ -68,6 +68,12 @@ struct pw_efunc_s {
     char kinds[PW_SIG_MAX];         /* parameters, then results */
 };
 
+struct pw_eseq_s {
+    pw_w2c_call32_t c[PW_ECALL_SEQ_MAX];
+    unsigned n;
+    pw_eseq_t *next;                /* the instance's, freed with it */
+};
+
 struct pw_einstance_s {
     pw_emodule_t *mod;
     pw_engine_t *engine;
@@ -75,6 +81,7 @@ struct pw_einstance_s {
     pw_w2c_env_t env;
     pw_w2c_import_t *imports;
     pw_efunc_t *funcs;              /* one per export, filled by lookup */
+    pw_eseq_t *seqs;                /* prepared sequences */
     int depth;
     atomic_uint_fast64_t active;    /* generation of the running call */
     atomic_uint_fast64_t next_gen;
@@ -636,8 +643,15 @@ failed:
 static void
 pw__w2c_instance_free(pw_einstance_t *inst)
 {
+    pw_eseq_t *q;
+
     if (inst == NULL) {
         return;
+    }
+    while (inst->seqs != NULL) {
+        q = inst->seqs;
+        inst->seqs = q->next;
+        free(q);
     }
     inst->mod->m->free(inst->minst);
     pw__w2c_module_free(inst->mod);
@@ -673,46 +687,44 @@ pw__w2c_lookup(pw_einstance_t *inst, const char *name, pw_efunc_t **fn,
         memcpy(f->kinds, f->e->sig, f->nparams);
         memcpy(f->kinds + f->nparams, colon + 1, f->nresults);
     }
-    snprintf(sig, PW_SIG_MAX, "%s", f->e->sig);
+    if (sig != NULL) {
+        snprintf(sig, PW_SIG_MAX, "%s", f->e->sig);
+    }
     *fn = f;
     return PW_OK;
 }
 
-static int
-pw__w2c_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
-    size_t nargs, pw_val_t *results, size_t nresults, pw_trap_t *trap)
+/*
+ * Before a call into the object: marks the outermost call of an armed
+ * instance with its generation (the watchdog's interrupt names it).
+ * Returns whether it is such a call; *gen gets the generation.
+ */
+static inline int
+pw__w2c_begin(pw_einstance_t *inst, uint64_t *gen,
+    pw_einstance_t **prev_running)
 {
-    pw_engine_t *engine = inst->engine;
-    pw_einstance_t *prev_running;
-    const char *msg;
-    uint64_t gen, prev;
-    size_t i;
-    int rc, outer;
-
-    if (nargs != fn->nparams || nresults != fn->nresults) {
-        return PW_EINVAL;
-    }
-    for (i = 0; i < nargs; i++) {
-        if ((char) args[i].kind != fn->kinds[i]) {
-            return PW_EINVAL;
-        }
-    }
+    int outer;
 
     outer = inst->depth == 0 && atomic_load_explicit(&inst->armed,
                                                      memory_order_relaxed);
-    gen = 0;
+    *gen = 0;
     if (outer) {
-        gen = atomic_load_explicit(&inst->next_gen, memory_order_relaxed);
-        atomic_store_explicit(&inst->active, gen, memory_order_release);
+        *gen = atomic_load_explicit(&inst->next_gen, memory_order_relaxed);
+        atomic_store_explicit(&inst->active, *gen, memory_order_release);
     }
     inst->depth++;
-    prev_running = engine->running;
-    engine->running = inst;
+    *prev_running = inst->engine->running;
+    inst->engine->running = inst;
+    return outer;
+}
 
-    msg = NULL;
-    rc = inst->mod->m->call(fn->e->thunk, inst->minst,
-                            (const pw_w2c_val_t *) args,
-                            (pw_w2c_val_t *) results, &msg);
+/* After it: the object's result rc as the engine interface's. */
+static inline int
+pw__w2c_end(pw_einstance_t *inst, int outer, uint64_t gen,
+    pw_einstance_t *prev_running, int rc, const char *msg, pw_trap_t *trap)
+{
+    pw_engine_t *engine = inst->engine;
+    uint64_t prev;
 
     engine->running = prev_running;
     inst->depth--;
@@ -749,6 +761,111 @@ pw__w2c_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
         trap->backtrace[0] = '\0';
     }
     return rc;
+}
+
+static int
+pw__w2c_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
+    size_t nargs, pw_val_t *results, size_t nresults, pw_trap_t *trap)
+{
+    pw_einstance_t *prev_running;
+    const char *msg;
+    uint64_t gen;
+    size_t i;
+    int rc, outer;
+
+    if (nargs != fn->nparams || nresults != fn->nresults) {
+        return PW_EINVAL;
+    }
+    for (i = 0; i < nargs; i++) {
+        if ((char) args[i].kind != fn->kinds[i]) {
+            return PW_EINVAL;
+        }
+    }
+
+    outer = pw__w2c_begin(inst, &gen, &prev_running);
+    msg = NULL;
+    rc = inst->mod->m->call(fn->e->thunk, inst->minst,
+                            (const pw_w2c_val_t *) args,
+                            (pw_w2c_val_t *) results, &msg);
+    return pw__w2c_end(inst, outer, gen, prev_running, rc, msg, trap);
+}
+
+static int
+pw__w2c_call_i32(pw_einstance_t *inst, pw_efunc_t *fn, const uint32_t *args,
+    size_t nargs, uint32_t *result, pw_trap_t *trap)
+{
+    pw_einstance_t *prev_running;
+    const char *msg;
+    uint64_t gen;
+    int rc, outer;
+
+    /* thunk32 is there only for all-i32 signatures with 0 or 1 result */
+    if (fn->e->thunk32 == NULL || nargs != fn->nparams
+        || (result != NULL) != fn->nresults)
+    {
+        return PW_EINVAL;
+    }
+
+    outer = pw__w2c_begin(inst, &gen, &prev_running);
+    msg = NULL;
+    rc = inst->mod->m->call32(fn->e->thunk32, inst->minst, args, result,
+                              &msg);
+    return pw__w2c_end(inst, outer, gen, prev_running, rc, msg, trap);
+}
+
+static int
+pw__w2c_seq_prepare(pw_einstance_t *inst, const pw_ecall_t *calls, size_t n,
+    pw_eseq_t **out)
+{
+    pw_eseq_t *q;
+    size_t j, a;
+
+    if (n == 0 || n > PW_ECALL_SEQ_MAX) {
+        return PW_EINVAL;
+    }
+    q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        return PW_ENOMEM;
+    }
+    for (j = 0; j < n; j++) {
+        if (calls[j].fn->e->thunk32 == NULL
+            || calls[j].nargs != calls[j].fn->nparams
+            || calls[j].nargs > PW_W2C_SEQ_ARGS)
+        {
+            free(q);
+            return PW_EINVAL;
+        }
+        q->c[j].thunk = calls[j].fn->e->thunk32;
+        q->c[j].nargs = (unsigned) calls[j].nargs;
+        for (a = 0; a < calls[j].nargs; a++) {
+            q->c[j].argmap[a] = calls[j].argmap[a];
+        }
+    }
+    q->n = (unsigned) n;
+    q->next = inst->seqs;
+    inst->seqs = q;
+    *out = q;
+    return PW_OK;
+}
+
+static int
+pw__w2c_call_seq(pw_einstance_t *inst, const pw_eseq_t *seq,
+    const uint32_t *args, pw_ecall_go_t go, void *go_data, uint32_t *result,
+    size_t *ran, pw_trap_t *trap)
+{
+    pw_einstance_t *prev_running;
+    const char *msg;
+    unsigned made;
+    uint64_t gen;
+    int rc, outer;
+
+    outer = pw__w2c_begin(inst, &gen, &prev_running);
+    msg = NULL;
+    made = 0;
+    rc = inst->mod->m->seq32(seq->c, seq->n, inst->minst, args, go, go_data,
+                             result, &made, &msg);
+    *ran = made;
+    return pw__w2c_end(inst, outer, gen, prev_running, rc, msg, trap);
 }
 
 static int
@@ -798,4 +915,7 @@ const pw_engine_vt_t pw_engine_w2c = {
     pw__w2c_memory,
     pw__w2c_call_generation,
     pw__w2c_interrupt,
+    pw__w2c_call_i32,
+    pw__w2c_seq_prepare,
+    pw__w2c_call_seq,
 };

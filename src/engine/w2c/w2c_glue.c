@@ -332,6 +332,40 @@ pw__w2c_thunk(FILE *out, const pw__w2c_decl_t *d, unsigned idx,
     fprintf(out, "}\n\n");
 }
 
+/* Whether sig has only i32 parameters and no result or one i32. */
+static int
+pw__w2c_sig32(const char *sig)
+{
+    const char *colon = strchr(sig, ':');
+
+    return strspn(sig, "i") == (size_t) (colon - sig)
+           && (colon[1] == '\0' || strcmp(colon + 1, "i") == 0);
+}
+
+/* The export's thunk for pw_w2c_thunk32_t, when its signature allows. */
+static void
+pw__w2c_thunk32(FILE *out, const pw__w2c_decl_t *d, unsigned idx,
+    const char *sig)
+{
+    const char *colon = strchr(sig, ':');
+    unsigned i, np;
+
+    if (!pw__w2c_sig32(sig)) {
+        return;
+    }
+    np = (unsigned) (colon - sig);
+    fprintf(out, "static void\npw_y%u(void *m, const uint32_t *a, "
+            "uint32_t *r)\n{\n    (void) a;\n    (void) r;\n    ", idx);
+    if (colon[1] != '\0') {
+        fprintf(out, "r[0] = ");
+    }
+    fprintf(out, "%s((Z_pwmod_instance_t *) m", d->sym);
+    for (i = 0; i < np; i++) {
+        fprintf(out, ", a[%u]", i);
+    }
+    fprintf(out, ");\n}\n\n");
+}
+
 int
 pw__w2c_glue(const char *hdr, const pw_wasm_info_t *info, FILE *out,
     char *err, size_t errlen)
@@ -489,7 +523,8 @@ pw__w2c_glue(const char *hdr, const pw_wasm_info_t *info, FILE *out,
                 return PW_ELINK;
             }
             fexp[nfe] = i;
-            pw__w2c_thunk(out, &d, nfe++, sig);
+            pw__w2c_thunk(out, &d, nfe, sig);
+            pw__w2c_thunk32(out, &d, nfe++, sig);
         }
     }
     if (ni != info->nimports || ne != info->nexports) {
@@ -510,17 +545,21 @@ pw__w2c_glue(const char *hdr, const pw_wasm_info_t *info, FILE *out,
     for (i = 0; i < nfe; i++) {
         fprintf(out, "    { ");
         pw__w2c_cstr(out, info->exports[fexp[i]].name);
-        fprintf(out, ", \"%s\", pw_x%u },\n", info->exports[fexp[i]].sig, i);
+        fprintf(out, ", \"%s\", pw_x%u, ", info->exports[fexp[i]].sig, i);
+        if (pw__w2c_sig32(info->exports[fexp[i]].sig)) {
+            fprintf(out, "pw_y%u },\n", i);
+        } else {
+            fprintf(out, "0 },\n");
+        }
     }
-    fprintf(out, "    { 0, 0, 0 }\n};\n\n");
+    fprintf(out, "    { 0, 0, 0, 0 }\n};\n\n");
 
     fprintf(out,
-        "static void\npw_run_init(void *a, void *b, const pw_w2c_val_t *x, "
-        "pw_w2c_val_t *y)\n{\n    Z_pwmod_init_module();\n}\n\n"
+        "static void\npw_run_init(void *a, void *b, const void *x, void *y)\n{\n    Z_pwmod_init_module();\n}\n\n"
         "static int\npw_init_module(const char **msg)\n{\n"
         "    return pw_rt_enter(pw_run_init, 0, 0, 0, 0, msg);\n}\n\n"
-        "static void\npw_run_instantiate(void *m, void *env, "
-        "const pw_w2c_val_t *x, pw_w2c_val_t *y)\n{\n"
+        "static void\npw_run_instantiate(void *m, void *env, const void *x, "
+        "void *y)\n{\n"
         "    Z_pwmod_instantiate((Z_pwmod_instance_t *) m");
     for (i = 0; i < ntags; i++) {
         fprintf(out, ", (struct %s *) env", tags[i]);
@@ -541,7 +580,7 @@ pw__w2c_glue(const char *hdr, const pw_wasm_info_t *info, FILE *out,
         "    PW_W2C_ABI, sizeof(Z_pwmod_instance_t),\n"
         "    %u, pw_imports, %u, pw_exports, %u, &pw_rt_state,\n"
         "    pw_init_module, pw_instantiate, pw_free, pw_memory, pw_rt_call,\n"
-        "    pw_rt_set_max_pages, pw_rt_interrupt\n};\n",
+        "    pw_rt_call32, pw_rt_seq32, pw_rt_set_max_pages, pw_rt_interrupt\n};\n",
         (unsigned) info->nimports, nfe, has_memory);
     free(fexp);
     return PW_OK;

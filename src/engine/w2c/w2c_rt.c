@@ -265,6 +265,16 @@ PW_RT_TABLE(externref, wasm_rt_externref_t)
 
 /* ---- calls between the proxy and the plugin ---------------------------- */
 
+/* Back in guest code after host code: stops here if interrupted. */
+static inline void
+pw_rt_back_in_guest(void)
+{
+    if (pw_rt_state.stop) {
+        pw_rt_unwind(PW_W2C_INTERRUPTED, "interrupted");
+    }
+    pw_rt_state.in_guest = 1;
+}
+
 static void
 pw_rt_hostcall(pw_w2c_env_t *env, unsigned i, const pw_w2c_val_t *args,
     pw_w2c_val_t *results)
@@ -279,16 +289,12 @@ pw_rt_hostcall(pw_w2c_env_t *env, unsigned i, const pw_w2c_val_t *args,
     if (rc != 0) {
         pw_rt_unwind(PW_W2C_HOST, msg ? msg : "host function failed");
     }
-    if (pw_rt_state.stop) {
-        pw_rt_unwind(PW_W2C_INTERRUPTED, "interrupted");
-    }
-    pw_rt_state.in_guest = 1;
+    pw_rt_back_in_guest();
 }
 
 static int
-pw_rt_enter(void (*run)(void *, void *, const pw_w2c_val_t *,
-    pw_w2c_val_t *), void *a, void *b, const pw_w2c_val_t *args,
-    pw_w2c_val_t *results, const char **msg)
+pw_rt_enter(void (*run)(void *, void *, const void *, void *), void *a,
+    void *b, const void *args, void *results, const char **msg)
 {
     void *jb[5];
     void **volatile prev;
@@ -321,10 +327,15 @@ pw_rt_enter(void (*run)(void *, void *, const pw_w2c_val_t *,
 }
 
 static void
-pw_rt_run_thunk(void *thunk, void *minst, const pw_w2c_val_t *args,
-    pw_w2c_val_t *results)
+pw_rt_run_thunk(void *thunk, void *minst, const void *args, void *results)
 {
     ((pw_w2c_thunk_t) thunk)(minst, args, results);
+}
+
+static void
+pw_rt_run_thunk32(void *thunk, void *minst, const void *args, void *result)
+{
+    ((pw_w2c_thunk32_t) thunk)(minst, args, result);
 }
 
 static int
@@ -333,6 +344,63 @@ pw_rt_call(pw_w2c_thunk_t thunk, void *minst, const pw_w2c_val_t *args,
 {
     return pw_rt_enter(pw_rt_run_thunk, (void *) thunk, minst, args, results,
                        msg);
+}
+
+static int
+pw_rt_call32(pw_w2c_thunk32_t thunk, void *minst, const uint32_t *args,
+    uint32_t *result, const char **msg)
+{
+    return pw_rt_enter(pw_rt_run_thunk32, (void *) thunk, minst, args, result,
+                       msg);
+}
+
+typedef struct {
+    const pw_w2c_call32_t *calls;
+    unsigned n;
+    pw_w2c_go_t go;
+    void *go_data;
+    unsigned *ran;
+} pw_rt_seq_t;
+
+static void
+pw_rt_run_seq(void *seq, void *minst, const void *args, void *result)
+{
+    const pw_rt_seq_t *q = seq;
+    const pw_w2c_call32_t *c;
+    const uint32_t *in = args;
+    uint32_t x[PW_W2C_SEQ_ARGS], *r = result;
+    unsigned j, a;
+    int go;
+
+    for (j = 0; j < q->n; j++) {
+        if (j > 0 && q->go != NULL) {
+            pw_rt_state.in_guest = 0;       /* the host's code */
+            go = q->go(q->go_data, j, *r);
+            pw_rt_back_in_guest();
+            if (!go) {
+                return;
+            }
+        }
+        c = &q->calls[j];
+        for (a = 0; a < c->nargs; a++) {
+            x[a] = in[c->argmap[a]];
+        }
+        *q->ran = j + 1;
+        *r = 0;
+        c->thunk(minst, x, r);
+    }
+}
+
+static int
+pw_rt_seq32(const pw_w2c_call32_t *calls, unsigned n, void *minst,
+    const uint32_t *args, pw_w2c_go_t go, void *go_data, uint32_t *result,
+    unsigned *ran, const char **msg)
+{
+    pw_rt_seq_t q = { calls, n, go, go_data, ran };
+
+    *ran = 0;
+    *result = 0;
+    return pw_rt_enter(pw_rt_run_seq, &q, minst, args, result, msg);
 }
 
 static void
