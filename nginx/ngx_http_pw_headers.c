@@ -1642,12 +1642,24 @@ ngx_http_pw_out_field(pw_str_t key)
     u_char                    c;
     ngx_http_pw_out_field_t  *f;
 
+    /* a bit per first letter of the names (lowercase), made once */
+    static uint32_t           firsts;
+
+    if (firsts == 0) {
+        for (f = ngx_http_pw_out_fields; f->name.len; f++) {
+            firsts |= 1U << (f->name.data[0] - 'a');
+        }
+    }
+
     if (key.len == 0) {
         return NULL;
     }
 
-    /* the names are in lowercase: their first letter first */
+    /* most names a plugin adds (x-...) are none of these: no scan */
     c = ngx_tolower((u_char) key.data[0]);
+    if (c < 'a' || c > 'z' || !(firsts & (1U << (c - 'a')))) {
+        return NULL;
+    }
 
     for (f = ngx_http_pw_out_fields; f->name.len; f++) {
         if (f->name.len == key.len && f->name.data[0] == c

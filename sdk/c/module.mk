@@ -6,7 +6,7 @@
 
 SDK_C_SRC := sdk/c/proxy_wasm.c
 SDK_C_HDR := sdk/c/proxy_wasm.h
-SDK_C_DEPS := $(SDK_C_SRC) $(SDK_C_HDR) sdk/c/module.mk
+SDK_C_DEPS := $(SDK_C_SRC) $(SDK_C_HDR) sdk/c/px_table.h sdk/c/module.mk
 # wasi-libc carries DWARF; keep the name section for trap backtraces.
 SDK_C_CFLAGS := -Wextra -Wno-unused-parameter -Wl,--strip-debug
 

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "px_table.h"
+
 #define PX__EXPORT(name)  __attribute__((export_name(#name)))
 
 /* ---- ABI marker and allocator -------------------------------------------- */
@@ -48,175 +50,10 @@ proxy_on_memory_allocate(size_t size)
 }
 
 
-/* ---- u32-keyed open-addressing table ---------------------------------------
- *
- * Used for contexts (key = context id) and for callout tokens
- * (key = token, val = issuing context).
- */
-
-enum { PX__FREE = 0, PX__LIVE = 1, PX__DEAD = 2 };
-
-typedef struct {
-    uint32_t key;
-    uint32_t val;
-    void *ptr;
-    uint8_t state;
-} px__slot_t;
-
-typedef struct {
-    px__slot_t *slots;
-    uint32_t cap;            /* power of two or 0 */
-    uint32_t used;           /* live + dead */
-} px__table_t;
-
 static px__table_t px__contexts;      /* val = root id, ptr = user data */
 static px__table_t px__http_calls;    /* val = issuing context */
 static px__table_t px__grpc_calls;
 static uint32_t px__current;
-
-
-static uint32_t
-px__hash(uint32_t k)
-{
-    k ^= k >> 16;
-    k *= 0x45d9f3bu;
-    k ^= k >> 16;
-    return k;
-}
-
-
-static px__slot_t *
-px__table_find(px__table_t *t, uint32_t key)
-{
-    uint32_t i, n;
-    px__slot_t *s;
-
-    if (t->cap == 0) {
-        return NULL;
-    }
-
-    for (i = px__hash(key) & (t->cap - 1), n = 0; n < t->cap;
-         i = (i + 1) & (t->cap - 1), n++)
-    {
-        s = &t->slots[i];
-        if (s->state == PX__FREE) {
-            return NULL;
-        }
-        if (s->state == PX__LIVE && s->key == key) {
-            return s;
-        }
-    }
-
-    return NULL;
-}
-
-
-static int
-px__table_rehash(px__table_t *t, uint32_t cap)
-{
-    uint32_t i, j;
-    px__slot_t *old, *slots;
-
-    slots = calloc(cap, sizeof(px__slot_t));
-    if (slots == NULL) {
-        return -1;
-    }
-
-    old = t->slots;
-    for (i = 0; i < t->cap; i++) {
-        if (old[i].state != PX__LIVE) {
-            continue;
-        }
-        for (j = px__hash(old[i].key) & (cap - 1);
-             slots[j].state != PX__FREE;
-             j = (j + 1) & (cap - 1))
-        {
-            /* probe */
-        }
-        slots[j] = old[i];
-    }
-
-    free(old);
-    t->slots = slots;
-    t->cap = cap;
-    t->used = 0;
-    for (i = 0; i < cap; i++) {
-        t->used += (slots[i].state == PX__LIVE);
-    }
-
-    return 0;
-}
-
-
-/* The live slot for `key`, created (val 0, ptr NULL) if absent. */
-static px__slot_t *
-px__table_put(px__table_t *t, uint32_t key)
-{
-    uint32_t i, live, cap;
-    px__slot_t *s;
-
-    s = px__table_find(t, key);
-    if (s != NULL) {
-        return s;
-    }
-
-    if ((t->used + 1) * 2 > t->cap) {
-        live = 0;
-        for (i = 0; i < t->cap; i++) {
-            live += (t->slots[i].state == PX__LIVE);
-        }
-        /* rehash to a load of at most 1/4, dropping dead slots */
-        cap = t->cap ? t->cap : 16;
-        while ((live + 1) * 4 > cap) {
-            cap *= 2;
-        }
-        if (px__table_rehash(t, cap) != 0) {
-            return NULL;
-        }
-    }
-
-    for (i = px__hash(key) & (t->cap - 1); t->slots[i].state == PX__LIVE;
-         i = (i + 1) & (t->cap - 1))
-    {
-        /* probe */
-    }
-
-    s = &t->slots[i];
-    if (s->state == PX__FREE) {
-        t->used++;
-    }
-    s->state = PX__LIVE;
-    s->key = key;
-    s->val = 0;
-    s->ptr = NULL;
-
-    return s;
-}
-
-
-static void
-px__table_del(px__table_t *t, uint32_t key)
-{
-    px__slot_t *s;
-
-    s = px__table_find(t, key);
-    if (s != NULL) {
-        s->state = PX__DEAD;
-    }
-}
-
-
-static void
-px__table_del_val(px__table_t *t, uint32_t val)
-{
-    uint32_t i;
-
-    for (i = 0; i < t->cap; i++) {
-        if (t->slots[i].state == PX__LIVE && t->slots[i].val == val) {
-            t->slots[i].state = PX__DEAD;
-        }
-    }
-}
 
 
 /* The context that issued callout `token`, or `root` if unknown. */
@@ -233,7 +70,7 @@ px__call_owner(px__table_t *t, uint32_t token, uint32_t root, bool last)
 
     ctx = s->val;
     if (last) {
-        s->state = PX__DEAD;
+        px__table_remove(t, s);
     }
 
     return px__table_find(&px__contexts, ctx) ? ctx : root;

@@ -467,18 +467,30 @@ pw__batch_setup(pw_vm_t *vm)
     }
 }
 
-/* Sequence k made by the engine (vt->call_seq). */
+/* Sequence k made by the engine (vt->call_seq), as pw__enter would. */
 static int
 pw__batch_call_seq(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
     const uint32_t *args, uint32_t *res)
 {
+    pw__ctx_t *saved;
+    uint32_t r32;
     size_t ran;
     int rc, in_alloc;
 
-    rc = pw__enter_seq(vm, ctx, vm->batch_seq[k], args,
-                       pw__batch_seqs[k].cond ? pw__batch_seq_go : NULL, vm,
-                       res, &ran, &in_alloc);
+    if (vm->failed) {
+        return PW_EFAILED;
+    }
+    saved = pw__enter_begin(vm, ctx, vm->inst);
+    r32 = 0;
+    ran = 0;
+    rc = vm->vt->call_seq(vm->inst, vm->batch_seq[k], args,
+                          pw__batch_seqs[k].cond ? pw__batch_seq_go : NULL,
+                          vm, &r32, &ran, &vm->trap);
+    in_alloc = pw__enter_end(vm, saved);
     if (rc == PW_OK) {
+        if (res) {
+            *res = r32;
+        }
         return PW_OK;
     }
     return pw__call_failed(vm, rc, vm->batch_cbs[k][ran > 0 ? ran - 1 : 0],

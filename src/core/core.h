@@ -317,10 +317,6 @@ int pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
 int pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst,
     pw_efunc_t *fn, const uint32_t *args, size_t n, int nres, uint32_t *res,
     int *in_alloc);
-/* pw__enter for a sequence of the plugin's callbacks (vt->call_seq). */
-int pw__enter_seq(pw_vm_t *vm, pw__ctx_t *ctx, const pw_eseq_t *seq,
-    const uint32_t *args, pw_ecall_go_t go, void *go_data, uint32_t *res,
-    size_t *ran, int *in_alloc);
 int pw__call_failed(pw_vm_t *vm, int rc, pw__cb_t cb, int in_alloc,
     uint32_t *res);
 void pw__vm_fail(pw_vm_t *vm, const char *fmt, ...)
@@ -425,5 +421,42 @@ int pw__watchdog_start(pw_vm_t *vm);
 void pw__watchdog_stop(pw_vm_t *vm);
 void pw__watchdog_arm(pw_vm_t *vm, pw_einstance_t *inst);
 void pw__watchdog_disarm(pw_vm_t *vm);
+
+/*
+ * Around one entry into the engine (pw__enter, the batch): into it as ctx,
+ * returning the context before; out of it, returning whether the call
+ * ended inside the shim's allocation.
+ */
+static inline pw__ctx_t *
+pw__enter_begin(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst)
+{
+    pw__ctx_t *saved;
+
+    saved = vm->effective;
+    vm->effective = ctx;
+    if (vm->depth++ == 0 && vm->watchdog) {
+        pw__watchdog_arm(vm, inst);
+    }
+    return saved;
+}
+
+static inline int
+pw__enter_end(pw_vm_t *vm, pw__ctx_t *saved)
+{
+    int in_alloc;
+
+    if (--vm->depth == 0 && vm->watchdog) {
+        pw__watchdog_disarm(vm);
+    }
+    vm->effective = saved;
+
+    /* bytes still pending: the call ended inside the shim's allocation */
+    in_alloc = vm->pending.active && vm->pending.depth > vm->depth;
+    if (in_alloc) {
+        vm->pending.active = 0;
+        vm->pending.data = NULL;
+    }
+    return in_alloc;
+}
 
 #endif /* PW_CORE_H */

@@ -220,40 +220,6 @@ pw__ctx_remove(pw_vm_t *vm, pw__ctx_t *ctx)
 
 /* ---- calling the plugin ---- */
 
-/* Into the engine as ctx (pw__enter's first half); the context before. */
-static inline pw__ctx_t *
-pw__enter_begin(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst)
-{
-    pw__ctx_t *saved;
-
-    saved = vm->effective;
-    vm->effective = ctx;
-    if (vm->depth++ == 0 && vm->watchdog) {
-        pw__watchdog_arm(vm, inst);
-    }
-    return saved;
-}
-
-/* Out of it: whether the call ended inside the shim's allocation. */
-static inline int
-pw__enter_end(pw_vm_t *vm, pw__ctx_t *saved)
-{
-    int in_alloc;
-
-    if (--vm->depth == 0 && vm->watchdog) {
-        pw__watchdog_disarm(vm);
-    }
-    vm->effective = saved;
-
-    /* bytes still pending: the call ended inside the shim's allocation */
-    in_alloc = vm->pending.active && vm->pending.depth > vm->depth;
-    if (in_alloc) {
-        vm->pending.active = 0;
-        vm->pending.data = NULL;
-    }
-    return in_alloc;
-}
-
 int
 pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst, pw_efunc_t *fn,
     const uint32_t *args, size_t n, int nres, uint32_t *res, int *in_alloc)
@@ -284,30 +250,6 @@ pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst, pw_efunc_t *fn,
         r32 = (uint32_t) r[0].of.i32;
     }
 
-    *in_alloc = pw__enter_end(vm, saved);
-    if (rc == PW_OK && res) {
-        *res = r32;
-    }
-    return rc;
-}
-
-int
-pw__enter_seq(pw_vm_t *vm, pw__ctx_t *ctx, const pw_eseq_t *seq,
-    const uint32_t *args, pw_ecall_go_t go, void *go_data, uint32_t *res,
-    size_t *ran, int *in_alloc)
-{
-    pw__ctx_t *saved;
-    uint32_t r32;
-    int rc;
-
-    *ran = 0;
-    if (vm->failed) {
-        return PW_EFAILED;
-    }
-    saved = pw__enter_begin(vm, ctx, vm->inst);
-    r32 = 0;
-    rc = vm->vt->call_seq(vm->inst, seq, args, go, go_data, &r32, ran,
-                          &vm->trap);
     *in_alloc = pw__enter_end(vm, saved);
     if (rc == PW_OK && res) {
         *res = r32;

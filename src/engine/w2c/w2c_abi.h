@@ -64,6 +64,19 @@ typedef struct {
 /* pw_ecall_go_t */
 typedef int (*pw_w2c_go_t)(void *data, unsigned next, uint32_t result);
 
+/* a sequence's call: what it runs with, and what came of it */
+typedef struct {
+    const pw_w2c_call32_t *calls;
+    unsigned n;
+    void *minst;
+    const uint32_t *args;
+    pw_w2c_go_t go;             /* NULL: all of them */
+    void *go_data;
+    uint32_t result;            /* out: the last call's result */
+    unsigned ran;               /* out: calls started */
+    const char *msg;            /* out: on an error */
+} pw_w2c_seq_call_t;
+
 typedef struct {
     const char *name;
     const char *sig;
@@ -114,9 +127,7 @@ typedef struct {
     int (*call32)(pw_w2c_thunk32_t thunk, void *minst, const uint32_t *args,
         uint32_t *result, const char **msg);
     /* the engine interface's call_seq, in one call of the object */
-    int (*seq32)(const pw_w2c_call32_t *calls, unsigned n, void *minst,
-        const uint32_t *args, pw_w2c_go_t go, void *go_data,
-        uint32_t *result, unsigned *ran, const char **msg);
+    int (*seq32)(pw_w2c_seq_call_t *sc);
     void (*set_max_pages)(uint32_t pages);
     /* jumps to the innermost call with PW_W2C_INTERRUPTED (signal-safe) */
     void (*interrupt)(void);

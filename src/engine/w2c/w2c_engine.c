@@ -853,19 +853,17 @@ pw__w2c_call_seq(pw_einstance_t *inst, const pw_eseq_t *seq,
     const uint32_t *args, pw_ecall_go_t go, void *go_data, uint32_t *result,
     size_t *ran, pw_trap_t *trap)
 {
+    pw_w2c_seq_call_t sc = { seq->c, seq->n, inst->minst, args, go, go_data,
+                             0, 0, NULL };
     pw_einstance_t *prev_running;
-    const char *msg;
-    unsigned made;
     uint64_t gen;
     int rc, outer;
 
     outer = pw__w2c_begin(inst, &gen, &prev_running);
-    msg = NULL;
-    made = 0;
-    rc = inst->mod->m->seq32(seq->c, seq->n, inst->minst, args, go, go_data,
-                             result, &made, &msg);
-    *ran = made;
-    return pw__w2c_end(inst, outer, gen, prev_running, rc, msg, trap);
+    rc = inst->mod->m->seq32(&sc);
+    *result = sc.result;
+    *ran = sc.ran;
+    return pw__w2c_end(inst, outer, gen, prev_running, rc, sc.msg, trap);
 }
 
 static int

@@ -17,7 +17,7 @@
 
 #define PW__W2C_LINE_MAX 4096
 
-const char pw__w2c_glue_version[] = "2026-11-24.1";
+const char pw__w2c_glue_version[] = "2026-11-24.2";
 
 typedef struct {
     char ret[64];
@@ -555,11 +555,11 @@ pw__w2c_glue(const char *hdr, const pw_wasm_info_t *info, FILE *out,
     fprintf(out, "    { 0, 0, 0, 0 }\n};\n\n");
 
     fprintf(out,
-        "static void\npw_run_init(void *a, void *b, const void *x, void *y)\n{\n    Z_pwmod_init_module();\n}\n\n"
+        "static void\npw_run_init(void *a, void *b)\n{\n"
+        "    Z_pwmod_init_module();\n}\n\n"
         "static int\npw_init_module(const char **msg)\n{\n"
-        "    return pw_rt_enter(pw_run_init, 0, 0, 0, 0, msg);\n}\n\n"
-        "static void\npw_run_instantiate(void *m, void *env, const void *x, "
-        "void *y)\n{\n"
+        "    return pw_rt_enter(pw_run_init, 0, 0, msg);\n}\n\n"
+        "static void\npw_run_instantiate(void *m, void *env)\n{\n"
         "    Z_pwmod_instantiate((Z_pwmod_instance_t *) m");
     for (i = 0; i < ntags; i++) {
         fprintf(out, ", (struct %s *) env", tags[i]);
@@ -567,7 +567,7 @@ pw__w2c_glue(const char *hdr, const pw_wasm_info_t *info, FILE *out,
     fprintf(out, ");\n}\n\n"
         "static int\npw_instantiate(void *m, pw_w2c_env_t *env, "
         "const char **msg)\n{\n"
-        "    return pw_rt_enter(pw_run_instantiate, m, env, 0, 0, msg);\n}\n\n"
+        "    return pw_rt_enter(pw_run_instantiate, m, env, msg);\n}\n\n"
         "static void\npw_free(void *m)\n{\n"
         "    Z_pwmod_free((Z_pwmod_instance_t *) m);\n}\n\n");
     if (!has_memory) {

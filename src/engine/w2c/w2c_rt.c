@@ -292,115 +292,119 @@ pw_rt_hostcall(pw_w2c_env_t *env, unsigned i, const pw_w2c_val_t *args,
     pw_rt_back_in_guest();
 }
 
+/*
+ * Runs `stmt` (guest code) as one call into this object: a trap, a failing
+ * host function or an interrupt jumps back here, and rc gets 0 or its
+ * PW_W2C_* code. A macro because a function calling __builtin_setjmp is
+ * never inlined: each entry below has it in its own frame.
+ */
+#define PW_RT_GUARD(rc, stmt)                                               \
+    do {                                                                    \
+        void *pw_jb[5];                                                     \
+        void **volatile pw_prev = pw_rt_state.target;                       \
+        volatile uint32_t pw_depth = wasm_rt_call_stack_depth;              \
+        volatile sig_atomic_t pw_was_in = pw_rt_state.in_guest;             \
+                                                                            \
+        if (pw_prev == NULL) {                                              \
+            pw_rt_state.stop = 0;                                           \
+        }                                                                   \
+        pw_rt_state.target = pw_jb;                                         \
+        if (__builtin_setjmp(pw_jb) == 0) {                                 \
+            pw_rt_state.in_guest = 1;                                       \
+            stmt;                                                           \
+            (rc) = 0;                                                       \
+        } else {                                                            \
+            (rc) = pw_rt_code;                                              \
+        }                                                                   \
+        pw_rt_state.in_guest = 0;                                           \
+        pw_rt_state.target = pw_prev;                                       \
+        wasm_rt_call_stack_depth = pw_depth;                                \
+        pw_rt_state.in_guest = pw_was_in;                                   \
+    } while (0)
+
+/* run(a, b) as a call into this object (start, instantiate) */
 static int
-pw_rt_enter(void (*run)(void *, void *, const void *, void *), void *a,
-    void *b, const void *args, void *results, const char **msg)
+pw_rt_enter(void (*run)(void *, void *), void *a, void *b, const char **msg)
 {
-    void *jb[5];
-    void **volatile prev;
-    volatile uint32_t depth;
-    volatile sig_atomic_t was_in;
     int rc;
 
-    prev = pw_rt_state.target;
-    depth = wasm_rt_call_stack_depth;
-    was_in = pw_rt_state.in_guest;
-    if (prev == NULL) {
-        pw_rt_state.stop = 0;
-    }
-    pw_rt_state.target = jb;
-    if (__builtin_setjmp(jb) == 0) {
-        pw_rt_state.in_guest = 1;
-        run(a, b, args, results);
-        rc = 0;
-    } else {
-        rc = pw_rt_code;
-    }
-    pw_rt_state.in_guest = 0;
-    pw_rt_state.target = prev;
-    wasm_rt_call_stack_depth = depth;
-    pw_rt_state.in_guest = was_in;
+    PW_RT_GUARD(rc, run(a, b));
     if (rc != 0) {
         *msg = pw_rt_msg;
     }
     return rc;
 }
 
-static void
-pw_rt_run_thunk(void *thunk, void *minst, const void *args, void *results)
-{
-    ((pw_w2c_thunk_t) thunk)(minst, args, results);
-}
-
-static void
-pw_rt_run_thunk32(void *thunk, void *minst, const void *args, void *result)
-{
-    ((pw_w2c_thunk32_t) thunk)(minst, args, result);
-}
-
 static int
 pw_rt_call(pw_w2c_thunk_t thunk, void *minst, const pw_w2c_val_t *args,
     pw_w2c_val_t *results, const char **msg)
 {
-    return pw_rt_enter(pw_rt_run_thunk, (void *) thunk, minst, args, results,
-                       msg);
+    int rc;
+
+    PW_RT_GUARD(rc, thunk(minst, args, results));
+    if (rc != 0) {
+        *msg = pw_rt_msg;
+    }
+    return rc;
 }
 
 static int
 pw_rt_call32(pw_w2c_thunk32_t thunk, void *minst, const uint32_t *args,
     uint32_t *result, const char **msg)
 {
-    return pw_rt_enter(pw_rt_run_thunk32, (void *) thunk, minst, args, result,
-                       msg);
+    int rc;
+
+    PW_RT_GUARD(rc, thunk(minst, args, result));
+    if (rc != 0) {
+        *msg = pw_rt_msg;
+    }
+    return rc;
 }
 
-typedef struct {
-    const pw_w2c_call32_t *calls;
-    unsigned n;
-    pw_w2c_go_t go;
-    void *go_data;
-    unsigned *ran;
-} pw_rt_seq_t;
-
-static void
-pw_rt_run_seq(void *seq, void *minst, const void *args, void *result)
+/*
+ * The calls of a sequence, asking go between them (pw_w2c_seq_call_t).
+ * Not inlined: in the frame of a __builtin_setjmp every local lives on
+ * the stack, here they stay in registers.
+ */
+static __attribute__((noinline)) void
+pw_rt_run_seq(pw_w2c_seq_call_t *sc)
 {
-    const pw_rt_seq_t *q = seq;
     const pw_w2c_call32_t *c;
-    const uint32_t *in = args;
-    uint32_t x[PW_W2C_SEQ_ARGS], *r = result;
+    uint32_t x[PW_W2C_SEQ_ARGS];
     unsigned j, a;
     int go;
 
-    for (j = 0; j < q->n; j++) {
-        if (j > 0 && q->go != NULL) {
+    for (j = 0; j < sc->n; j++) {
+        if (j > 0 && sc->go != NULL) {
             pw_rt_state.in_guest = 0;       /* the host's code */
-            go = q->go(q->go_data, j, *r);
+            go = sc->go(sc->go_data, j, sc->result);
             pw_rt_back_in_guest();
             if (!go) {
                 return;
             }
         }
-        c = &q->calls[j];
+        c = &sc->calls[j];
         for (a = 0; a < c->nargs; a++) {
-            x[a] = in[c->argmap[a]];
+            x[a] = sc->args[c->argmap[a]];
         }
-        *q->ran = j + 1;
-        *r = 0;
-        c->thunk(minst, x, r);
+        sc->ran = j + 1;
+        sc->result = 0;
+        c->thunk(sc->minst, x, &sc->result);
     }
 }
 
 static int
-pw_rt_seq32(const pw_w2c_call32_t *calls, unsigned n, void *minst,
-    const uint32_t *args, pw_w2c_go_t go, void *go_data, uint32_t *result,
-    unsigned *ran, const char **msg)
+pw_rt_seq32(pw_w2c_seq_call_t *sc)
 {
-    pw_rt_seq_t q = { calls, n, go, go_data, ran };
+    int rc;
 
-    *ran = 0;
-    *result = 0;
-    return pw_rt_enter(pw_rt_run_seq, &q, minst, args, result, msg);
+    sc->ran = 0;
+    sc->result = 0;
+    PW_RT_GUARD(rc, pw_rt_run_seq(sc));
+    if (rc != 0) {
+        sc->msg = pw_rt_msg;
+    }
+    return rc;
 }
 
 static void

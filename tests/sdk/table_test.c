@@ -1,0 +1,162 @@
+/*
+ * The C SDK runtime's context table (sdk/c/px_table.h), compiled natively:
+ * random puts, finds and removals (by key and by value) against a plain
+ * array, with keys chosen to collide, and the churn of contexts that come
+ * and go one per request, which must not grow or rebuild the table.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../pwtest.h"
+#include "../../sdk/c/px_table.h"
+
+#define REF_MAX 4096
+
+typedef struct {
+    uint32_t key, val;
+    int live;
+} ref_t;
+
+static ref_t ref[REF_MAX];
+static uint32_t nref;
+
+static ref_t *
+ref_find(uint32_t key)
+{
+    uint32_t i;
+
+    for (i = 0; i < nref; i++) {
+        if (ref[i].live && ref[i].key == key) {
+            return &ref[i];
+        }
+    }
+    return NULL;
+}
+
+/* Every live key is found with its value, and the count agrees. */
+static void
+same_as_ref(px__table_t *t)
+{
+    uint32_t i, live = 0, n = 0;
+    px__slot_t *s;
+
+    for (i = 0; i < nref; i++) {
+        if (!ref[i].live) {
+            continue;
+        }
+        live++;
+        s = px__table_find(t, ref[i].key);
+        PW_CHECK(s != NULL && s->state == PX__LIVE);
+        PW_CHECK_EQ_INT(s->val, ref[i].val);
+    }
+    for (i = 0; i < t->cap; i++) {
+        n += t->slots[i].state == PX__LIVE;
+    }
+    PW_CHECK_EQ_INT(t->used, live);
+    PW_CHECK_EQ_INT(n, live);
+}
+
+static uint32_t
+rnd(void)
+{
+    static uint32_t x = 2463534242u;
+
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+}
+
+PW_TEST(random_against_reference)
+{
+    px__table_t t = { 0 };
+    uint32_t step, key, val, i;
+    px__slot_t *s;
+    ref_t *r;
+
+    nref = 0;
+    for (step = 0; step < 200000; step++) {
+        /* few keys, so runs are long and removals shift them */
+        key = 1 + rnd() % 300;
+        switch (rnd() % 5) {
+        case 0:
+        case 1:
+            s = px__table_put(&t, key);
+            PW_CHECK(s != NULL);
+            r = ref_find(key);
+            if (r == NULL) {
+                PW_CHECK(nref < REF_MAX);
+                r = &ref[nref++];
+                r->key = key;
+                r->live = 1;
+                PW_CHECK_EQ_INT(s->val, 0);
+            }
+            val = rnd() % 7;
+            s->val = val;
+            r->val = val;
+            break;
+        case 2:
+        case 3:
+            px__table_del(&t, key);
+            r = ref_find(key);
+            if (r != NULL) {
+                r->live = 0;
+            }
+            PW_CHECK(px__table_find(&t, key) == NULL);
+            break;
+        default:
+            val = rnd() % 7;
+            px__table_del_val(&t, val);
+            for (i = 0; i < nref; i++) {
+                if (ref[i].live && ref[i].val == val) {
+                    ref[i].live = 0;
+                }
+            }
+            break;
+        }
+        if (step % 97 == 0) {
+            same_as_ref(&t);
+            /* compact the reference now and then */
+            for (i = 0, key = 0; i < nref; i++) {
+                if (ref[i].live) {
+                    ref[key++] = ref[i];
+                }
+            }
+            nref = key;
+        }
+    }
+    same_as_ref(&t);
+    free(t.slots);
+}
+
+/* A root context stays; each request's context comes and goes. */
+PW_TEST(per_request_churn_keeps_the_table)
+{
+    px__table_t t = { 0 };
+    px__slot_t *slots;
+    uint32_t id, cap;
+
+    PW_CHECK(px__table_put(&t, 1) != NULL);
+    PW_CHECK(px__table_put(&t, 2) != NULL);
+    slots = t.slots;
+    cap = t.cap;
+    for (id = 3; id < 100000; id++) {
+        PW_CHECK(px__table_put(&t, id) != NULL);
+        PW_CHECK(px__table_find(&t, 1) != NULL);
+        px__table_del(&t, id);
+        px__table_del_val(&t, id);
+    }
+    PW_CHECK(t.slots == slots && t.cap == cap);
+    PW_CHECK_EQ_INT(t.used, 2);
+    free(t.slots);
+}
+
+int
+main(int argc, char **argv)
+{
+    return pw_test_main(argc, argv, (pw_test_t[]){
+        PW_TEST_ENTRY(random_against_reference),
+        PW_TEST_ENTRY(per_request_churn_keeps_the_table),
+        { 0 } });
+}
