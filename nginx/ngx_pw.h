@@ -103,6 +103,8 @@ typedef struct {
     ngx_msec_t                  max_call_time;
     const pw_engine_vt_t       *engine_vt;   /* engine v8|w2c */
     ngx_str_t                   engine_cache;
+    char                       *w2c_tools[3]; /* $PW_W2C_WASM2C, _CC,
+                                                 _CFLAGS in the master */
     ngx_uint_t                  enabled;
     void                       *tls;         /* ngx_pw_tls.c's settings */
 

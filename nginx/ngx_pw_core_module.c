@@ -138,6 +138,43 @@ ngx_pw_engine_conf(ngx_cycle_t *cycle, ngx_pw_core_conf_t *pcf,
     ngx_memzero(econf, sizeof(pw_engine_conf_t));
     econf->threads = 1;
     econf->cache_dir = (const char *) cache;
+    econf->wasm2c = pcf->w2c_tools[0];
+    econf->cc = pcf->w2c_tools[1];
+    econf->cflags = pcf->w2c_tools[2];
+
+    return NGX_OK;
+}
+
+
+/*
+ * w2c's tools as the master's environment names them: workers lose that
+ * environment, and their engines must build (so find in the cache) what
+ * the master built.
+ */
+static ngx_int_t
+ngx_pw_w2c_tools(ngx_cycle_t *cycle, ngx_pw_core_conf_t *pcf)
+{
+    char        *v;
+    size_t       len;
+    ngx_uint_t   i;
+
+    static const char  *vars[3] = {
+        "PW_W2C_WASM2C", "PW_W2C_CC", "PW_W2C_CFLAGS"
+    };
+
+    for (i = 0; i < 3; i++) {
+        pcf->w2c_tools[i] = NULL;
+        v = getenv(vars[i]);
+        if (v == NULL || *v == '\0') {
+            continue;
+        }
+        len = ngx_strlen(v) + 1;
+        pcf->w2c_tools[i] = ngx_pnalloc(cycle->pool, len);
+        if (pcf->w2c_tools[i] == NULL) {
+            return NGX_ERROR;
+        }
+        ngx_memcpy(pcf->w2c_tools[i], v, len);
+    }
 
     return NGX_OK;
 }
@@ -257,6 +294,10 @@ ngx_pw_core_init_conf(ngx_cycle_t *cycle, void *conf)
             return NGX_CONF_ERROR;
         }
     }
+    if (ngx_pw_w2c_tools(cycle, pcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (pcf->engine_vt == &pw_engine_w2c && pcf->modules.nelts > 0
         && ngx_pw_precompile(cycle, pcf) != NGX_OK)
     {

@@ -118,6 +118,16 @@ typedef struct {
      * keyed by their bytes; NULL compiles each module afresh.
      */
     const char *cache_dir;
+    /*
+     * w2c: the tools and flags that build a module; NULL takes
+     * $PW_W2C_WASM2C, $PW_W2C_CC, $PW_W2C_CFLAGS as they are when the
+     * engine starts, else "wasm2c", "cc", "-O2". The flags are part of an
+     * object's key: processes that share a cache must agree on them (a
+     * proxy whose workers lose the master's environment passes them here).
+     */
+    const char *wasm2c;
+    const char *cc;
+    const char *cflags;
 } pw_engine_conf_t;
 
 /*

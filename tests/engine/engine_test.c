@@ -65,7 +65,7 @@ leak_check(void)
 static pw_engine_t *
 engine_new(void)
 {
-    pw_engine_conf_t conf = { 0, NULL, NULL };
+    pw_engine_conf_t conf = { 0 };
     pw_engine_t *e = NULL;
     char err[256] = "";
     int rc;

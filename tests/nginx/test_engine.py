@@ -54,6 +54,20 @@ def test_w2c_compiles_once_in_the_master(ngx):
     assert glob.glob(os.path.join(cache, ".pw-w2c-*")) == []
 
 
+def test_w2c_master_flags_reach_the_workers(ngx, monkeypatch):
+    """$PW_W2C_CFLAGS in the master's environment is what the object is
+    built with; workers, which lose that environment, load that object
+    instead of building another with the default flags."""
+    monkeypatch.setenv("PW_W2C_CFLAGS", "-O1")
+    cache = os.path.join(ngx.prefix, "w2c")
+    ngx.start(wasm=w2c(cache), server=ADD)
+    assert ngx.get("/a").header("x-engine") == "yes"
+    ngx.reload(wasm=w2c(cache), server=ADD)
+    assert ngx.get("/b").header("x-engine") == "yes"
+    assert len(glob.glob(os.path.join(cache, "pw-w2c-*.so"))) == 1
+    assert "cannot compile" not in ngx.error_log()
+
+
 def test_w2c_changed_plugin_is_built_anew(ngx):
     """A different module (here: another file) gets its own object."""
     cache = os.path.join(ngx.prefix, "w2c")

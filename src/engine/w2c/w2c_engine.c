@@ -49,6 +49,9 @@ extern char **environ;
 struct pw_engine_s {
     pthread_t thread;
     char *cache_dir;                /* NULL: no cache */
+    char *wasm2c;                   /* the tools, fixed at init */
+    char *cc;
+    char *cflags;
     pw_einstance_t *volatile running;   /* innermost call */
     atomic_int claimed;             /* an interrupt is on its way */
     int signal_ready;
@@ -142,6 +145,16 @@ pw__w2c_signal_setup(pw_engine_t *e, char *err, size_t errlen)
     return PW_OK;
 }
 
+static const char *
+pw__w2c_tool(const char *var, const char *dflt)
+{
+    const char *v = getenv(var);
+
+    return v != NULL && *v != '\0' ? v : dflt;
+}
+
+static void pw__w2c_destroy(pw_engine_t *engine);
+
 static int
 pw__w2c_init(const pw_engine_conf_t *conf, pw_engine_t **out, char *err,
     size_t errlen)
@@ -155,11 +168,20 @@ pw__w2c_init(const pw_engine_conf_t *conf, pw_engine_t **out, char *err,
     }
     if (conf != NULL && conf->cache_dir != NULL) {
         e->cache_dir = strdup(conf->cache_dir);
-        if (e->cache_dir == NULL) {
-            free(e);
-            snprintf(err, errlen, "out of memory");
-            return PW_ENOMEM;
-        }
+    }
+    e->wasm2c = strdup(conf && conf->wasm2c
+                       ? conf->wasm2c : pw__w2c_tool("PW_W2C_WASM2C",
+                                                      "wasm2c"));
+    e->cc = strdup(conf && conf->cc ? conf->cc
+                                    : pw__w2c_tool("PW_W2C_CC", "cc"));
+    e->cflags = strdup(conf && conf->cflags
+                       ? conf->cflags : pw__w2c_tool("PW_W2C_CFLAGS", "-O2"));
+    if ((conf != NULL && conf->cache_dir != NULL && e->cache_dir == NULL)
+        || e->wasm2c == NULL || e->cc == NULL || e->cflags == NULL)
+    {
+        pw__w2c_destroy(e);
+        snprintf(err, errlen, "out of memory");
+        return PW_ENOMEM;
     }
     e->thread = pthread_self();
 
@@ -178,6 +200,9 @@ pw__w2c_destroy(pw_engine_t *engine)
         pw__w2c_signal_engine = NULL;
     }
     free(engine->cache_dir);
+    free(engine->wasm2c);
+    free(engine->cc);
+    free(engine->cflags);
     free(engine);
 }
 
@@ -278,13 +303,6 @@ pw__w2c_read(const char *path)
     return buf;
 }
 
-static const char *
-pw__w2c_tool(const char *var, const char *dflt)
-{
-    const char *v = getenv(var);
-
-    return v != NULL && *v != '\0' ? v : dflt;
-}
 
 /* FNV-1a, 64 bits */
 static uint64_t
@@ -337,8 +355,8 @@ pw__w2c_rmtree(const char *dir)
  * *so names it (inside *dir, which the caller removes).
  */
 static int
-pw__w2c_build(const char *base, const uint8_t *bytes, size_t len,
-    const pw_wasm_info_t *info, const char *cflags, char *dir, size_t dirlen,
+pw__w2c_build(pw_engine_t *engine, const char *base, const uint8_t *bytes,
+    size_t len, const pw_wasm_info_t *info, char *dir, size_t dirlen,
     char *so, size_t solen, char *err, size_t errlen)
 {
     char wasm[PW__W2C_PATH], c[PW__W2C_PATH], h[PW__W2C_PATH];
@@ -370,7 +388,7 @@ pw__w2c_build(const char *base, const uint8_t *bytes, size_t len,
         return PW_EENGINE;
     }
 
-    wasm2c = pw__w2c_tool("PW_W2C_WASM2C", "wasm2c");
+    wasm2c = engine->wasm2c;
     rc = pw__w2c_spawn((char *const[]) { (char *) wasm2c, "-n", "pwmod",
                                          "--no-debug-names", wasm, "-o", c,
                                          NULL },
@@ -400,8 +418,8 @@ pw__w2c_build(const char *base, const uint8_t *bytes, size_t len,
         return rc;
     }
 
-    cc = pw__w2c_tool("PW_W2C_CC", "cc");
-    flags = strdup(cflags);
+    cc = engine->cc;
+    flags = strdup(engine->cflags);
     if (flags == NULL) {
         snprintf(err, errlen, "out of memory");
         return PW_ENOMEM;
@@ -489,7 +507,7 @@ pw__w2c_compile(pw_engine_t *engine, const uint8_t *bytes, size_t len,
         return rc;
     }
 
-    cflags = pw__w2c_tool("PW_W2C_CFLAGS", "-O2");
+    cflags = engine->cflags;
     abi = PW_W2C_ABI;
     key = pw__w2c_hash(0xcbf29ce484222325ULL, &abi, sizeof(abi));
     key = pw__w2c_hash(key, cflags, strlen(cflags));
@@ -521,7 +539,7 @@ pw__w2c_compile(pw_engine_t *engine, const uint8_t *bytes, size_t len,
     if (engine->cache_dir != NULL) {
         (void) mkdir(engine->cache_dir, 0755);  /* the build says if not */
     }
-    rc = pw__w2c_build(base, bytes, len, info, cflags, dir, sizeof(dir), so,
+    rc = pw__w2c_build(engine, base, bytes, len, info, dir, sizeof(dir), so,
                        sizeof(so), err, errlen);
     pw_wasm_info_free(info);
     if (rc == PW_OK && cached[0] != '\0') {
