@@ -434,16 +434,16 @@ ngx_http_pw_create_ctx(ngx_http_request_t *r, ngx_http_pw_loc_conf_t *plcf)
     ngx_http_pw_filter_t  *filters;
     ngx_pw_plugin_conf_t  *pc;
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pw_ctx_t));
+    /* the context and its filters' in one allocation */
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pw_ctx_t)
+                               + plcf->filters->nelts
+                                 * sizeof(ngx_http_pw_fctx_t));
     if (ctx == NULL) {
         return NULL;
     }
 
     ctx->nf = plcf->filters->nelts;
-    ctx->f = ngx_pcalloc(r->pool, ctx->nf * sizeof(ngx_http_pw_fctx_t));
-    if (ctx->f == NULL) {
-        return NULL;
-    }
+    ctx->f = (ngx_http_pw_fctx_t *) (ctx + 1);
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {

@@ -105,26 +105,35 @@ px__table_rehash(px__table_t *t, uint32_t cap)
 static px__slot_t *
 px__table_put(px__table_t *t, uint32_t key)
 {
-    uint32_t i;
+    uint32_t i, mask;
     px__slot_t *s;
 
-    s = px__table_find(t, key);
-    if (s != NULL) {
-        return s;
+    /* one probe finds the key or where it goes */
+    if (t->cap != 0) {
+        mask = t->cap - 1;
+        for (i = px__hash(key) & mask; t->slots[i].state == PX__LIVE;
+             i = (i + 1) & mask)
+        {
+            if (t->slots[i].key == key) {
+                return &t->slots[i];
+            }
+        }
+        if ((t->used + 1) * 2 <= t->cap) {
+            goto insert;
+        }
     }
 
-    if ((t->used + 1) * 2 > t->cap
-        && px__table_rehash(t, t->cap ? t->cap * 2 : 16) != 0)
-    {
+    if (px__table_rehash(t, t->cap ? t->cap * 2 : 16) != 0) {
         return NULL;
     }
-
-    for (i = px__hash(key) & (t->cap - 1); t->slots[i].state == PX__LIVE;
-         i = (i + 1) & (t->cap - 1))
+    mask = t->cap - 1;
+    for (i = px__hash(key) & mask; t->slots[i].state == PX__LIVE;
+         i = (i + 1) & mask)
     {
         /* probe */
     }
 
+insert:
     s = &t->slots[i];
     t->used++;
     s->state = PX__LIVE;
@@ -180,6 +189,10 @@ static void
 px__table_del_val(px__table_t *t, uint32_t val)
 {
     uint32_t i;
+
+    if (t->used == 0) {
+        return;
+    }
 
     /* a removal may move a later slot into i: look at i again */
     for (i = 0; i < t->cap; /* void */) {
