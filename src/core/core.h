@@ -303,7 +303,7 @@ pw_abi_t pw__abi_from_info(const pw_wasm_info_t *info);
 /* ---- vm.c ---- */
 /*
  * Call a callback as context ctx: the effective context is ctx during the
- * call and restored after it, in this one place. res may be NULL.
+ * call and restored after it (pw__enter_begin/end). res may be NULL.
  * Returns PW_OK, or PW_EFAILED after failing the VM.
  */
 int pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
