@@ -303,7 +303,6 @@ pw__w2c_read(const char *path)
     return buf;
 }
 
-
 /* FNV-1a, 64 bits */
 static uint64_t
 pw__w2c_hash(uint64_t h, const void *data, size_t len)
