@@ -229,9 +229,9 @@ typedef struct pw_engine_vt_s {
 
     /*
      * Optional, both or neither (NULL: make the calls one by one).
-     * seq_prepare makes a sequence of n calls (at most PW_ECALL_SEQ_MAX)
-     * of inst's functions; it lives as long as inst (calls and argmap are
-     * copied). call_seq makes its calls in order in one entry into the
+     * seq_prepare makes a sequence of n calls (at most PW_ECALL_SEQ_MAX,
+     * of PW_ECALL_ARGS_MAX arguments each) of inst's functions, PW_EINVAL
+     * otherwise; it lives as long as inst (calls and argmap are copied). call_seq makes its calls in order in one entry into the
      * engine, each as call_i32 would, with arguments taken from args.
      * Before each call but the first, go (unless NULL) decides whether to
      * go on. *result gets the result of the last call made (0 if it

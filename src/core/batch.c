@@ -65,6 +65,11 @@ typedef struct {
     uint8_t map[PW__BATCH_LEN][3]; /* each callback's arguments: params */
 } pw__batch_seq_t;
 
+/* each sequence, and each callback's arguments, fit vt->seq_prepare */
+_Static_assert(PW__BATCH_LEN <= PW_ECALL_SEQ_MAX, "PW_ECALL_SEQ_MAX");
+_Static_assert(sizeof(((pw__batch_seq_t *) 0)->map[0]) <= PW_ECALL_ARGS_MAX,
+               "PW_ECALL_ARGS_MAX");
+
 static const pw__batch_seq_t pw__batch_seqs[PW__BATCH_MAX] = {
     [PW__BATCH_OPEN_HTTP] = {
         "open_http", 4, 0,

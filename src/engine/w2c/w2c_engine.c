@@ -40,6 +40,7 @@
 _Static_assert(sizeof(pw_w2c_val_t) == sizeof(pw_val_t), "pw_val_t");
 _Static_assert(offsetof(pw_w2c_val_t, of) == offsetof(pw_val_t, of),
                "pw_val_t");
+_Static_assert(PW_W2C_SEQ_ARGS >= PW_ECALL_ARGS_MAX, "PW_ECALL_ARGS_MAX");
 
 #define PW__W2C_CLAIMED (1ULL << 63)
 #define PW__W2C_PATH 4096
@@ -847,7 +848,7 @@ pw__w2c_seq_prepare(pw_einstance_t *inst, const pw_ecall_t *calls, size_t n,
     for (j = 0; j < n; j++) {
         if (calls[j].fn->e->thunk32 == NULL
             || calls[j].nargs != calls[j].fn->nparams
-            || calls[j].nargs > PW_W2C_SEQ_ARGS)
+            || calls[j].nargs > PW_ECALL_ARGS_MAX)
         {
             free(q);
             return PW_EINVAL;

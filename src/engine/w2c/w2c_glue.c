@@ -17,7 +17,7 @@
 
 #define PW__W2C_LINE_MAX 4096
 
-const char pw__w2c_glue_version[] = "2026-11-24.2";
+const char pw__w2c_glue_version[] = "2026-11-24.3";
 
 typedef struct {
     char ret[64];
@@ -580,7 +580,8 @@ pw__w2c_glue(const char *hdr, const pw_wasm_info_t *info, FILE *out,
         "    PW_W2C_ABI, sizeof(Z_pwmod_instance_t),\n"
         "    %u, pw_imports, %u, pw_exports, %u, &pw_rt_state,\n"
         "    pw_init_module, pw_instantiate, pw_free, pw_memory, pw_rt_call,\n"
-        "    pw_rt_call32, pw_rt_seq32, pw_rt_set_max_pages, pw_rt_interrupt\n};\n",
+        "    pw_rt_call32, pw_rt_seq32, pw_rt_set_max_pages,\n"
+        "    pw_rt_interrupt\n};\n",
         (unsigned) info->nimports, nfe, has_memory);
     free(fexp);
     return PW_OK;

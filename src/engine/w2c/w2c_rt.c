@@ -294,11 +294,12 @@ pw_rt_hostcall(pw_w2c_env_t *env, unsigned i, const pw_w2c_val_t *args,
 
 /*
  * Runs `stmt` (guest code) as one call into this object: a trap, a failing
- * host function or an interrupt jumps back here, and rc gets 0 or its
- * PW_W2C_* code. A macro because a function calling __builtin_setjmp is
- * never inlined: each entry below has it in its own frame.
+ * host function or an interrupt jumps back here, rc gets 0 or its PW_W2C_*
+ * code and *(msgp) its message. A macro because a function calling
+ * __builtin_setjmp is never inlined: each entry below has it in its own
+ * frame.
  */
-#define PW_RT_GUARD(rc, stmt)                                               \
+#define PW_RT_GUARD(rc, msgp, stmt)                                         \
     do {                                                                    \
         void *pw_jb[5];                                                     \
         void **volatile pw_prev = pw_rt_state.target;                       \
@@ -315,6 +316,7 @@ pw_rt_hostcall(pw_w2c_env_t *env, unsigned i, const pw_w2c_val_t *args,
             (rc) = 0;                                                       \
         } else {                                                            \
             (rc) = pw_rt_code;                                              \
+            *(msgp) = pw_rt_msg;                                            \
         }                                                                   \
         pw_rt_state.in_guest = 0;                                           \
         pw_rt_state.target = pw_prev;                                       \
@@ -328,10 +330,7 @@ pw_rt_enter(void (*run)(void *, void *), void *a, void *b, const char **msg)
 {
     int rc;
 
-    PW_RT_GUARD(rc, run(a, b));
-    if (rc != 0) {
-        *msg = pw_rt_msg;
-    }
+    PW_RT_GUARD(rc, msg, run(a, b));
     return rc;
 }
 
@@ -341,10 +340,7 @@ pw_rt_call(pw_w2c_thunk_t thunk, void *minst, const pw_w2c_val_t *args,
 {
     int rc;
 
-    PW_RT_GUARD(rc, thunk(minst, args, results));
-    if (rc != 0) {
-        *msg = pw_rt_msg;
-    }
+    PW_RT_GUARD(rc, msg, thunk(minst, args, results));
     return rc;
 }
 
@@ -354,10 +350,7 @@ pw_rt_call32(pw_w2c_thunk32_t thunk, void *minst, const uint32_t *args,
 {
     int rc;
 
-    PW_RT_GUARD(rc, thunk(minst, args, result));
-    if (rc != 0) {
-        *msg = pw_rt_msg;
-    }
+    PW_RT_GUARD(rc, msg, thunk(minst, args, result));
     return rc;
 }
 
@@ -400,10 +393,7 @@ pw_rt_seq32(pw_w2c_seq_call_t *sc)
 
     sc->ran = 0;
     sc->result = 0;
-    PW_RT_GUARD(rc, pw_rt_run_seq(sc));
-    if (rc != 0) {
-        sc->msg = pw_rt_msg;
-    }
+    PW_RT_GUARD(rc, &sc->msg, pw_rt_run_seq(sc));
     return rc;
 }
 
