@@ -946,20 +946,18 @@ ngx_http_pw_check(ngx_uint_t response, pw_str_t key, pw_str_t value)
 
 /* a header name or a method: an RFC 9110 token */
 
-/* RFC 9110 tchar: one bit per byte value */
-static uint32_t  ngx_http_pw_tchar[] = {
-    0x00000000,  /* 0x00-0x1f: none */
-    0x03ff6cfa,  /* 0x20-0x3f: ! # $ % & ' * + - . 0-9 */
-    0xc7fffffe,  /* 0x40-0x5f: A-Z ^ _ */
-    0x57ffffff,  /* 0x60-0x7f: ` a-z | ~ */
-    0x00000000, 0x00000000, 0x00000000, 0x00000000
+/* RFC 9110 tchar: one byte per byte value, looked up once per character */
+static const u_char  ngx_http_pw_tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+    ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1
 };
 
 
 static ngx_int_t
 ngx_http_pw_token(pw_str_t s)
 {
-    u_char  c;
     size_t  i;
 
     if (s.len == 0) {
@@ -967,9 +965,7 @@ ngx_http_pw_token(pw_str_t s)
     }
 
     for (i = 0; i < s.len; i++) {
-        c = (u_char) s.data[i];
-
-        if (!(ngx_http_pw_tchar[c >> 5] & (1U << (c & 0x1f)))) {
+        if (!ngx_http_pw_tchar[(u_char) s.data[i]]) {
             return NGX_ERROR;
         }
     }
@@ -1110,7 +1106,8 @@ static ngx_table_elt_t *
 ngx_http_pw_push(ngx_pool_t *pool, ngx_list_t *list, pw_str_t key,
     pw_str_t value, ngx_uint_t response)
 {
-    u_char           *p;
+    u_char            c, *p;
+    size_t            i;
     ngx_uint_t        hash;
     ngx_table_elt_t  *h;
 
@@ -1136,8 +1133,14 @@ ngx_http_pw_push(ngx_pool_t *pool, ngx_list_t *list, pw_str_t key,
     p = ngx_cpymem(p, value.data, value.len);
     *p++ = '\0';
 
+    /* ngx_hash_strlow's work, inline: a call costs as much as a name */
     h->lowcase_key = p;
-    hash = ngx_hash_strlow(p, h->key.data, key.len);
+    hash = 0;
+    for (i = 0; i < key.len; i++) {
+        c = ngx_tolower((u_char) key.data[i]);
+        p[i] = c;
+        hash = ngx_hash(hash, c);
+    }
 
     /* hash 0 deletes a response header */
 

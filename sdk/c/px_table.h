@@ -185,14 +185,10 @@ px__table_del(px__table_t *t, uint32_t key)
 }
 
 
-static void
-px__table_del_val(px__table_t *t, uint32_t val)
+static __attribute__((noinline)) void
+px__table_del_val_scan(px__table_t *t, uint32_t val)
 {
     uint32_t i;
-
-    if (t->used == 0) {
-        return;
-    }
 
     /* a removal may move a later slot into i: look at i again */
     for (i = 0; i < t->cap; /* void */) {
@@ -201,6 +197,20 @@ px__table_del_val(px__table_t *t, uint32_t val)
             continue;
         }
         i++;
+    }
+}
+
+
+/*
+ * Remove every slot whose val is `val`. The empty test is inline: every
+ * context's deletion asks the callout tables, which are nearly always
+ * empty, and a call into the scan costs more than the test.
+ */
+static inline void
+px__table_del_val(px__table_t *t, uint32_t val)
+{
+    if (t->used != 0) {
+        px__table_del_val_scan(t, val);
     }
 }
 
