@@ -955,6 +955,22 @@ static const u_char  ngx_http_pw_tchar[256] = {
 };
 
 
+/* each byte value lowercased, for names: one load instead of a test */
+#define NGX_HTTP_PW_LC(c)    ((c) >= 'A' && (c) <= 'Z' ? (c) | 0x20 : (c))
+#define NGX_HTTP_PW_LC4(c)   NGX_HTTP_PW_LC(c), NGX_HTTP_PW_LC((c) + 1),      \
+                             NGX_HTTP_PW_LC((c) + 2), NGX_HTTP_PW_LC((c) + 3)
+#define NGX_HTTP_PW_LC16(c)  NGX_HTTP_PW_LC4(c), NGX_HTTP_PW_LC4((c) + 4),    \
+                             NGX_HTTP_PW_LC4((c) + 8), NGX_HTTP_PW_LC4((c) + 12)
+#define NGX_HTTP_PW_LC64(c)  NGX_HTTP_PW_LC16(c), NGX_HTTP_PW_LC16((c) + 16), \
+                             NGX_HTTP_PW_LC16((c) + 32),                      \
+                             NGX_HTTP_PW_LC16((c) + 48)
+
+static const u_char  ngx_http_pw_lc[256] = {
+    NGX_HTTP_PW_LC64(0), NGX_HTTP_PW_LC64(64), NGX_HTTP_PW_LC64(128),
+    NGX_HTTP_PW_LC64(192)
+};
+
+
 static ngx_int_t
 ngx_http_pw_token(pw_str_t s)
 {
@@ -1137,7 +1153,7 @@ ngx_http_pw_push(ngx_pool_t *pool, ngx_list_t *list, pw_str_t key,
     h->lowcase_key = p;
     hash = 0;
     for (i = 0; i < key.len; i++) {
-        c = ngx_tolower((u_char) key.data[i]);
+        c = ngx_http_pw_lc[(u_char) key.data[i]];
         p[i] = c;
         hash = ngx_hash(hash, c);
     }

@@ -1649,16 +1649,72 @@ ngx_http_pw_run_trailers(ngx_http_pw_ctx_t *ctx)
 }
 
 
+/*
+ * The response chain let a body chunk through (out, outlen; same: it is
+ * `in` unchanged): trailers, the deferred headers, then the data go on.
+ */
+static ngx_int_t
+ngx_http_pw_response_pass(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
+    u_char *out, size_t outlen, ngx_uint_t same, ngx_uint_t eos,
+    ngx_chain_t *in, ngx_uint_t flush)
+{
+    ngx_int_t     rc;
+    ngx_uint_t    res;
+    ngx_chain_t  *cl;
+
+    if (eos && ngx_http_pw_trailers_count(r)) {
+        res = ngx_http_pw_run_trailers(ctx);
+        if (res == NGX_HTTP_PW_FAIL || res == NGX_HTTP_PW_CLOSE) {
+            ngx_http_pw_consume(in);
+            if (ctx->resp_headers_deferred) {
+                ctx->resp_headers_deferred = 0;
+                ngx_http_pw_reset_acc(ctx);
+                return ngx_http_pw_fail_response(r, ctx);
+            }
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx->resp_headers_deferred) {
+        rc = ngx_http_pw_send_deferred_headers(r, ctx, outlen, eos);
+        if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+            ngx_http_pw_reset_acc(ctx);
+            ngx_http_pw_consume(in);
+            return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
+        }
+    }
+
+    if (same && in) {
+        ngx_http_pw_reset_acc(ctx);
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    cl = ngx_http_pw_chain_copy(r, out, outlen, eos);
+    ngx_http_pw_reset_acc(ctx);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+    if (flush) {
+        cl->buf->flush = 1;
+    }
+    ngx_http_pw_consume(in);
+    if (eos) {
+        ctx->resp_done = 1;
+        r->buffered &= ~NGX_HTTP_PW_BUFFERED;
+    }
+
+    return ngx_http_next_body_filter(r, cl);
+}
+
+
 static ngx_int_t
 ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
     ngx_uint_t k, u_char *data, size_t len, ngx_uint_t eos, ngx_chain_t *in,
     ngx_uint_t flush)
 {
-    u_char       *out;
-    size_t        outlen;
-    ngx_int_t     rc;
-    ngx_uint_t    res, same;
-    ngx_chain_t  *cl;
+    u_char      *out;
+    size_t       outlen;
+    ngx_uint_t   res, same;
 
     res = ngx_http_pw_run_body(ctx, 1, k, data, len, eos, &out, &outlen,
                                &same);
@@ -1666,48 +1722,8 @@ ngx_http_pw_response_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
     switch (res) {
 
     case NGX_HTTP_PW_OK:
-        if (eos && ngx_http_pw_trailers_count(r)) {
-            res = ngx_http_pw_run_trailers(ctx);
-            if (res == NGX_HTTP_PW_FAIL || res == NGX_HTTP_PW_CLOSE) {
-                ngx_http_pw_consume(in);
-                if (ctx->resp_headers_deferred) {
-                    ctx->resp_headers_deferred = 0;
-                    ngx_http_pw_reset_acc(ctx);
-                    return ngx_http_pw_fail_response(r, ctx);
-                }
-                return NGX_ERROR;
-            }
-        }
-
-        if (ctx->resp_headers_deferred) {
-            rc = ngx_http_pw_send_deferred_headers(r, ctx, outlen, eos);
-            if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-                ngx_http_pw_reset_acc(ctx);
-                ngx_http_pw_consume(in);
-                return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
-            }
-        }
-
-        if (same && in) {
-            ngx_http_pw_reset_acc(ctx);
-            return ngx_http_next_body_filter(r, in);
-        }
-
-        cl = ngx_http_pw_chain_copy(r, out, outlen, eos);
-        ngx_http_pw_reset_acc(ctx);
-        if (cl == NULL) {
-            return NGX_ERROR;
-        }
-        if (flush) {
-            cl->buf->flush = 1;
-        }
-        ngx_http_pw_consume(in);
-        if (eos) {
-            ctx->resp_done = 1;
-            r->buffered &= ~NGX_HTTP_PW_BUFFERED;
-        }
-
-        return ngx_http_next_body_filter(r, cl);
+        return ngx_http_pw_response_pass(r, ctx, out, outlen, same, eos, in,
+                                         flush);
 
     case NGX_HTTP_PW_PAUSED:
         ngx_http_pw_consume(in);
@@ -1898,6 +1914,11 @@ ngx_http_pw_response_first(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
     }
 
     if (ran && !f->dead) {
+        if (ba == PW_ACTION_CONTINUE && !f->body_modified) {
+            /* what ngx_http_pw_run_body would find for the one filter */
+            return ngx_http_pw_response_pass(r, ctx, data, len, 1, eos, in,
+                                             flush);
+        }
         ctx->pre_body = 1;
         ctx->pre_action = ba;
     }

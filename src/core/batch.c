@@ -473,7 +473,7 @@ pw__batch_setup(pw_vm_t *vm)
 }
 
 /* Sequence k made by the engine (vt->call_seq), as pw__enter would. */
-static int
+int
 pw__batch_call_seq(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
     const uint32_t *args, uint32_t *res)
 {
@@ -502,8 +502,9 @@ pw__batch_call_seq(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
                            in_alloc, res);
 }
 
+/* Sequence k of the linked batch module (engines with wasm-to-wasm links). */
 int
-pw__batch_call(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
+pw__batch_call_linked(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
     const uint32_t *args, uint32_t *res)
 {
     pw_val_t r;
@@ -512,9 +513,6 @@ pw__batch_call(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
 
     if (vm->batch_n[k] == 0) {
         return PW_ENOTFOUND;
-    }
-    if (vm->batch_seq[k] != NULL) {
-        return pw__batch_call_seq(vm, ctx, k, args, res);
     }
     rc = pw__enter(vm, ctx, vm->batch_inst, vm->batch[k], args,
                    pw__batch_seqs[k].nparams, vm->batch_nres[k], res,

@@ -383,8 +383,21 @@ void pw__batch_free(pw_vm_t *vm);
  * one's result. PW_ENOTFOUND, having called nothing, when there is no
  * batch for k.
  */
-int pw__batch_call(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
+int pw__batch_call_seq(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
     const uint32_t *args, uint32_t *res);
+int pw__batch_call_linked(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
+    const uint32_t *args, uint32_t *res);
+
+/* inline: the request path's engine entries skip one call */
+static inline int
+pw__batch_call(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
+    const uint32_t *args, uint32_t *res)
+{
+    if (vm->batch_seq[k] != NULL) {     /* made by the engine (batch_n > 0) */
+        return pw__batch_call_seq(vm, ctx, k, args, res);
+    }
+    return pw__batch_call_linked(vm, ctx, k, args, res);
+}
 
 /* ---- wbuf.c: writing wasm binaries ---- */
 typedef struct {
