@@ -142,6 +142,32 @@ px__ensure_root(uint32_t root_id)
 
 #define PX__PLUGIN_HAS(cb)  (px__plugin != NULL && px__plugin->cb != NULL)
 
+/* Callbacks without a handler (see PX_NOOP_* in proxy_wasm.h). */
+#define PX__NOOP(cb, bit)   (PX__PLUGIN_HAS(cb) ? 0u : (uint32_t) (bit))
+
+PX__EXPORT(px_noop_callbacks) uint32_t
+px_noop_callbacks(void)
+{
+    return PX__NOOP(on_request_headers, PX_NOOP_REQUEST_HEADERS)
+           | PX__NOOP(on_request_body, PX_NOOP_REQUEST_BODY)
+           | PX__NOOP(on_request_trailers, PX_NOOP_REQUEST_TRAILERS)
+           | PX__NOOP(on_response_headers, PX_NOOP_RESPONSE_HEADERS)
+           | PX__NOOP(on_response_body, PX_NOOP_RESPONSE_BODY)
+           | PX__NOOP(on_response_trailers, PX_NOOP_RESPONSE_TRAILERS)
+           | PX__NOOP(on_log, PX_NOOP_LOG)
+           | PX__NOOP(on_done, PX_NOOP_DONE)
+           | PX__NOOP(on_new_connection, PX_NOOP_NEW_CONNECTION)
+           | PX__NOOP(on_downstream_data, PX_NOOP_DOWNSTREAM_DATA)
+           | PX__NOOP(on_upstream_data, PX_NOOP_UPSTREAM_DATA)
+           | PX__NOOP(on_downstream_connection_close,
+                      PX_NOOP_DOWNSTREAM_CLOSE)
+           | PX__NOOP(on_upstream_connection_close, PX_NOOP_UPSTREAM_CLOSE)
+           | PX__NOOP(on_tick, PX_NOOP_TICK)
+           | PX__NOOP(on_queue_ready, PX_NOOP_QUEUE_READY)
+           | PX__NOOP(on_foreign_function, PX_NOOP_FOREIGN_FUNCTION);
+}
+
+
 PX__EXPORT(proxy_on_vm_start) uint32_t
 proxy_on_vm_start(uint32_t root_id, uint32_t vm_config_size)
 {

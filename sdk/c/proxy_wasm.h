@@ -214,6 +214,33 @@ typedef struct {
     void (*on_delete)(uint32_t ctx);
 } px_plugin_t;
 
+/*
+ * The runtime exports px_noop_callbacks(), which proxy-wasm-c's hosts call
+ * once per instance: each bit set names a callback the plugin has no
+ * handler for, whose export only returns its default (Continue, done, or
+ * nothing), so the host may skip calling it. Other hosts never call it and
+ * get the same behaviour from the exports. The numbering is a contract
+ * with the host (src/core/vm.c): never renumber, only add.
+ */
+enum {
+    PX_NOOP_REQUEST_HEADERS = 1u << 0,
+    PX_NOOP_REQUEST_BODY = 1u << 1,
+    PX_NOOP_REQUEST_TRAILERS = 1u << 2,
+    PX_NOOP_RESPONSE_HEADERS = 1u << 3,
+    PX_NOOP_RESPONSE_BODY = 1u << 4,
+    PX_NOOP_RESPONSE_TRAILERS = 1u << 5,
+    PX_NOOP_LOG = 1u << 6,
+    PX_NOOP_DONE = 1u << 7,
+    PX_NOOP_NEW_CONNECTION = 1u << 8,
+    PX_NOOP_DOWNSTREAM_DATA = 1u << 9,
+    PX_NOOP_UPSTREAM_DATA = 1u << 10,
+    PX_NOOP_DOWNSTREAM_CLOSE = 1u << 11,
+    PX_NOOP_UPSTREAM_CLOSE = 1u << 12,
+    PX_NOOP_TICK = 1u << 13,
+    PX_NOOP_QUEUE_READY = 1u << 14,
+    PX_NOOP_FOREIGN_FUNCTION = 1u << 15
+};
+
 /* The registered definition; defined by PX_PLUGIN(). */
 extern const px_plugin_t *const px__plugin;
 

@@ -89,6 +89,30 @@ static const pw__batch_seq_t pw__batch_seqs[PW__BATCH_MAX] = {
         { { 0, 1, 2 }, { 0, 3, 4 } } },
 };
 
+void
+pw__batch_keep_cond(uint8_t *drop)
+{
+    const pw__batch_seq_t *q;
+    int k, j, n, dropped;
+
+    for (k = 0; k < PW__BATCH_MAX; k++) {
+        q = &pw__batch_seqs[k];
+        if (!q->cond) {
+            continue;
+        }
+        n = dropped = 0;
+        for (j = 0; j < PW__BATCH_LEN && q->cbs[j] != PW__CB_MAX; j++) {
+            n++;
+            dropped += drop[q->cbs[j]] != 0;
+        }
+        if (dropped != n) {
+            for (j = 0; j < n; j++) {
+                drop[q->cbs[j]] = 0;
+            }
+        }
+    }
+}
+
 /* Whether a conditional sequence goes on to its step (from 1) `step`. */
 static int
 pw__batch_may_go(pw_vm_t *vm, uint32_t step)

@@ -44,6 +44,7 @@ typedef enum {
     PW__CB_ON_GRPC_CLOSE,
     PW__CB_ON_QUEUE_READY,
     PW__CB_ON_FOREIGN_FUNCTION,
+    PW__CB_NOOPS,                 /* px_noop_callbacks (our C SDK) */
     PW__CB_INITIALIZE,
     PW__CB_START,
     PW__CB_MAIN,
@@ -377,6 +378,13 @@ int pw__shim_binder(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
 /* Make the batch for the instantiated plugin; on any failure, none. */
 void pw__batch_setup(pw_vm_t *vm);
 void pw__batch_free(pw_vm_t *vm);
+/*
+ * Of the callbacks to drop as doing nothing (drop[cb] != 0), keep those
+ * of a conditional sequence (the response pair) unless all of it goes:
+ * hosts run the pair in one entry, which costs less than either alone
+ * on their path for single callbacks.
+ */
+void pw__batch_keep_cond(uint8_t *drop);
 /*
  * Sequence k with its arguments (see batch.c for each one's), as pw__call
  * would make its callbacks one by one; *res (may be NULL) gets the last

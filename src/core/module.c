@@ -106,6 +106,7 @@ const pw__cb_info_t pw__cbs[PW__CB_MAX] = {
     [PW__CB_ON_QUEUE_READY] = { "proxy_on_queue_ready", { "ii:" } },
     [PW__CB_ON_FOREIGN_FUNCTION] =
         { "proxy_on_foreign_function", { "iii:" } },
+    [PW__CB_NOOPS] = { "px_noop_callbacks", { ":i" } },
     [PW__CB_INITIALIZE] = { "_initialize", { ":" } },
     [PW__CB_START] = { "_start", { ":" } },
     [PW__CB_MAIN] = { "main", { "ii:i", ":i" } },

@@ -593,6 +593,51 @@ pw__vm_lookup(pw_vm_t *vm, char *err, size_t errlen)
     return PW_OK;
 }
 
+/*
+ * px_noop_callbacks (exported by our C SDK, sdk/c/proxy_wasm.h): bit i set
+ * says the callback pw__noop_cbs[i] only returns its default (Continue,
+ * done, nothing); it is dropped as if not exported, which the calls and
+ * the batch already treat as that default (but see pw__batch_keep_cond).
+ * The order is the SDK's PX_NOOP_* numbering. PW_NO_NOOPS=1 in the
+ * environment keeps them all (to compare).
+ */
+static const pw__cb_t pw__noop_cbs[] = {
+    PW__CB_ON_REQUEST_HEADERS, PW__CB_ON_REQUEST_BODY,
+    PW__CB_ON_REQUEST_TRAILERS, PW__CB_ON_RESPONSE_HEADERS,
+    PW__CB_ON_RESPONSE_BODY, PW__CB_ON_RESPONSE_TRAILERS, PW__CB_ON_LOG,
+    PW__CB_ON_DONE, PW__CB_ON_NEW_CONNECTION, PW__CB_ON_DOWNSTREAM_DATA,
+    PW__CB_ON_UPSTREAM_DATA, PW__CB_ON_DOWNSTREAM_CONNECTION_CLOSE,
+    PW__CB_ON_UPSTREAM_CONNECTION_CLOSE, PW__CB_ON_TICK,
+    PW__CB_ON_QUEUE_READY, PW__CB_ON_FOREIGN_FUNCTION
+};
+
+static int
+pw__vm_noops(pw_vm_t *vm)
+{
+    uint8_t drop[PW__CB_MAX];
+    uint32_t mask, i;
+    int rc, k;
+
+    if (vm->cb[PW__CB_NOOPS] == NULL || getenv("PW_NO_NOOPS") != NULL) {
+        return PW_OK;
+    }
+    rc = pw__call(vm, NULL, PW__CB_NOOPS, NULL, 0, &mask);
+    if (rc != PW_OK) {
+        return rc;
+    }
+    memset(drop, 0, sizeof(drop));
+    for (i = 0; i < sizeof(pw__noop_cbs) / sizeof(pw__noop_cbs[0]); i++) {
+        drop[pw__noop_cbs[i]] = (mask >> i) & 1;
+    }
+    pw__batch_keep_cond(drop);
+    for (k = 0; k < PW__CB_MAX; k++) {
+        if (drop[k]) {
+            vm->cb[k] = NULL;
+        }
+    }
+    return PW_OK;
+}
+
 /* Envoy's rule: _initialize then main (or __main_void); else _start. */
 static int
 pw__vm_entry(pw_vm_t *vm, char *err, size_t errlen)
@@ -671,7 +716,6 @@ pw_vm_new(pw_module_t *mod, const pw_vm_conf_t *conf, pw_vm_t **out,
     }
     if (rc == PW_OK) {
         pw__shim_arm(vm);
-        pw__batch_setup(vm);
     }
     if (rc == PW_OK && vm->max_call_ms) {
         rc = pw__watchdog_start(vm);
@@ -681,6 +725,16 @@ pw_vm_new(pw_module_t *mod, const pw_vm_conf_t *conf, pw_vm_t **out,
     }
     if (rc == PW_OK) {
         rc = pw__vm_entry(vm, err, errlen);
+    }
+    if (rc == PW_OK) {
+        /* after the entry: the SDK's answer may rest on its constructors */
+        rc = pw__vm_noops(vm);
+        if (rc != PW_OK) {
+            snprintf(err, errlen, "%s", vm->fail_reason);
+        }
+    }
+    if (rc == PW_OK) {
+        pw__batch_setup(vm);
     }
     if (rc != PW_OK) {
         goto failed;

@@ -526,6 +526,85 @@ PW_TEST(interrupt_in_batch)
     base->destroy(e);
 }
 
+/*
+ * Callbacks the plugin says do nothing (px_noop_callbacks, as the C SDK
+ * exports it) are not called: noops.wasm traps in each of them. Its
+ * stream costs two entries (create, delete). With PW_NO_NOOPS set the
+ * host calls them, and the first one traps.
+ */
+PW_TEST(noop_callbacks_skipped)
+{
+    uint32_t rec[32][4], n;
+    pw_action_t act = 7, ha = 7, ba = 7;
+    go_t g = { 1, 0 };
+    pw_engine_t *e;
+    pw_stream_t *s;
+    unsigned long before;
+    int ran = 0;
+    run_t a, b;
+
+    e = engine();
+    start(&a, e, &counting_vt, "noops.wasm", 0);
+    PW_CHECK(!batched(a.vm, PW__BATCH_RESP_HTTP));
+    before = entries;
+    PW_CHECK_EQ_INT(pw_stream_new(a.p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_request_headers(s, 7, 1, &act), PW_OK);
+    PW_CHECK_EQ_INT(act, PW_ACTION_CONTINUE);
+    PW_CHECK_EQ_INT(pw_http_response_headers_body(s, 5, 0, 100, 1, go_fn, &g,
+                                                  &ha, &ba, &ran),
+                    PW_ENOTFOUND);
+    PW_CHECK_EQ_INT(pw_http_response_headers(s, 5, 0, &ha), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_response_body(s, 100, 1, &ba), PW_OK);
+    PW_CHECK_EQ_INT(ha, PW_ACTION_CONTINUE);
+    PW_CHECK_EQ_INT(ba, PW_ACTION_CONTINUE);
+    pw_stream_free(s);
+    PW_CHECK(!pw_vm_failed(a.vm));
+    PW_CHECK_EQ_INT(entries - before, 2);
+    /* the root's create, the stream's create, its delete */
+    n = records(&a, rec, 32);
+    PW_CHECK_EQ_INT(n, 3);
+    PW_CHECK(rec[0][0] == 1 && rec[1][0] == 1 && rec[2][0] == 5);
+    PW_CHECK_EQ_INT(rec[2][1], rec[1][1]);
+    stop(&a);
+
+    PW_CHECK_EQ_INT(setenv("PW_NO_NOOPS", "1", 1), 0);
+    start(&b, e, &counting_vt, "noops.wasm", 0);
+    PW_CHECK_EQ_INT(pw_stream_new(b.p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_request_headers(s, 7, 1, &act), PW_EFAILED);
+    PW_CHECK(pw_vm_failed(b.vm));
+    PW_CHECK(strstr(pw_vm_fail_reason(b.vm), "proxy_on_request_headers")
+             != NULL);
+    pw_stream_free(s);
+    stop(&b);
+    unsetenv("PW_NO_NOOPS");
+    base->destroy(e);
+}
+
+/* A noop on_response_body is called all the same, with the headers in one
+ * entry: the pair is batched whole or not at all. */
+PW_TEST(noop_response_pair_kept_whole)
+{
+    uint32_t rec[32][4], n;
+    go_t g = { 1, 0 };
+    pw_engine_t *e;
+    resp_t o;
+    run_t a;
+
+    e = engine();
+    start(&a, e, &counting_vt, "noops_resp.wasm", 0);
+    PW_CHECK(batched(a.vm, PW__BATCH_RESP_HTTP));
+    o = resp_stream(&a, &g);
+    PW_CHECK_EQ_INT(o.rc, PW_OK);
+    PW_CHECK(o.body_ran);
+    PW_CHECK_EQ_INT(o.ba, 300);
+    PW_CHECK_EQ_INT(o.entries, 1);
+    n = records(&a, rec, 32);
+    PW_CHECK_EQ_INT(n, 8);
+    PW_CHECK(rec[3][0] == 7 && rec[4][0] == 8);
+    stop(&a);
+    base->destroy(e);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -548,5 +627,8 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(response_headers_body_one_entry),
         PW_TEST_ENTRY(response_body_only_when_let),
         PW_TEST_ENTRY(response_trap_names_the_callback),
+        PW_TEST_ENTRY(noop_callbacks_skipped),
+        PW_TEST_ENTRY(noop_response_pair_kept_whole),
         { 0 } });
 }
+
