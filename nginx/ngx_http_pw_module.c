@@ -513,6 +513,27 @@ ngx_http_pw_create_ctx(ngx_http_request_t *r, ngx_http_pw_loc_conf_t *plcf)
 }
 
 
+/* Whether a live filter's plugin reads the response body or trailers. */
+static ngx_uint_t
+ngx_http_pw_resp_body_hooks(ngx_http_pw_ctx_t *ctx)
+{
+    ngx_uint_t           i;
+    ngx_http_pw_fctx_t  *f;
+
+    for (i = 0; i < ctx->nf; i++) {
+        f = &ctx->f[i];
+        if (!f->dead && f->stream != NULL
+            && (pw_stream_hooks(f->stream)
+                & (PW_HOOK_RESPONSE_BODY | PW_HOOK_RESPONSE_TRAILERS)))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static ngx_uint_t
 ngx_http_pw_live(ngx_http_pw_ctx_t *ctx)
 {
@@ -1394,7 +1415,12 @@ ngx_http_pw_run_headers(ngx_http_pw_ctx_t *ctx, ngx_uint_t response)
             continue;
         }
 
-        n = ngx_http_pw_headers_count(r, response);
+        /* the count walks the headers: not for a callback that is not
+         * there (the call still starts the stream) */
+        n = (pw_stream_hooks(f->stream)
+             & (response ? PW_HOOK_RESPONSE_HEADERS
+                         : PW_HOOK_REQUEST_HEADERS))
+            ? ngx_http_pw_headers_count(r, response) : 0;
 
         ctx->in_call = 1;
         ctx->resume_pending = 0;
@@ -1480,6 +1506,12 @@ ngx_http_pw_response_headers_out(ngx_http_request_t *r,
         return ngx_http_next_header_filter(r);
     }
 
+    if (!ctx->resp_body_hooks) {
+        /* no callback reads the body: it goes by as nginx made it */
+        ctx->resp_done = 1;
+        return ngx_http_next_header_filter(r);
+    }
+
     /* byte ranges of a body that plugins change would be cut wrongly */
     ngx_http_clear_accept_ranges(r);
 
@@ -1542,11 +1574,14 @@ ngx_http_pw_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
+    ctx->resp_body_hooks = ngx_http_pw_resp_body_hooks(ctx);
+
     /* plugins see bytes: a small body is read here (and still goes out
      * with sendfile when unchanged), a big or unknown one is read in
      * pieces by nginx's copy filter */
-    if (r->headers_out.content_length_n < 0
-        || r->headers_out.content_length_n > 64 * 1024)
+    if (ctx->resp_body_hooks
+        && (r->headers_out.content_length_n < 0
+            || r->headers_out.content_length_n > 64 * 1024))
     {
         r->filter_need_in_memory = 1;
     }

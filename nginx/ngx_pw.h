@@ -280,6 +280,10 @@ struct ngx_http_pw_ctx_s {
     unsigned                    resp_eos_seen:1;
     unsigned                    resp_done:1;
     unsigned                    resp_discard:1;
+    /* some live filter has a response body or trailers callback: without
+     * one, the body passes by the module untouched (length, ranges and
+     * sendfile kept) */
+    unsigned                    resp_body_hooks:1;
     /* on_response_headers not run yet: it runs with the first body data,
      * in one entry into the engine with on_response_body, or alone from
      * the resume event when nginx goes on waiting first */

@@ -225,6 +225,21 @@ int pw_http_response_headers_body(pw_stream_t *s, uint32_t nheaders,
     pw_action_t *haction, pw_action_t *baction, int *body_ran);
 /* Whether pw_http_response_headers_body can run both in one entry. */
 int pw_stream_batches_response(const pw_stream_t *s);
+
+/*
+ * The HTTP hooks that reach the plugin: a PW_HOOK_* bit per callback it
+ * exports, less those it declares to do nothing (px_noop_callbacks, see
+ * docs/ARCHITECTURE.md). A hook without its bit is a no-op returning
+ * CONTINUE, so a host need not gather what only it would see (a body
+ * no callback reads can go by untouched).
+ */
+#define PW_HOOK_REQUEST_HEADERS    0x01u
+#define PW_HOOK_REQUEST_BODY       0x02u
+#define PW_HOOK_REQUEST_TRAILERS   0x04u
+#define PW_HOOK_RESPONSE_HEADERS   0x08u
+#define PW_HOOK_RESPONSE_BODY      0x10u
+#define PW_HOOK_RESPONSE_TRAILERS  0x20u
+unsigned pw_stream_hooks(const pw_stream_t *s);
 int pw_http_response_trailers(pw_stream_t *s, uint32_t ntrailers,
     pw_action_t *action);
 

@@ -89,30 +89,6 @@ static const pw__batch_seq_t pw__batch_seqs[PW__BATCH_MAX] = {
         { { 0, 1, 2 }, { 0, 3, 4 } } },
 };
 
-void
-pw__batch_keep_cond(uint8_t *drop)
-{
-    const pw__batch_seq_t *q;
-    int k, j, n, dropped;
-
-    for (k = 0; k < PW__BATCH_MAX; k++) {
-        q = &pw__batch_seqs[k];
-        if (!q->cond) {
-            continue;
-        }
-        n = dropped = 0;
-        for (j = 0; j < PW__BATCH_LEN && q->cbs[j] != PW__CB_MAX; j++) {
-            n++;
-            dropped += drop[q->cbs[j]] != 0;
-        }
-        if (dropped != n) {
-            for (j = 0; j < n; j++) {
-                drop[q->cbs[j]] = 0;
-            }
-        }
-    }
-}
-
 /* Whether a conditional sequence goes on to its step (from 1) `step`. */
 static int
 pw__batch_may_go(pw_vm_t *vm, uint32_t step)
@@ -535,9 +511,6 @@ pw__batch_call_linked(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
     uint32_t step;
     int rc, in_alloc;
 
-    if (vm->batch_n[k] == 0) {
-        return PW_ENOTFOUND;
-    }
     rc = pw__enter(vm, ctx, vm->batch_inst, vm->batch[k], args,
                    pw__batch_seqs[k].nparams, vm->batch_nres[k], res,
                    &in_alloc);

@@ -204,6 +204,7 @@ struct pw_vm_s {
     pw_efunc_t *cb[PW__CB_MAX];
     uint8_t cb_nparams[PW__CB_MAX];
     uint8_t cb_nres[PW__CB_MAX];
+    unsigned hooks;               /* pw_stream_hooks(), once cb[] is final */
     pw_efunc_t *alloc;
     pw__cb_t alloc_cb;
 
@@ -379,13 +380,6 @@ int pw__shim_binder(const pw__hostcall_t *const *h, size_t n, uint8_t **out,
 void pw__batch_setup(pw_vm_t *vm);
 void pw__batch_free(pw_vm_t *vm);
 /*
- * Of the callbacks to drop as doing nothing (drop[cb] != 0), keep those
- * of a conditional sequence (the response pair) unless all of it goes:
- * hosts run the pair in one entry, which costs less than either alone
- * on their path for single callbacks.
- */
-void pw__batch_keep_cond(uint8_t *drop);
-/*
  * Sequence k with its arguments (see batch.c for each one's), as pw__call
  * would make its callbacks one by one; *res (may be NULL) gets the last
  * one's result. PW_ENOTFOUND, having called nothing, when there is no
@@ -403,6 +397,9 @@ pw__batch_call(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
 {
     if (vm->batch_seq[k] != NULL) {     /* made by the engine (batch_n > 0) */
         return pw__batch_call_seq(vm, ctx, k, args, res);
+    }
+    if (vm->batch_n[k] == 0) {
+        return PW_ENOTFOUND;
     }
     return pw__batch_call_linked(vm, ctx, k, args, res);
 }

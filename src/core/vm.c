@@ -300,12 +300,29 @@ int
 pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
     size_t nargs, uint32_t *res)
 {
+    pw__ctx_t *saved;
+    uint32_t r32;
     size_t n;
     int rc, in_alloc;
 
     n = vm->cb_nparams[cb];
     if (n > nargs) {
         n = nargs;
+    }
+    if (vm->vt->call_i32 != NULL && !vm->failed) {
+        /* pw__enter's path for such engines, without its call */
+        saved = pw__enter_begin(vm, ctx, vm->inst);
+        r32 = 0;
+        rc = vm->vt->call_i32(vm->inst, vm->cb[cb], args, n,
+                              vm->cb_nres[cb] ? &r32 : NULL, &vm->trap);
+        in_alloc = pw__enter_end(vm, saved);
+        if (rc == PW_OK) {
+            if (res) {
+                *res = r32;
+            }
+            return PW_OK;
+        }
+        return pw__call_failed(vm, rc, cb, in_alloc, res);
     }
     rc = pw__enter(vm, ctx, vm->inst, vm->cb[cb], args, n, vm->cb_nres[cb],
                    res, &in_alloc);
@@ -597,7 +614,7 @@ pw__vm_lookup(pw_vm_t *vm, char *err, size_t errlen)
  * px_noop_callbacks (exported by our C SDK, sdk/c/proxy_wasm.h): bit i set
  * says the callback pw__noop_cbs[i] only returns its default (Continue,
  * done, nothing); it is dropped as if not exported, which the calls and
- * the batch already treat as that default (but see pw__batch_keep_cond).
+ * the batch already treat as that default.
  * The order is the SDK's PX_NOOP_* numbering. PW_NO_NOOPS=1 in the
  * environment keeps them all (to compare).
  */
@@ -614,9 +631,8 @@ static const pw__cb_t pw__noop_cbs[] = {
 static int
 pw__vm_noops(pw_vm_t *vm)
 {
-    uint8_t drop[PW__CB_MAX];
     uint32_t mask, i;
-    int rc, k;
+    int rc;
 
     if (vm->cb[PW__CB_NOOPS] == NULL || getenv("PW_NO_NOOPS") != NULL) {
         return PW_OK;
@@ -625,17 +641,31 @@ pw__vm_noops(pw_vm_t *vm)
     if (rc != PW_OK) {
         return rc;
     }
-    memset(drop, 0, sizeof(drop));
     for (i = 0; i < sizeof(pw__noop_cbs) / sizeof(pw__noop_cbs[0]); i++) {
-        drop[pw__noop_cbs[i]] = (mask >> i) & 1;
-    }
-    pw__batch_keep_cond(drop);
-    for (k = 0; k < PW__CB_MAX; k++) {
-        if (drop[k]) {
-            vm->cb[k] = NULL;
+        if (mask & (1u << i)) {
+            vm->cb[pw__noop_cbs[i]] = NULL;
         }
     }
     return PW_OK;
+}
+
+/* vm->hooks: PW_HOOK_* in the order of this table */
+static void
+pw__vm_hooks(pw_vm_t *vm)
+{
+    static const pw__cb_t cbs[] = {
+        PW__CB_ON_REQUEST_HEADERS, PW__CB_ON_REQUEST_BODY,
+        PW__CB_ON_REQUEST_TRAILERS, PW__CB_ON_RESPONSE_HEADERS,
+        PW__CB_ON_RESPONSE_BODY, PW__CB_ON_RESPONSE_TRAILERS
+    };
+    unsigned i;
+
+    vm->hooks = 0;
+    for (i = 0; i < sizeof(cbs) / sizeof(cbs[0]); i++) {
+        if (vm->cb[cbs[i]] != NULL) {
+            vm->hooks |= 1u << i;
+        }
+    }
 }
 
 /* Envoy's rule: _initialize then main (or __main_void); else _start. */
@@ -734,6 +764,7 @@ pw_vm_new(pw_module_t *mod, const pw_vm_conf_t *conf, pw_vm_t **out,
         }
     }
     if (rc == PW_OK) {
+        pw__vm_hooks(vm);
         pw__batch_setup(vm);
     }
     if (rc != PW_OK) {
@@ -1455,6 +1486,12 @@ pw_http_response_body(pw_stream_t *s, uint32_t size, int eos,
 {
     uint32_t a[2] = { size, eos != 0 };
     return pw__stream_hook(s, PW__CB_ON_RESPONSE_BODY, a, 2, action);
+}
+
+unsigned
+pw_stream_hooks(const pw_stream_t *s)
+{
+    return s->plugin->vm->hooks;
 }
 
 int

@@ -223,3 +223,26 @@ def test_pause_at_response_headers_before_a_slow_body(ngx, upstream, mode):
     assert t[0].startswith("response_headers"), t
     assert sum(int(re.search(r"size=(\d+)", x).group(1))
                for x in t[1:]) == 4, t
+
+
+def test_body_left_to_nginx_without_body_callbacks(ngx):
+    """No live filter reads the response body (the C SDK plugin only adds
+    a header; it declares its body callbacks no-ops): the static file
+    goes out as nginx serves it, Content-Length and Accept-Ranges kept,
+    and a range request gets 206 with the bytes asked. A plugin with a
+    body callback still turns ranges off: it may change the body."""
+    ngx.start(wasm=module("b", "bench_add_header.wasm") + T,
+              static=pw("b"),
+              locations="location /body/ { root html; "
+                        "rewrite ^/body/(.*)$ /static/$1 break; %s }"
+                        % pw("t"))
+    r = ngx.get("/static/hello.txt")
+    assert r.status == 200 and r.header("x-bench") == "1"
+    assert r.header("content-length") == "26"
+    assert r.header("accept-ranges") == "bytes"
+    r = ngx.get("/static/hello.txt", headers={"Range": "bytes=0-4"})
+    assert r.status == 206 and r.body == b"hello", (r.status, r.body)
+    assert r.header("x-bench") == "1"
+    r = ngx.get("/body/hello.txt", headers={"Range": "bytes=0-4"})
+    assert r.status == 200 and r.body == b"hello static secret world\n"
+    assert r.header("accept-ranges") is None
