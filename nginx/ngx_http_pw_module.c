@@ -1586,7 +1586,7 @@ ngx_http_pw_header_filter(ngx_http_request_t *r)
         r->filter_need_in_memory = 1;
     }
 
-    if (ngx_http_pw_first_with_body(ctx)) {
+    if (ctx->resp_body_hooks && ngx_http_pw_first_with_body(ctx)) {
         /*
          * on_response_headers runs with the first body data, in one entry
          * into the engine with on_response_body
