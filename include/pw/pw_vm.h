@@ -231,7 +231,8 @@ int pw_stream_batches_response(const pw_stream_t *s);
  * exports, less those it declares to do nothing (px_noop_callbacks, see
  * docs/ARCHITECTURE.md). A hook without its bit is a no-op returning
  * CONTINUE, so a host need not gather what only it would see (a body
- * no callback reads can go by untouched).
+ * no callback reads can go by untouched). The bits are those of the C
+ * SDK's PX_NOOP_* for the same callbacks.
  */
 #define PW_HOOK_REQUEST_HEADERS    0x01u
 #define PW_HOOK_REQUEST_BODY       0x02u

@@ -649,20 +649,15 @@ pw__vm_noops(pw_vm_t *vm)
     return PW_OK;
 }
 
-/* vm->hooks: PW_HOOK_* in the order of this table */
+/* vm->hooks: PW_HOOK_* bit i is pw__noop_cbs[i], i < 6 (the HTTP ones) */
 static void
 pw__vm_hooks(pw_vm_t *vm)
 {
-    static const pw__cb_t cbs[] = {
-        PW__CB_ON_REQUEST_HEADERS, PW__CB_ON_REQUEST_BODY,
-        PW__CB_ON_REQUEST_TRAILERS, PW__CB_ON_RESPONSE_HEADERS,
-        PW__CB_ON_RESPONSE_BODY, PW__CB_ON_RESPONSE_TRAILERS
-    };
     unsigned i;
 
     vm->hooks = 0;
-    for (i = 0; i < sizeof(cbs) / sizeof(cbs[0]); i++) {
-        if (vm->cb[cbs[i]] != NULL) {
+    for (i = 0; i < 6; i++) {
+        if (vm->cb[pw__noop_cbs[i]] != NULL) {
             vm->hooks |= 1u << i;
         }
     }
