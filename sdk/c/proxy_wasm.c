@@ -164,7 +164,8 @@ px_noop_callbacks(void)
            | PX__NOOP(on_upstream_connection_close, PX_NOOP_UPSTREAM_CLOSE)
            | PX__NOOP(on_tick, PX_NOOP_TICK)
            | PX__NOOP(on_queue_ready, PX_NOOP_QUEUE_READY)
-           | PX__NOOP(on_foreign_function, PX_NOOP_FOREIGN_FUNCTION);
+           | PX__NOOP(on_foreign_function, PX_NOOP_FOREIGN_FUNCTION)
+           | PX__NOOP(on_context_create, PX_LAZY_CONTEXT_CREATE);
 }
 
 

@@ -216,11 +216,14 @@ typedef struct {
 
 /*
  * The runtime exports px_noop_callbacks(), which proxy-wasm-c's hosts call
- * once per instance: each bit set names a callback the plugin has no
- * handler for, whose export only returns its default (Continue, done, or
- * nothing), so the host may skip calling it. Other hosts never call it and
- * get the same behaviour from the exports. The numbering is a contract
- * with the host (src/core/vm.c): never renumber, only add.
+ * once per instance: each of bits 0-15 set names a callback the plugin has
+ * no handler for, whose export only returns its default (Continue, done,
+ * or nothing), so the host may skip calling it. PX_LAZY_CONTEXT_CREATE
+ * says on_context_create has no handler either (the export only records
+ * the context): the host may run it later, just before the context's
+ * first other callback, and not at all when none comes. Other hosts never
+ * call it and get the same behaviour from the exports. The numbering is a
+ * contract with the host (src/core/vm.c): never renumber, only add.
  */
 enum {
     PX_NOOP_REQUEST_HEADERS = 1u << 0,
@@ -238,7 +241,8 @@ enum {
     PX_NOOP_UPSTREAM_CLOSE = 1u << 12,
     PX_NOOP_TICK = 1u << 13,
     PX_NOOP_QUEUE_READY = 1u << 14,
-    PX_NOOP_FOREIGN_FUNCTION = 1u << 15
+    PX_NOOP_FOREIGN_FUNCTION = 1u << 15,
+    PX_LAZY_CONTEXT_CREATE = 1u << 16
 };
 
 /* The registered definition; defined by PX_PLUGIN(). */

@@ -87,6 +87,10 @@ static const pw__batch_seq_t pw__batch_seqs[PW__BATCH_MAX] = {
         "resp_http", 5, 1,
         { PW__CB_ON_RESPONSE_HEADERS, PW__CB_ON_RESPONSE_BODY, PW__CB_MAX },
         { { 0, 1, 2 }, { 0, 3, 4 } } },
+    [PW__BATCH_OPEN_RESP] = {
+        "open_resp", 4, 0,
+        { PW__CB_ON_CONTEXT_CREATE, PW__CB_ON_RESPONSE_HEADERS, PW__CB_MAX },
+        { { 0, 1 }, { 0, 2, 3 } } },
 };
 
 /* Whether a conditional sequence goes on to its step (from 1) `step`. */
@@ -162,6 +166,10 @@ pw__batch_plan(pw_vm_t *vm)
     for (k = 0; k < PW__BATCH_MAX; k++) {
         q = &pw__batch_seqs[k];
         n = 0;
+        if (k == PW__BATCH_OPEN_RESP && !vm->lazy_create) {
+            vm->batch_n[k] = 0;             /* created before, always */
+            continue;
+        }
         for (j = 0; j < PW__BATCH_LEN && q->cbs[j] != PW__CB_MAX; j++) {
             if (vm->cb[q->cbs[j]] == NULL) {
                 continue;

@@ -177,6 +177,8 @@ typedef enum {
     PW__BATCH_CLOSE,              /* on_done, on_log, on_delete */
     PW__BATCH_RESP_HTTP,          /* on_response_headers, on_response_body
                                      if the host lets it go on */
+    PW__BATCH_OPEN_RESP,          /* on_context_create, on_response_headers
+                                     (a lazy create, see vm->lazy_create) */
     PW__BATCH_MAX
 } pw__batch_kind_t;
 
@@ -205,6 +207,9 @@ struct pw_vm_s {
     uint8_t cb_nparams[PW__CB_MAX];
     uint8_t cb_nres[PW__CB_MAX];
     unsigned hooks;               /* pw_stream_hooks(), once cb[] is final */
+    /* a stream's on_context_create waits for its first other callback (the
+     * C SDK's PX_LAZY_CONTEXT_CREATE) */
+    int lazy_create;
     pw_efunc_t *alloc;
     pw__cb_t alloc_cb;
 

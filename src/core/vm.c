@@ -615,8 +615,9 @@ pw__vm_lookup(pw_vm_t *vm, char *err, size_t errlen)
  * says the callback pw__noop_cbs[i] only returns its default (Continue,
  * done, nothing); it is dropped as if not exported, which the calls and
  * the batch already treat as that default.
- * The order is the SDK's PX_NOOP_* numbering. PW_NO_NOOPS=1 in the
- * environment keeps them all (to compare).
+ * The order is the SDK's PX_NOOP_* numbering; bit 16 lets streams be
+ * created lazily (vm->lazy_create). PW_NO_NOOPS=1 in the environment
+ * ignores the export (to compare).
  */
 static const pw__cb_t pw__noop_cbs[] = {
     PW__CB_ON_REQUEST_HEADERS, PW__CB_ON_REQUEST_BODY,
@@ -646,6 +647,8 @@ pw__vm_noops(pw_vm_t *vm)
             vm->cb[pw__noop_cbs[i]] = NULL;
         }
     }
+    /* PX_LAZY_CONTEXT_CREATE: see pw__stream_hook and pw_stream_free */
+    vm->lazy_create = (mask >> 16) & 1;
     return PW_OK;
 }
 
@@ -1359,6 +1362,12 @@ pw_stream_free(pw_stream_t *s)
     pw__callout_t *co, *next;
     uint32_t id = s->ctx.id;
 
+    if (!s->created && vm->lazy_create && !vm->failed
+        && (vm->cb[PW__CB_ON_DONE] || vm->cb[PW__CB_ON_LOG]))
+    {
+        /* a lazy stream no callback reached yet: created for its end */
+        (void) pw__stream_ensure(s);
+    }
     if (s->created && !vm->failed
         && pw__batch_call(vm, &s->ctx, PW__BATCH_CLOSE, &id, NULL)
            == PW_ENOTFOUND)
@@ -1409,8 +1418,18 @@ pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
     int rc;
 
     rc = PW_ENOTFOUND;
+    if (!s->created && vm->lazy_create && vm->cb[cb] == NULL
+        && !vm->failed)
+    {
+        /* nothing to call: the create waits for a callback that is */
+        if (action) {
+            *action = PW_ACTION_CONTINUE;
+        }
+        return PW_OK;
+    }
     if (!s->created && !vm->failed
-        && (cb == PW__CB_ON_REQUEST_HEADERS || cb == PW__CB_ON_NEW_CONNECTION))
+        && (cb == PW__CB_ON_REQUEST_HEADERS || cb == PW__CB_ON_NEW_CONNECTION
+            || cb == PW__CB_ON_RESPONSE_HEADERS))
     {
         /* the first callback: with on_context_create, in one entry */
         args[0] = s->ctx.id;
@@ -1418,9 +1437,12 @@ pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
         for (i = 0; i < nrest && i < 2; i++) {
             args[i + 2] = rest[i];
         }
-        rc = pw__batch_call(vm, &s->ctx, cb == PW__CB_ON_REQUEST_HEADERS
-                                         ? PW__BATCH_OPEN_HTTP
-                                         : PW__BATCH_OPEN_TCP, args, &res);
+        rc = pw__batch_call(vm, &s->ctx,
+                            cb == PW__CB_ON_REQUEST_HEADERS
+                            ? PW__BATCH_OPEN_HTTP
+                            : cb == PW__CB_ON_NEW_CONNECTION
+                            ? PW__BATCH_OPEN_TCP : PW__BATCH_OPEN_RESP,
+                            args, &res);
         if (rc != PW_ENOTFOUND) {
             s->created = 1;
         }

@@ -613,6 +613,67 @@ PW_TEST(noop_response_body_alone)
     base->destroy(e);
 }
 
+/*
+ * PX_LAZY_CONTEXT_CREATE (lazy.wasm): the stream's create waits for its
+ * first callback that is there (response headers, in one entry with it),
+ * so a request whose request-headers callback is a no-op costs two
+ * entries (open with the response, close); a stream no callback reached
+ * is still created for its on_log. seq.wasm, without the hint, is never
+ * planned so.
+ */
+PW_TEST(lazy_context_create)
+{
+    uint32_t rec[32][4], n, root, sid;
+    pw_action_t act = 7, ha = 7;
+    pw_engine_t *e;
+    pw_stream_t *s;
+    unsigned long before;
+    run_t a, b;
+
+    e = engine();
+    start(&b, e, &counting_vt, "seq.wasm", 0);
+    PW_CHECK(!batched(b.vm, PW__BATCH_OPEN_RESP));
+    stop(&b);
+
+    start(&a, e, &counting_vt, "lazy.wasm", 0);
+    PW_CHECK(batched(a.vm, PW__BATCH_OPEN_RESP));
+    before = entries;
+    PW_CHECK_EQ_INT(pw_stream_new(a.p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_request_headers(s, 7, 1, &act), PW_OK);
+    PW_CHECK_EQ_INT(act, PW_ACTION_CONTINUE);
+    PW_CHECK_EQ_INT(entries - before, 0);
+    PW_CHECK_EQ_INT(records(&a, rec, 32), 1);       /* the root's create */
+    PW_CHECK_EQ_INT(pw_http_response_headers(s, 5, 0, &ha), PW_OK);
+    PW_CHECK_EQ_INT(ha, 0);
+    PW_CHECK_EQ_INT(entries - before, 1);
+    pw_stream_free(s);
+    PW_CHECK_EQ_INT(entries - before, 2);
+    PW_CHECK(!pw_vm_failed(a.vm));
+    /* the root's create; create, response headers, log, delete */
+    n = records(&a, rec, 32);
+    PW_CHECK_EQ_INT(n, 5);
+    root = rec[0][1];
+    sid = rec[1][1];
+    PW_CHECK(rec[1][0] == 1 && rec[1][2] == root && sid != root);
+    PW_CHECK(rec[2][0] == 7 && rec[2][1] == sid && rec[2][2] == 5);
+    PW_CHECK(rec[3][0] == 4 && rec[3][1] == sid);
+    PW_CHECK(rec[4][0] == 5 && rec[4][1] == sid);
+
+    /* reached by no callback: created at its end, for on_log */
+    PW_CHECK_EQ_INT(pw_stream_new(a.p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_request_headers(s, 7, 1, &act), PW_OK);
+    pw_stream_free(s);
+    n = records(&a, rec, 32);
+    PW_CHECK_EQ_INT(n, 8);
+    sid = rec[5][1];
+    PW_CHECK(rec[5][0] == 1 && rec[5][2] == root && sid != rec[1][1]);
+    PW_CHECK(rec[6][0] == 4 && rec[6][1] == sid);
+    PW_CHECK(rec[7][0] == 5 && rec[7][1] == sid);
+    PW_CHECK(!pw_vm_failed(a.vm));
+    stop(&a);
+    base->destroy(e);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -637,6 +698,7 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(response_trap_names_the_callback),
         PW_TEST_ENTRY(noop_callbacks_skipped),
         PW_TEST_ENTRY(noop_response_body_alone),
+        PW_TEST_ENTRY(lazy_context_create),
         { 0 } });
 }
 
