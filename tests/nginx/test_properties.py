@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import module, pw
+from conftest import SLOW, module, pw
 from upstream import free_port
 
 PROBE = re.compile(r"probe (\S+?)(?:,|$| while )")
@@ -111,7 +111,15 @@ def run(ngx, script, path="/", n=None, **req):
     r = ngx.request(path=path, **req)
     want = n if n is not None else script.count("probe ")
     wait_status(ngx, "get", want, since=mark)
-    return r, results(ngx, mark)
+    # the plugin logs a value after the host logs its status: wait for it
+    deadline = time.time() + 5 * SLOW
+    while True:
+        res = results(ngx, mark)
+        if time.time() > deadline or all(
+                v is not None for k, got in res.items() if k.endswith("#")
+                for st, v in got if st == OK):
+            return r, res
+        time.sleep(0.02)
 
 
 def test_request_properties(ngx):
