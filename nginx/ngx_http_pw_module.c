@@ -1400,6 +1400,7 @@ static ngx_uint_t
 ngx_http_pw_run_headers(ngx_http_pw_ctx_t *ctx, ngx_uint_t response)
 {
     int                  rc;
+    unsigned             hook;
     ngx_uint_t           k, i, res, n, eos;
     pw_action_t          action;
     ngx_http_pw_fctx_t  *f;
@@ -1415,11 +1416,14 @@ ngx_http_pw_run_headers(ngx_http_pw_ctx_t *ctx, ngx_uint_t response)
             continue;
         }
 
+        hook = response ? PW_HOOK_RESPONSE_HEADERS : PW_HOOK_REQUEST_HEADERS;
+        if (pw_stream_skips(f->stream, hook)) {
+            continue;                       /* it would reach nothing */
+        }
+
         /* the count walks the headers: not for a callback that is not
          * there (the call still starts the stream) */
-        n = (pw_stream_hooks(f->stream)
-             & (response ? PW_HOOK_RESPONSE_HEADERS
-                         : PW_HOOK_REQUEST_HEADERS))
+        n = (pw_stream_hooks(f->stream) & hook)
             ? ngx_http_pw_headers_count(r, response) : 0;
 
         ctx->in_call = 1;

@@ -241,6 +241,14 @@ int pw_stream_batches_response(const pw_stream_t *s);
 #define PW_HOOK_RESPONSE_BODY      0x10u
 #define PW_HOOK_RESPONSE_TRAILERS  0x20u
 unsigned pw_stream_hooks(const pw_stream_t *s);
+/*
+ * Whether calling the hook `hook` (one PW_HOOK_* bit) now would reach
+ * nothing in the plugin: no callback, and no on_context_create to run
+ * first (the stream has started, or it starts lazily). Such a call
+ * answers PW_OK with CONTINUE; a host may skip it and what it would do
+ * around it.
+ */
+int pw_stream_skips(const pw_stream_t *s, unsigned hook);
 int pw_http_response_trailers(pw_stream_t *s, uint32_t ntrailers,
     pw_action_t *action);
 

@@ -1512,6 +1512,15 @@ pw_stream_hooks(const pw_stream_t *s)
 }
 
 int
+pw_stream_skips(const pw_stream_t *s, unsigned hook)
+{
+    const pw_vm_t *vm = s->plugin->vm;
+
+    return !(vm->hooks & hook) && !vm->failed
+           && (s->created || vm->lazy_create);
+}
+
+int
 pw_stream_batches_response(const pw_stream_t *s)
 {
     const pw_vm_t *vm = s->plugin->vm;

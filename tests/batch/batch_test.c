@@ -633,12 +633,19 @@ PW_TEST(lazy_context_create)
     e = engine();
     start(&b, e, &counting_vt, "seq.wasm", 0);
     PW_CHECK(!batched(b.vm, PW__BATCH_OPEN_RESP));
+    /* a hook there, or a create to run: not to skip */
+    PW_CHECK_EQ_INT(pw_stream_new(b.p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK(!pw_stream_skips(s, PW_HOOK_REQUEST_HEADERS));
+    PW_CHECK(!pw_stream_skips(s, PW_HOOK_REQUEST_BODY));
+    pw_stream_free(s);
     stop(&b);
 
     start(&a, e, &counting_vt, "lazy.wasm", 0);
     PW_CHECK(batched(a.vm, PW__BATCH_OPEN_RESP));
     before = entries;
     PW_CHECK_EQ_INT(pw_stream_new(a.p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK(pw_stream_skips(s, PW_HOOK_REQUEST_HEADERS));
+    PW_CHECK(!pw_stream_skips(s, PW_HOOK_RESPONSE_HEADERS));
     PW_CHECK_EQ_INT(pw_http_request_headers(s, 7, 1, &act), PW_OK);
     PW_CHECK_EQ_INT(act, PW_ACTION_CONTINUE);
     PW_CHECK_EQ_INT(entries - before, 0);
