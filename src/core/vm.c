@@ -220,9 +220,11 @@ pw__ctx_remove(pw_vm_t *vm, pw__ctx_t *ctx)
 
 /* ---- calling the plugin ---- */
 
-int
-pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst, pw_efunc_t *fn,
-    const uint32_t *args, size_t n, int nres, uint32_t *res, int *in_alloc)
+/* pw__enter's body, inline in pw__call (every callback's path) */
+static inline __attribute__((always_inline)) int
+pw__enter_inline(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst,
+    pw_efunc_t *fn, const uint32_t *args, size_t n, int nres, uint32_t *res,
+    int *in_alloc)
 {
     pw_val_t a[5], r[1];
     pw__ctx_t *saved;
@@ -231,6 +233,7 @@ pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst, pw_efunc_t *fn,
     int rc;
 
     if (vm->failed) {
+        *in_alloc = 0;
         return PW_EFAILED;
     }
     saved = pw__enter_begin(vm, ctx, inst);
@@ -255,6 +258,13 @@ pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst, pw_efunc_t *fn,
         *res = r32;
     }
     return rc;
+}
+
+int
+pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst, pw_efunc_t *fn,
+    const uint32_t *args, size_t n, int nres, uint32_t *res, int *in_alloc)
+{
+    return pw__enter_inline(vm, ctx, inst, fn, args, n, nres, res, in_alloc);
 }
 
 int
@@ -300,8 +310,6 @@ int
 pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
     size_t nargs, uint32_t *res)
 {
-    pw__ctx_t *saved;
-    uint32_t r32;
     size_t n;
     int rc, in_alloc;
 
@@ -309,23 +317,8 @@ pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
     if (n > nargs) {
         n = nargs;
     }
-    if (vm->vt->call_i32 != NULL && !vm->failed) {
-        /* pw__enter's path for such engines, without its call */
-        saved = pw__enter_begin(vm, ctx, vm->inst);
-        r32 = 0;
-        rc = vm->vt->call_i32(vm->inst, vm->cb[cb], args, n,
-                              vm->cb_nres[cb] ? &r32 : NULL, &vm->trap);
-        in_alloc = pw__enter_end(vm, saved);
-        if (rc == PW_OK) {
-            if (res) {
-                *res = r32;
-            }
-            return PW_OK;
-        }
-        return pw__call_failed(vm, rc, cb, in_alloc, res);
-    }
-    rc = pw__enter(vm, ctx, vm->inst, vm->cb[cb], args, n, vm->cb_nres[cb],
-                   res, &in_alloc);
+    rc = pw__enter_inline(vm, ctx, vm->inst, vm->cb[cb], args, n,
+                          vm->cb_nres[cb], res, &in_alloc);
     if (rc == PW_OK) {
         return PW_OK;
     }
@@ -1408,6 +1401,18 @@ pw_stream_free(pw_stream_t *s)
     free(s);
 }
 
+/*
+ * Whether a hook without a callback would run nothing else either: the
+ * stream has started, or starts lazily (and the VM has not failed).
+ */
+static int
+pw__stream_quiet(const pw_stream_t *s)
+{
+    const pw_vm_t *vm = s->plugin->vm;
+
+    return !vm->failed && (s->created || vm->lazy_create);
+}
+
 static int
 pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
     size_t nrest, pw_action_t *action)
@@ -1417,16 +1422,14 @@ pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
     size_t i;
     int rc;
 
-    rc = PW_ENOTFOUND;
-    if (!s->created && vm->lazy_create && vm->cb[cb] == NULL
-        && !vm->failed)
-    {
-        /* nothing to call: the create waits for a callback that is */
+    if (vm->cb[cb] == NULL && pw__stream_quiet(s)) {
+        /* nothing to call (a lazy create waits for a callback that is) */
         if (action) {
             *action = PW_ACTION_CONTINUE;
         }
         return PW_OK;
     }
+    rc = PW_ENOTFOUND;
     if (!s->created && !vm->failed
         && (cb == PW__CB_ON_REQUEST_HEADERS || cb == PW__CB_ON_NEW_CONNECTION
             || cb == PW__CB_ON_RESPONSE_HEADERS))
@@ -1514,10 +1517,7 @@ pw_stream_hooks(const pw_stream_t *s)
 int
 pw_stream_skips(const pw_stream_t *s, unsigned hook)
 {
-    const pw_vm_t *vm = s->plugin->vm;
-
-    return !(vm->hooks & hook) && !vm->failed
-           && (s->created || vm->lazy_create);
+    return !(s->plugin->vm->hooks & hook) && pw__stream_quiet(s);
 }
 
 int
