@@ -140,7 +140,7 @@ typedef struct {
     size_t nargs;
 } pw_ecall_t;
 
-#define PW_ECALL_SEQ_MAX 4      /* calls in a sequence */
+#define PW_ECALL_SEQ_MAX 8      /* calls in a sequence */
 #define PW_ECALL_ARGS_MAX 8     /* arguments of each */
 
 typedef struct pw_eseq_s pw_eseq_t;    /* a prepared sequence */

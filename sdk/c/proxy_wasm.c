@@ -165,7 +165,8 @@ px_noop_callbacks(void)
            | PX__NOOP(on_tick, PX_NOOP_TICK)
            | PX__NOOP(on_queue_ready, PX_NOOP_QUEUE_READY)
            | PX__NOOP(on_foreign_function, PX_NOOP_FOREIGN_FUNCTION)
-           | PX__NOOP(on_context_create, PX_LAZY_CONTEXT_CREATE);
+           | PX__NOOP(on_context_create, PX_LAZY_CONTEXT_CREATE)
+           | PX__NOOP(on_delete, PX_QUIET_DELETE);
 }
 
 
@@ -559,13 +560,6 @@ px__strlen(const char *s)
 /* ---- logging ------------------------------------------------------------- */
 
 px_status_t
-px_log(px_log_level_t level, const char *msg)
-{
-    return (px_status_t) proxy_log(level, msg, px__strlen(msg));
-}
-
-
-px_status_t
 px_log_n(px_log_level_t level, const char *msg, size_t len)
 {
     return (px_status_t) proxy_log(level, msg, len);
@@ -766,30 +760,6 @@ px_get_header(px_map_type_t map, const char *name, char **value,
 
     rc = proxy_get_header_map_value(map, name, px__strlen(name), &p, &n);
     return px__result(rc, p, n, value, len);
-}
-
-
-px_status_t
-px_add_header(px_map_type_t map, const char *name, const char *value)
-{
-    return (px_status_t) proxy_add_header_map_value(map, name,
-        px__strlen(name), value, px__strlen(value));
-}
-
-
-px_status_t
-px_replace_header(px_map_type_t map, const char *name, const char *value)
-{
-    return (px_status_t) proxy_replace_header_map_value(map, name,
-        px__strlen(name), value, px__strlen(value));
-}
-
-
-px_status_t
-px_remove_header(px_map_type_t map, const char *name)
-{
-    return (px_status_t) proxy_remove_header_map_value(map, name,
-                                                       px__strlen(name));
 }
 
 

@@ -221,7 +221,10 @@ typedef struct {
  * or nothing), so the host may skip calling it. PX_LAZY_CONTEXT_CREATE
  * says on_context_create has no handler either (the export only records
  * the context): the host may run it later, just before the context's
- * first other callback, and not at all when none comes. Other hosts never
+ * first other callback, and not at all when none comes. PX_QUIET_DELETE
+ * says on_delete has no handler (the export only forgets what the runtime
+ * kept for the context): the host may run it any time after the context's
+ * last other callback, several contexts' in one go. Other hosts never
  * call it and get the same behaviour from the exports. The numbering is a
  * contract with the host (src/core/vm.c): never renumber, only add.
  */
@@ -242,7 +245,8 @@ enum {
     PX_NOOP_TICK = 1u << 13,
     PX_NOOP_QUEUE_READY = 1u << 14,
     PX_NOOP_FOREIGN_FUNCTION = 1u << 15,
-    PX_LAZY_CONTEXT_CREATE = 1u << 16
+    PX_LAZY_CONTEXT_CREATE = 1u << 16,
+    PX_QUIET_DELETE = 1u << 17
 };
 
 /* The registered definition; defined by PX_PLUGIN(). */
@@ -279,7 +283,7 @@ uint32_t px_current_context(void);
 /* ---- logging ------------------------------------------------------------- */
 
 /* Log a C string at `level`. Returns the host's status. */
-px_status_t px_log(px_log_level_t level, const char *msg);
+static inline px_status_t px_log(px_log_level_t level, const char *msg);
 
 /* Log `len` bytes at `level`. Returns the host's status. */
 px_status_t px_log_n(px_log_level_t level, const char *msg, size_t len);
@@ -378,15 +382,16 @@ px_status_t px_get_header(px_map_type_t map, const char *name, char **value,
     size_t *len);
 
 /* Add a header (keeps existing ones of the same name). */
-px_status_t px_add_header(px_map_type_t map, const char *name,
-    const char *value);
+static inline px_status_t px_add_header(px_map_type_t map,
+    const char *name, const char *value);
 
 /* Set a header, replacing all of the same name (adds it if absent). */
-px_status_t px_replace_header(px_map_type_t map, const char *name,
-    const char *value);
+static inline px_status_t px_replace_header(px_map_type_t map,
+    const char *name, const char *value);
 
 /* Remove every header of that name (PX_OK even if absent). */
-px_status_t px_remove_header(px_map_type_t map, const char *name);
+static inline px_status_t px_remove_header(px_map_type_t map,
+    const char *name);
 
 /*
  * Size in bytes of `map` in serialized form (what px_get_headers() would
@@ -694,6 +699,39 @@ PX__IMPORT(proxy_set_property) uint32_t proxy_set_property(const char *path,
 PX__IMPORT(proxy_call_foreign_function)
 uint32_t proxy_call_foreign_function(const char *name, size_t name_len,
     const char *args, size_t args_len, char **result, size_t *result_len);
+
+/*
+ * The helpers that take C strings are inline: a literal's length is then
+ * known when the plugin is compiled, and no strlen runs per call.
+ */
+#define PX__STRLEN(s)  ((s) != NULL ? __builtin_strlen(s) : 0)
+
+static inline px_status_t
+px_log(px_log_level_t level, const char *msg)
+{
+    return (px_status_t) proxy_log(level, msg, PX__STRLEN(msg));
+}
+
+static inline px_status_t
+px_add_header(px_map_type_t map, const char *name, const char *value)
+{
+    return (px_status_t) proxy_add_header_map_value(map, name,
+        PX__STRLEN(name), value, PX__STRLEN(value));
+}
+
+static inline px_status_t
+px_replace_header(px_map_type_t map, const char *name, const char *value)
+{
+    return (px_status_t) proxy_replace_header_map_value(map, name,
+        PX__STRLEN(name), value, PX__STRLEN(value));
+}
+
+static inline px_status_t
+px_remove_header(px_map_type_t map, const char *name)
+{
+    return (px_status_t) proxy_remove_header_map_value(map, name,
+                                                       PX__STRLEN(name));
+}
 
 #ifdef __cplusplus
 }

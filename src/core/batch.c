@@ -55,13 +55,12 @@
 
 #include "core/core.h"
 
-#define PW__BATCH_LEN 3
-
 typedef struct {
     const char *export;
     uint8_t nparams;              /* of the batch function */
     uint8_t cond;                 /* each step but the first asks "go" */
-    pw__cb_t cbs[PW__BATCH_LEN];  /* PW__CB_MAX: none */
+    uint8_t len;                  /* callbacks in cbs */
+    pw__cb_t cbs[PW__BATCH_LEN];
     uint8_t map[PW__BATCH_LEN][3]; /* each callback's arguments: params */
 } pw__batch_seq_t;
 
@@ -72,26 +71,33 @@ _Static_assert(sizeof(((pw__batch_seq_t *) 0)->map[0]) <= PW_ECALL_ARGS_MAX,
 
 static const pw__batch_seq_t pw__batch_seqs[PW__BATCH_MAX] = {
     [PW__BATCH_OPEN_HTTP] = {
-        "open_http", 4, 0,
-        { PW__CB_ON_CONTEXT_CREATE, PW__CB_ON_REQUEST_HEADERS, PW__CB_MAX },
+        "open_http", 4, 0, 2,
+        { PW__CB_ON_CONTEXT_CREATE, PW__CB_ON_REQUEST_HEADERS },
         { { 0, 1 }, { 0, 2, 3 } } },
     [PW__BATCH_OPEN_TCP] = {
-        "open_tcp", 2, 0,
-        { PW__CB_ON_CONTEXT_CREATE, PW__CB_ON_NEW_CONNECTION, PW__CB_MAX },
+        "open_tcp", 2, 0, 2,
+        { PW__CB_ON_CONTEXT_CREATE, PW__CB_ON_NEW_CONNECTION },
         { { 0, 1 }, { 0 } } },
     [PW__BATCH_CLOSE] = {
-        "close", 1, 0,
+        "close", 1, 0, 3,
         { PW__CB_ON_DONE, PW__CB_ON_LOG, PW__CB_ON_DELETE },
         { { 0 }, { 0 }, { 0 } } },
     [PW__BATCH_RESP_HTTP] = {
-        "resp_http", 5, 1,
-        { PW__CB_ON_RESPONSE_HEADERS, PW__CB_ON_RESPONSE_BODY, PW__CB_MAX },
+        "resp_http", 5, 1, 2,
+        { PW__CB_ON_RESPONSE_HEADERS, PW__CB_ON_RESPONSE_BODY },
         { { 0, 1, 2 }, { 0, 3, 4 } } },
     [PW__BATCH_OPEN_RESP] = {
-        "open_resp", 4, 0,
-        { PW__CB_ON_CONTEXT_CREATE, PW__CB_ON_RESPONSE_HEADERS, PW__CB_MAX },
+        "open_resp", 4, 0, 2,
+        { PW__CB_ON_CONTEXT_CREATE, PW__CB_ON_RESPONSE_HEADERS },
         { { 0, 1 }, { 0, 2, 3 } } },
+    [PW__BATCH_DELETES] = {
+        "deletes", PW__BATCH_LEN, 0, PW__BATCH_LEN,
+        { PW__CB_ON_DELETE, PW__CB_ON_DELETE, PW__CB_ON_DELETE,
+          PW__CB_ON_DELETE, PW__CB_ON_DELETE, PW__CB_ON_DELETE,
+          PW__CB_ON_DELETE, PW__CB_ON_DELETE },
+        { { 0 }, { 1 }, { 2 }, { 3 }, { 4 }, { 5 }, { 6 }, { 7 } } },
 };
+_Static_assert(PW__BATCH_LEN == 8, "the deletes sequence lists 8");
 
 /* Whether a conditional sequence goes on to its step (from 1) `step`. */
 static int
@@ -166,13 +172,18 @@ pw__batch_plan(pw_vm_t *vm)
     for (k = 0; k < PW__BATCH_MAX; k++) {
         q = &pw__batch_seqs[k];
         n = 0;
-        if (k == PW__BATCH_OPEN_RESP && !vm->lazy_create) {
-            vm->batch_n[k] = 0;             /* created before, always */
+        if ((k == PW__BATCH_OPEN_RESP && !vm->lazy_create)
+            || (k == PW__BATCH_DELETES && !vm->quiet_delete))
+        {
+            vm->batch_n[k] = 0;             /* never called */
             continue;
         }
-        for (j = 0; j < PW__BATCH_LEN && q->cbs[j] != PW__CB_MAX; j++) {
-            if (vm->cb[q->cbs[j]] == NULL) {
-                continue;
+        for (j = 0; j < q->len; j++) {
+            if (vm->cb[q->cbs[j]] == NULL
+                || (k == PW__BATCH_CLOSE && q->cbs[j] == PW__CB_ON_DELETE
+                    && vm->quiet_delete))
+            {
+                continue;               /* none, or deferred */
             }
             sig = pw__batch_sig(vm, q->cbs[j]);
             /* every argument from the map, and all of them i32 */
@@ -194,7 +205,7 @@ pw__batch_plan(pw_vm_t *vm)
             vm->batch_cbs[k][n++] = q->cbs[j];
             vm->batch_map[k][n - 1] = (uint8_t) j;
         }
-        if (q->cond && n != j) {
+        if ((q->cond || k == PW__BATCH_DELETES) && n != j) {
             n = 0;                      /* all of them, or one by one */
         }
         vm->batch_n[k] = n >= 2 ? (uint8_t) n : 0;

@@ -179,8 +179,13 @@ typedef enum {
                                      if the host lets it go on */
     PW__BATCH_OPEN_RESP,          /* on_context_create, on_response_headers
                                      (a lazy create, see vm->lazy_create) */
+    PW__BATCH_DELETES,            /* on_delete of PW__BATCH_LEN contexts
+                                     (deferred, see vm->quiet_delete) */
     PW__BATCH_MAX
 } pw__batch_kind_t;
+
+/* the most callbacks in one sequence */
+#define PW__BATCH_LEN 8
 
 struct pw_vm_s {
     pw_module_t *mod;
@@ -210,6 +215,13 @@ struct pw_vm_s {
     /* a stream's on_context_create waits for its first other callback (the
      * C SDK's PX_LAZY_CONTEXT_CREATE) */
     int lazy_create;
+    /* a stream's on_delete runs no plugin code (the C SDK's
+     * PX_QUIET_DELETE): the ids wait in deferred[] and go in one entry
+     * (PW__BATCH_DELETES) when there are PW__BATCH_LEN of them */
+    int quiet_delete;
+    uint32_t deferred[PW__BATCH_LEN];
+    unsigned ndeferred;
+    unsigned ids_wrapped:1;       /* next_id went past 2^32 - 1 */
     pw_efunc_t *alloc;
     pw__cb_t alloc_cb;
 
@@ -243,8 +255,8 @@ struct pw_vm_s {
     void *batch_go_data;
     uint8_t batch_n[PW__BATCH_MAX];
     uint8_t batch_nres[PW__BATCH_MAX];
-    pw__cb_t batch_cbs[PW__BATCH_MAX][3];
-    uint8_t batch_map[PW__BATCH_MAX][3];
+    pw__cb_t batch_cbs[PW__BATCH_MAX][PW__BATCH_LEN];
+    uint8_t batch_map[PW__BATCH_MAX][PW__BATCH_LEN];
 
     /* contexts by id: open addressing, power-of-two size */
     pw__ctx_t **ctxs;

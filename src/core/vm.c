@@ -140,6 +140,20 @@ pw_vm_last_trap(const pw_vm_t *vm)
 
 /* ---- the context id table ---- */
 
+/* Whether id waits in vm->deferred for its on_delete. */
+static int
+pw__deferred_has(const pw_vm_t *vm, uint32_t id)
+{
+    unsigned i;
+
+    for (i = 0; i < vm->ndeferred; i++) {
+        if (vm->deferred[i] == id) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static uint32_t
 pw__ctx_bucket(const pw_vm_t *vm, uint32_t id)
 {
@@ -171,10 +185,22 @@ pw__ctx_add(pw_vm_t *vm, pw__ctx_t *ctx)
         vm->ctxs_cap = cap;
     }
 
-    /* ids are never 0 and never reused while live */
-    do {
+    /* ids are never 0 and never reused while live, nor while a deferred
+     * on_delete still has to name them: until they wrap around, each is
+     * new */
+    for (;;) {
         ctx->id = vm->next_id++;
-    } while (ctx->id == 0 || pw__ctx_find(vm, ctx->id) != NULL);
+        if (ctx->id == 0) {
+            vm->ids_wrapped = 1;
+            continue;
+        }
+        if (!vm->ids_wrapped
+            || (pw__ctx_find(vm, ctx->id) == NULL
+                && !pw__deferred_has(vm, ctx->id)))
+        {
+            break;
+        }
+    }
 
     b = pw__ctx_bucket(vm, ctx->id);
     ctx->hnext = vm->ctxs[b];
@@ -220,13 +246,16 @@ pw__ctx_remove(pw_vm_t *vm, pw__ctx_t *ctx)
 
 /* ---- calling the plugin ---- */
 
+_Static_assert(PW__BATCH_LEN >= 5, "pw__enter_inline's a[]");
+
 /* pw__enter's body, inline in pw__call (every callback's path) */
 static inline __attribute__((always_inline)) int
 pw__enter_inline(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst,
     pw_efunc_t *fn, const uint32_t *args, size_t n, int nres, uint32_t *res,
     int *in_alloc)
 {
-    pw_val_t a[5], r[1];
+    /* a callback's arguments (5 at most) or a batch function's */
+    pw_val_t a[PW__BATCH_LEN], r[1];
     pw__ctx_t *saved;
     uint32_t r32;
     size_t i;
@@ -642,6 +671,8 @@ pw__vm_noops(pw_vm_t *vm)
     }
     /* PX_LAZY_CONTEXT_CREATE: see pw__stream_hook and pw_stream_free */
     vm->lazy_create = (mask >> 16) & 1;
+    /* PX_QUIET_DELETE: see pw__stream_delete */
+    vm->quiet_delete = (mask >> 17) & 1 && vm->cb[PW__CB_ON_DELETE] != NULL;
     return PW_OK;
 }
 
@@ -1347,6 +1378,28 @@ pw__stream_ensure(pw_stream_t *s)
     return pw__call(vm, &s->ctx, PW__CB_ON_CONTEXT_CREATE, args, 2, NULL);
 }
 
+/*
+ * A stream's on_delete. A quiet one (PX_QUIET_DELETE: the SDK only forgets
+ * its records of the context, no plugin code runs) waits with the next
+ * ones, and PW__BATCH_LEN of them go in one entry; their ids stay unused
+ * meanwhile (pw__ctx_add). Those still waiting when the VM ends or fails
+ * are dropped with the instance, as is everything the SDK kept.
+ */
+static void
+pw__stream_delete(pw_vm_t *vm, pw__ctx_t *ctx, uint32_t id)
+{
+    if (vm->batch_n[PW__BATCH_DELETES] == 0) {
+        pw__call(vm, ctx, PW__CB_ON_DELETE, &id, 1, NULL);
+        return;
+    }
+    vm->deferred[vm->ndeferred++] = id;
+    if (vm->ndeferred == PW__BATCH_LEN) {
+        vm->ndeferred = 0;
+        (void) pw__batch_call(vm, NULL, PW__BATCH_DELETES, vm->deferred,
+                              NULL);
+    }
+}
+
 void
 pw_stream_free(pw_stream_t *s)
 {
@@ -1354,6 +1407,7 @@ pw_stream_free(pw_stream_t *s)
     pw_vm_t *vm = p->vm;
     pw__callout_t *co, *next;
     uint32_t id = s->ctx.id;
+    int rc;
 
     if (!s->created && vm->lazy_create && !vm->failed
         && (vm->cb[PW__CB_ON_DONE] || vm->cb[PW__CB_ON_LOG]))
@@ -1361,18 +1415,21 @@ pw_stream_free(pw_stream_t *s)
         /* a lazy stream no callback reached yet: created for its end */
         (void) pw__stream_ensure(s);
     }
-    if (s->created && !vm->failed
-        && pw__batch_call(vm, &s->ctx, PW__BATCH_CLOSE, &id, NULL)
-           == PW_ENOTFOUND)
-    {
-        if (vm->cb[PW__CB_ON_DONE]) {
-            pw__call(vm, &s->ctx, PW__CB_ON_DONE, &id, 1, NULL);
+    if (s->created && !vm->failed) {
+        rc = pw__batch_call(vm, &s->ctx, PW__BATCH_CLOSE, &id, NULL);
+        if (rc == PW_ENOTFOUND) {
+            if (vm->cb[PW__CB_ON_DONE]) {
+                pw__call(vm, &s->ctx, PW__CB_ON_DONE, &id, 1, NULL);
+            }
+            if (vm->cb[PW__CB_ON_LOG]) {
+                pw__call(vm, &s->ctx, PW__CB_ON_LOG, &id, 1, NULL);
+            }
         }
-        if (vm->cb[PW__CB_ON_LOG]) {
-            pw__call(vm, &s->ctx, PW__CB_ON_LOG, &id, 1, NULL);
-        }
-        if (vm->cb[PW__CB_ON_DELETE]) {
-            pw__call(vm, &s->ctx, PW__CB_ON_DELETE, &id, 1, NULL);
+        /* a quiet on_delete is never in the close sequence */
+        if (vm->cb[PW__CB_ON_DELETE] && !vm->failed
+            && (rc == PW_ENOTFOUND || vm->quiet_delete))
+        {
+            pw__stream_delete(vm, &s->ctx, id);
         }
     }
     for (co = vm->callouts; co; co = next) {

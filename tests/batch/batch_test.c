@@ -681,6 +681,115 @@ PW_TEST(lazy_context_create)
     base->destroy(e);
 }
 
+/* One quiet stream: created, its response headers, freed (on_log runs). */
+static uint32_t
+quiet_stream(run_t *r)
+{
+    pw_action_t ha = 7;
+    pw_stream_t *s;
+    uint32_t id;
+
+    PW_CHECK_EQ_INT(pw_stream_new(r->p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_response_headers(s, 5, 0, &ha), PW_OK);
+    PW_CHECK_EQ_INT(ha, PW_ACTION_CONTINUE);
+    id = s->ctx.id;
+    pw_stream_free(s);
+    return id;
+}
+
+/* How many records of callback cb there are from rec[from] on. */
+static uint32_t
+count_cb(uint32_t rec[][4], uint32_t from, uint32_t n, uint32_t cb)
+{
+    uint32_t i, k = 0;
+
+    for (i = from; i < n; i++) {
+        k += rec[i][0] == cb;
+    }
+    return k;
+}
+
+/*
+ * PX_QUIET_DELETE: a stream's on_delete waits for PW__BATCH_LEN of them,
+ * which then run in order in one entry; on_log still runs at the end of
+ * each. Their ids are not given out again meanwhile, even once the ids
+ * wrap around. Without the hint (PW_NO_NOOPS) each runs at once.
+ */
+PW_TEST(quiet_delete_deferred)
+{
+    uint32_t rec[64][4], ids[PW__BATCH_LEN], n, n0, i, id;
+    pw_engine_t *e;
+    pw_stream_t *s;
+    unsigned long before;
+    run_t a, b;
+
+    e = engine();
+    start(&a, e, &counting_vt, "quiet.wasm", 0);
+    PW_CHECK(batched(a.vm, PW__BATCH_DELETES));
+    n0 = records(&a, rec, 64);                  /* the root's create */
+    for (i = 0; i < PW__BATCH_LEN - 1; i++) {
+        ids[i] = quiet_stream(&a);
+    }
+    n = records(&a, rec, 64);
+    PW_CHECK_EQ_INT(count_cb(rec, n0, n, 4), PW__BATCH_LEN - 1);
+    PW_CHECK_EQ_INT(count_cb(rec, n0, n, 5), 0);
+    PW_CHECK_EQ_INT(a.vm->ndeferred, PW__BATCH_LEN - 1);
+
+    /* the ids waiting are skipped once next_id wraps around */
+    a.vm->next_id = UINT32_MAX;
+    PW_CHECK_EQ_INT(pw_stream_new(a.p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(s->ctx.id, UINT32_MAX);
+    pw_stream_free(s);                          /* never created: no call */
+    PW_CHECK_EQ_INT(pw_stream_new(a.p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    for (i = 0; i < PW__BATCH_LEN - 1; i++) {
+        PW_CHECK(s->ctx.id != ids[i]);
+    }
+    PW_CHECK(s->ctx.id != a.p->ctx.id && s->ctx.id != 0);
+    pw_stream_free(s);
+
+    before = entries;
+    ids[PW__BATCH_LEN - 1] = quiet_stream(&a);
+    /* its create, response headers and log one by one; the deletes in one */
+    PW_CHECK_EQ_INT(entries - before, 4);
+    PW_CHECK_EQ_INT(a.vm->ndeferred, 0);
+    n = records(&a, rec, 64);
+    PW_CHECK_EQ_INT(count_cb(rec, n0, n, 5), PW__BATCH_LEN);
+    for (i = 0; i < PW__BATCH_LEN; i++) {
+        PW_CHECK(rec[n - PW__BATCH_LEN + i][0] == 5
+                 && rec[n - PW__BATCH_LEN + i][1] == ids[i]);
+    }
+    PW_CHECK(!pw_vm_failed(a.vm));
+
+    /* a trap in one of them fails the VM, naming on_delete */
+    set_trap(&a, 5);
+    for (i = 0; i < PW__BATCH_LEN - 1; i++) {
+        (void) quiet_stream(&a);
+    }
+    PW_CHECK(!pw_vm_failed(a.vm));
+    (void) quiet_stream(&a);
+    PW_CHECK(pw_vm_failed(a.vm));
+    PW_CHECK(strstr(pw_vm_fail_reason(a.vm), "proxy_on_delete") != NULL);
+    stop(&a);
+
+    /* stopped with deletes waiting: dropped with the instance */
+    start(&a, e, &counting_vt, "quiet.wasm", 0);
+    (void) quiet_stream(&a);
+    PW_CHECK_EQ_INT(a.vm->ndeferred, 1);
+    stop(&a);
+
+    PW_CHECK_EQ_INT(setenv("PW_NO_NOOPS", "1", 1), 0);
+    start(&b, e, &counting_vt, "quiet.wasm", 0);
+    PW_CHECK(!batched(b.vm, PW__BATCH_DELETES));
+    n0 = records(&b, rec, 64);
+    id = quiet_stream(&b);
+    n = records(&b, rec, 64);
+    PW_CHECK_EQ_INT(count_cb(rec, n0, n, 5), 1);
+    PW_CHECK(rec[n - 1][0] == 5 && rec[n - 1][1] == id);
+    stop(&b);
+    unsetenv("PW_NO_NOOPS");
+    base->destroy(e);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -706,6 +815,7 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(noop_callbacks_skipped),
         PW_TEST_ENTRY(noop_response_body_alone),
         PW_TEST_ENTRY(lazy_context_create),
+        PW_TEST_ENTRY(quiet_delete_deferred),
         { 0 } });
 }
 

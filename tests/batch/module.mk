@@ -7,7 +7,8 @@ BATCH_TEST := $(BUILD)/tests/batch/batch_test
 BATCH_TEST_WASMS := $(BUILD)/tests/batch/seq.wasm $(BUILD)/tests/batch/seq010.wasm \
                     $(BUILD)/tests/batch/noops.wasm \
                     $(BUILD)/tests/batch/noops_resp.wasm \
-                    $(BUILD)/tests/batch/lazy.wasm
+                    $(BUILD)/tests/batch/lazy.wasm \
+                    $(BUILD)/tests/batch/quiet.wasm
 
 $(BUILD)/tests/batch/%.wasm: tests/batch/wat/%.wat
 	@mkdir -p $(@D)

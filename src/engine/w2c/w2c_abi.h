@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PW_W2C_ABI 3
+#define PW_W2C_ABI 4
 
 /* the layout of pw_val_t (checked in w2c_engine.c) */
 typedef struct {
@@ -100,6 +100,9 @@ typedef struct {
     void **volatile target;
     volatile sig_atomic_t in_guest;
     volatile sig_atomic_t stop;
+    /* memory grown (any instance of the object): where a memory is and
+     * its size stay as last read while this does not change */
+    unsigned long grows;
 } pw_w2c_state_t;
 
 /* results of call and instantiate */

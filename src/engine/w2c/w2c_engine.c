@@ -96,6 +96,11 @@ struct pw_einstance_s {
      * atomic bookkeeping.
      */
     atomic_int armed;
+    /* the memory as last read, good while state->grows is mem_grows */
+    uint8_t *mem_base;
+    size_t mem_size;
+    unsigned long mem_grows;
+    int mem_known;
 };
 
 static pw_engine_t *volatile pw__w2c_signal_engine;
@@ -884,13 +889,22 @@ pw__w2c_call_seq(pw_einstance_t *inst, const pw_eseq_t *seq,
     return pw__w2c_end(inst, outer, gen, prev_running, rc, sc.msg, trap);
 }
 
+/* Every hostcall asks: a call into the object only after memory grew. */
 static int
 pw__w2c_memory(pw_einstance_t *inst, uint8_t **base, size_t *size)
 {
-    if (!inst->mod->m->has_memory) {
-        return PW_ENOTFOUND;
+    const pw_w2c_module_t *m = inst->mod->m;
+
+    if (!inst->mem_known || inst->mem_grows != m->state->grows) {
+        if (!m->has_memory) {
+            return PW_ENOTFOUND;
+        }
+        inst->mem_grows = m->state->grows;
+        m->memory(inst->minst, &inst->mem_base, &inst->mem_size);
+        inst->mem_known = 1;
     }
-    inst->mod->m->memory(inst->minst, base, size);
+    *base = inst->mem_base;
+    *size = inst->mem_size;
     return PW_OK;
 }
 

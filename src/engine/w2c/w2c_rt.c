@@ -168,6 +168,7 @@ wasm_rt_allocate_memory(wasm_rt_memory_t *mem, uint32_t initial,
     }
     mem->pages = initial;
     mem->size = initial * PW_RT_PAGE;
+    pw_rt_state.grows++;
 }
 
 uint32_t
@@ -197,6 +198,7 @@ wasm_rt_grow_memory(wasm_rt_memory_t *mem, uint32_t delta)
     mem->data = data;
     mem->pages = pages;
     mem->size = pages * PW_RT_PAGE;
+    pw_rt_state.grows++;
     if (pw_rt_state.stop && in) {
         pw_rt_unwind(PW_W2C_INTERRUPTED, "interrupted");
     }
