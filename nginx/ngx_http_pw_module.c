@@ -513,9 +513,10 @@ ngx_http_pw_create_ctx(ngx_http_request_t *r, ngx_http_pw_loc_conf_t *plcf)
 }
 
 
-/* Whether a live filter's plugin reads the response body or trailers. */
+/* Whether a live filter's plugin has one of the callbacks `hooks`
+ * (PW_HOOK_*): those of a body and its trailers, say. */
 static ngx_uint_t
-ngx_http_pw_resp_body_hooks(ngx_http_pw_ctx_t *ctx)
+ngx_http_pw_any_hook(ngx_http_pw_ctx_t *ctx, unsigned hooks)
 {
     ngx_uint_t           i;
     ngx_http_pw_fctx_t  *f;
@@ -523,8 +524,7 @@ ngx_http_pw_resp_body_hooks(ngx_http_pw_ctx_t *ctx)
     for (i = 0; i < ctx->nf; i++) {
         f = &ctx->f[i];
         if (!f->dead && f->stream != NULL
-            && (pw_stream_hooks(f->stream)
-                & (PW_HOOK_RESPONSE_BODY | PW_HOOK_RESPONSE_TRAILERS)))
+            && (pw_stream_hooks(f->stream) & hooks))
         {
             return 1;
         }
@@ -1248,7 +1248,12 @@ ngx_http_pw_rewrite_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    if (!ngx_http_pw_has_body(r) || !ngx_http_pw_live(ctx)) {
+    /* no live filter reads the body: nginx reads it as configured (and
+     * streams it upstream with proxy_request_buffering off) */
+    if (!ngx_http_pw_has_body(r)
+        || !ngx_http_pw_any_hook(ctx, PW_HOOK_REQUEST_BODY
+                                      | PW_HOOK_REQUEST_TRAILERS))
+    {
         ctx->req_state = NGX_HTTP_PW_REQ_DONE;
         return NGX_DECLINED;
     }
@@ -1578,7 +1583,9 @@ ngx_http_pw_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    ctx->resp_body_hooks = ngx_http_pw_resp_body_hooks(ctx);
+    ctx->resp_body_hooks = ngx_http_pw_any_hook(ctx,
+                                                PW_HOOK_RESPONSE_BODY
+                                                | PW_HOOK_RESPONSE_TRAILERS);
 
     /* plugins see bytes: a small body is read here (and still goes out
      * with sendfile when unchanged), a big or unknown one is read in

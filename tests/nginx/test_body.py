@@ -1,7 +1,10 @@
 """Request and response bodies: streamed chunk by chunk, buffered while the
 plugin pauses (incl. bodies nginx spools to a temp file), replaced,
 prepended, appended, with Content-Length kept right."""
+import json
 import re
+import socket
+import time
 
 from conftest import module, pw
 from upstream import big_body
@@ -260,3 +263,60 @@ def test_request_body_replaced_unbuffered_proxying(ngx):
                     chunked=True)
     assert r.json()["body"] == "SMALL"
     assert echo_length_ok(r)
+
+
+def test_request_body_left_to_nginx_without_body_callbacks(ngx):
+    """No live filter reads the request body (the C SDK plugin only adds a
+    response header): nginx reads it as configured, so with
+    proxy_request_buffering off a chunked upload still streams to the
+    upstream (chunked there too) instead of being read whole first. A
+    plugin with a body callback reads it, and the upstream then gets its
+    length."""
+    ngx.start(wasm=module("b", "bench_add_header.wasm") + T,
+              proxy="proxy_request_buffering off;\n" + pw("b"),
+              locations="location /t/ { proxy_pass http://backend; "
+                        "proxy_http_version 1.1; "
+                        "proxy_request_buffering off; %s }" % pw("t"))
+
+    def upload(path):
+        s = socket.create_connection(("127.0.0.1", ngx.port), timeout=10)
+        try:
+            s.sendall(b"POST %s HTTP/1.1\r\nHost: localhost\r\n"
+                      b"Connection: close\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n"
+                      b"5\r\nfirst\r\n" % path.encode())
+            time.sleep(0.3)
+            s.sendall(b"6\r\nsecond\r\n0\r\n\r\n")
+            out = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                out += b
+        finally:
+            s.close()
+        head, _, body = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), out[:200]
+        if b"transfer-encoding: chunked" in head.lower():
+            body = dechunk(body)
+        return head, json.loads(body)
+
+    head, e = upload("/up")
+    assert b"x-bench: 1" in head.lower()
+    assert e["body"] == "firstsecond"
+    assert e["chunked"] is True, e
+    head, e = upload("/t/up")
+    assert e["body"] == "firstsecond"
+    assert e["chunked"] is False, e
+
+
+def dechunk(data):
+    out = b""
+    while data:
+        line, _, data = data.partition(b"\r\n")
+        n = int(line.split(b";")[0] or b"0", 16)
+        if n == 0:
+            break
+        out += data[:n]
+        data = data[n + 2:]
+    return out
