@@ -64,12 +64,8 @@ ngx_http_pw_buf_add(ngx_http_pw_buf_t *b, const void *data, size_t len)
 
 
 void
-ngx_http_pw_buf_release(ngx_http_pw_buf_t *b)
+ngx_http_pw_buf_free(ngx_http_pw_buf_t *b)
 {
-    if (b->data == NULL) {
-        return;
-    }
-
     free(b->data);
     b->data = NULL;
     b->len = 0;

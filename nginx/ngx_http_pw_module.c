@@ -17,6 +17,9 @@
 #include "ngx_http_pw_headers.h"
 #include "ngx_http_pw_callout.h"
 
+/* off the per-request path: placed apart, so the hot code is denser */
+#define NGX_HTTP_PW_COLD  __attribute__((cold))
+
 
 /* r->buffered has 4 bits, all taken by nginx's own filters; the image
  * filter's bit is reused (both on one request is not supported). */
@@ -397,7 +400,7 @@ ngx_http_pw_get_ctx(ngx_http_request_t *r)
 
 /* Apply f's failure policy: the filter is out of this request. Returns
  * NGX_HTTP_PW_OK (fail open: go on) or NGX_HTTP_PW_FAIL. */
-static ngx_uint_t
+static NGX_HTTP_PW_COLD ngx_uint_t
 ngx_http_pw_fail(ngx_http_pw_fctx_t *f)
 {
     ngx_http_pw_ctx_t  *ctx = f->ctx;
@@ -591,7 +594,7 @@ ngx_http_pw_hold_handler(ngx_event_t *ev)
 }
 
 
-static void
+static NGX_HTTP_PW_COLD void
 ngx_http_pw_wait(ngx_http_pw_ctx_t *ctx, ngx_uint_t phase)
 {
     ctx->waiting = phase;
@@ -605,7 +608,7 @@ ngx_http_pw_wait(ngx_http_pw_ctx_t *ctx, ngx_uint_t phase)
 /* While a plugin holds the request, a client that goes away must end it.
  * With edge-triggered events a close that arrived with the request
  * itself raises no new event: look once now. */
-static void
+static NGX_HTTP_PW_COLD void
 ngx_http_pw_watch_client(ngx_http_request_t *r)
 {
     ngx_event_t  *rev;
@@ -1358,7 +1361,7 @@ ngx_http_pw_local_body(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
 
 
 /* A local response from the request side: a content handler's work. */
-static ngx_int_t
+static NGX_HTTP_PW_COLD ngx_int_t
 ngx_http_pw_send_local(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
 {
     ngx_int_t     rc;
@@ -1460,7 +1463,7 @@ ngx_http_pw_run_headers(ngx_http_pw_ctx_t *ctx, ngx_uint_t response)
 
 /* Send the (local or error) response from the response side, headers not
  * sent yet; the upstream's body is then discarded. */
-static ngx_int_t
+static NGX_HTTP_PW_COLD ngx_int_t
 ngx_http_pw_replace_response(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
 {
     ngx_int_t     rc;
@@ -1491,7 +1494,7 @@ ngx_http_pw_replace_response(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
 }
 
 
-static ngx_int_t
+static NGX_HTTP_PW_COLD ngx_int_t
 ngx_http_pw_fail_response(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
 {
     ctx->lr_status = ctx->fail_status;
@@ -1532,7 +1535,7 @@ ngx_http_pw_response_headers_out(ngx_http_request_t *r,
 
 /* A plugin paused at the response headers: hold them, and the body that
  * comes meanwhile, until it resumes. */
-static void
+static NGX_HTTP_PW_COLD void
 ngx_http_pw_hold_response_headers(ngx_http_pw_ctx_t *ctx)
 {
     ctx->resp_headers_held = 1;

@@ -172,6 +172,7 @@ void ngx_pw_host_metric(ngx_cycle_t *cycle, const char *what,
     ngx_str_t *module, int64_t delta);
 
 /* Log a plugin failure of module m, at most once per second. */
+__attribute__((cold))
 void ngx_pw_failure_log(ngx_pw_module_t *m, ngx_log_t *log,
     const char *what, const char *reason);
 
@@ -210,7 +211,16 @@ typedef struct {
 ngx_int_t ngx_http_pw_buf_grow(ngx_http_pw_buf_t *b, size_t size);
 ngx_int_t ngx_http_pw_buf_add(ngx_http_pw_buf_t *b, const void *data,
     size_t len);
-void ngx_http_pw_buf_release(ngx_http_pw_buf_t *b);
+void ngx_http_pw_buf_free(ngx_http_pw_buf_t *b);
+
+/* inline: most requests release buffers they never used */
+static ngx_inline void
+ngx_http_pw_buf_release(ngx_http_pw_buf_t *b)
+{
+    if (b->data != NULL) {
+        ngx_http_pw_buf_free(b);
+    }
+}
 
 /* The state of one filter of the chain in one request. */
 typedef struct {

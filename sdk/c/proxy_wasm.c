@@ -50,7 +50,7 @@ proxy_on_memory_allocate(size_t size)
 }
 
 
-static px__table_t px__contexts;      /* val = root id, ptr = user data */
+static px__ctxs_t px__contexts;       /* val = root id, ptr = user data */
 static px__table_t px__http_calls;    /* val = issuing context */
 static px__table_t px__grpc_calls;
 static uint32_t px__current;
@@ -73,7 +73,7 @@ px__call_owner(px__table_t *t, uint32_t token, uint32_t root, bool last)
         px__table_remove(t, s);
     }
 
-    return px__table_find(&px__contexts, ctx) ? ctx : root;
+    return px__ctxs_find(&px__contexts, ctx) ? ctx : root;
 }
 
 
@@ -84,7 +84,7 @@ px_set_context_data(uint32_t ctx, void *data)
 {
     px__slot_t *s;
 
-    s = px__table_find(&px__contexts, ctx);
+    s = px__ctxs_find(&px__contexts, ctx);
     if (s == NULL) {
         return PX_NOT_FOUND;
     }
@@ -99,7 +99,7 @@ px_get_context_data(uint32_t ctx)
 {
     px__slot_t *s;
 
-    s = px__table_find(&px__contexts, ctx);
+    s = px__ctxs_find(&px__contexts, ctx);
     return s ? s->ptr : NULL;
 }
 
@@ -109,7 +109,7 @@ px_root_of(uint32_t ctx)
 {
     px__slot_t *s;
 
-    s = px__table_find(&px__contexts, ctx);
+    s = px__ctxs_find(&px__contexts, ctx);
     return s ? s->val : 0;
 }
 
@@ -129,11 +129,11 @@ px__ensure_root(uint32_t root_id)
 {
     px__slot_t *s;
 
-    if (root_id == 0 || px__table_find(&px__contexts, root_id) != NULL) {
+    if (root_id == 0 || px__ctxs_find(&px__contexts, root_id) != NULL) {
         return;
     }
 
-    s = px__table_put(&px__contexts, root_id);
+    s = px__ctxs_put(&px__contexts, root_id);
     if (s != NULL) {
         s->val = root_id;
     }
@@ -212,7 +212,7 @@ proxy_on_context_create(uint32_t ctx, uint32_t parent)
     px__current = ctx;
 
     /* Remember it even if out of memory: the plugin still gets called. */
-    s = px__table_put(&px__contexts, ctx);
+    s = px__ctxs_put(&px__contexts, ctx);
     if (s != NULL) {
         s->val = parent ? parent : ctx;
     }
@@ -491,7 +491,7 @@ proxy_on_delete(uint32_t ctx)
         px__plugin->on_delete(ctx);
     }
 
-    px__table_del(&px__contexts, ctx);
+    px__ctxs_del(&px__contexts, ctx);
     px__table_del_val(&px__http_calls, ctx);
     px__table_del_val(&px__grpc_calls, ctx);
 }

@@ -68,7 +68,8 @@ px__table_find(px__table_t *t, uint32_t key)
 }
 
 
-static int
+/* out of line: a put that fits (nearly every one) stays small */
+static __attribute__((noinline)) int
 px__table_rehash(px__table_t *t, uint32_t cap)
 {
     uint32_t i, j;
@@ -211,6 +212,75 @@ px__table_del_val(px__table_t *t, uint32_t val)
 {
     if (t->used != 0) {
         px__table_del_val_scan(t, val);
+    }
+}
+
+
+/*
+ * The contexts: ids are handed out in sequence and most live for one
+ * request, so a direct-mapped array of PX__RECENT slots (slot: the id's low
+ * bits, key 0: free) takes nearly all of them, in a few loads and stores;
+ * an id whose slot is taken goes to the table. Id 0 is never a context's.
+ */
+#define PX__RECENT 64
+
+typedef struct {
+    px__slot_t recent[PX__RECENT];
+    px__table_t rest;
+} px__ctxs_t;
+
+
+static px__slot_t *
+px__ctxs_find(px__ctxs_t *m, uint32_t key)
+{
+    px__slot_t *s = &m->recent[key & (PX__RECENT - 1)];
+
+    if (s->key == key && key != 0) {
+        return s;
+    }
+
+    return m->rest.used != 0 ? px__table_find(&m->rest, key) : NULL;
+}
+
+
+/* The live slot for `key`, created (val 0, ptr NULL) if absent. */
+static px__slot_t *
+px__ctxs_put(px__ctxs_t *m, uint32_t key)
+{
+    px__slot_t *s;
+
+    s = px__ctxs_find(m, key);
+    if (s != NULL) {
+        return s;
+    }
+
+    s = &m->recent[key & (PX__RECENT - 1)];
+    if (s->key != 0 || key == 0) {
+        return px__table_put(&m->rest, key);
+    }
+
+    s->key = key;
+    s->val = 0;
+    s->ptr = NULL;
+    s->state = PX__LIVE;
+
+    return s;
+}
+
+
+static void
+px__ctxs_del(px__ctxs_t *m, uint32_t key)
+{
+    px__slot_t *s = &m->recent[key & (PX__RECENT - 1)];
+
+    if (s->key == key && key != 0) {
+        s->key = 0;
+        s->state = PX__FREE;
+        return;
+    }
+
+    if (m->rest.used != 0) {
+        px__table_del(&m->rest, key);
     }
 }
 

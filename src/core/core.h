@@ -336,6 +336,7 @@ int pw__call(pw_vm_t *vm, pw__ctx_t *ctx, pw__cb_t cb, const uint32_t *args,
 int pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst,
     pw_efunc_t *fn, const uint32_t *args, size_t n, int nres, uint32_t *res,
     int *in_alloc);
+__attribute__((cold))
 int pw__call_failed(pw_vm_t *vm, int rc, pw__cb_t cb, int in_alloc,
     uint32_t *res);
 void pw__vm_fail(pw_vm_t *vm, const char *fmt, ...)
