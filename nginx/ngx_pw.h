@@ -68,6 +68,8 @@ struct ngx_pw_instance_s {
     ngx_uint_t                  nroots;
     ngx_uint_t                  refs;
     uint64_t                    hostcall_errors;  /* counted so far */
+    const uint64_t             *events;      /* pw_vm_events() */
+    uint64_t                    events_seen;
     ngx_log_t                  *log;
     unsigned                    failed:1;
     unsigned                    per_request:1;
@@ -146,9 +148,21 @@ ngx_int_t ngx_pw_instance_take_ref(ngx_pw_instance_t *inst);
 /*
  * After any call into inst's VM: when the VM failed, retire the instance
  * (the next acquire starts a new one), count and log the failure, rate
- * limited, and arm the back-off. Returns 1 when the VM failed.
+ * limited, and arm the back-off; count new host-call errors. Returns 1
+ * when the VM failed. Inline is only the test whether anything changed
+ * (pw_vm_events), which nearly always says no.
  */
-ngx_uint_t ngx_pw_instance_check(ngx_pw_instance_t *inst, ngx_log_t *log);
+ngx_uint_t ngx_pw_instance_look(ngx_pw_instance_t *inst, ngx_log_t *log);
+
+static ngx_inline ngx_uint_t
+ngx_pw_instance_check(ngx_pw_instance_t *inst, ngx_log_t *log)
+{
+    if (*inst->events == inst->events_seen) {
+        return inst->failed;
+    }
+
+    return ngx_pw_instance_look(inst, log);
+}
 
 /* The worker's metrics store (NULL before init or without V8). */
 pw_store_t *ngx_pw_metrics_store(ngx_cycle_t *cycle);

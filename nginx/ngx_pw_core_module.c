@@ -1426,6 +1426,9 @@ ngx_pw_instance_start(ngx_pw_module_t *m, ngx_log_t *log)
         return NULL;
     }
 
+    inst->events = pw_vm_events(inst->vm);
+    inst->events_seen = *inst->events;
+
     /* from here on ngx_pw_instance_destroy() undoes it */
     ngx_pw_host_metric((ngx_cycle_t *) ngx_cycle, "instances", &m->name, 1);
 
@@ -1581,9 +1584,11 @@ ngx_pw_instance_release(ngx_pw_instance_t *inst)
 
 /* after every call into an instance: cheap unless something happened */
 ngx_uint_t
-ngx_pw_instance_check(ngx_pw_instance_t *inst, ngx_log_t *log)
+ngx_pw_instance_look(ngx_pw_instance_t *inst, ngx_log_t *log)
 {
     uint64_t  errors;
+
+    inst->events_seen = *inst->events;
 
     if (inst->failed) {
         return 1;

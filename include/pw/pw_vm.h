@@ -112,6 +112,13 @@ const char *pw_vm_fail_reason(const pw_vm_t *vm);
  * (BAD_ARGUMENT, PARSE_FAILURE, INVALID_MEMORY_ACCESS, INTERNAL_FAILURE,
  * UNIMPLEMENTED), for host metrics. */
 uint64_t pw_vm_hostcall_errors(const pw_vm_t *vm);
+/*
+ * A counter that moves whenever one of the two above does (the VM fails,
+ * a host call is answered with an error status). The pointer is good for
+ * the VM's life: a host that keeps it and the value it last saw knows
+ * after each call, without calling in, whether to look at them.
+ */
+const uint64_t *pw_vm_events(const pw_vm_t *vm);
 /* The last trap (message and backtrace) or NULL. */
 const pw_trap_t *pw_vm_last_trap(const pw_vm_t *vm);
 

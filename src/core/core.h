@@ -197,6 +197,7 @@ struct pw_vm_s {
     pw_store_t *own_store;        /* when the caller gave none */
     const pw_store_route_t *route; /* or NULL: everything in store */
     uint64_t hostcall_errors;     /* see pw_vm_hostcall_errors() */
+    uint64_t events;              /* see pw_vm_events() */
 
     char *vm_id;
     size_t vm_id_len;

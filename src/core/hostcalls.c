@@ -1857,6 +1857,7 @@ pw__hostcall_trampoline(void *fn_data, pw_einstance_t *inst,
         st = -(int32_t) hc.vm->pending.len;
     } else if (h->module[0] == 'e' && pw__status_is_error(st)) {
         hc.vm->hostcall_errors++;
+        hc.vm->events++;
     }
     if (b->nres) {
         results[0].kind = PW_I32;
@@ -1915,6 +1916,7 @@ pw__shim_fast(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
         st = -(int32_t) pd->len;
     } else if (pw__status_is_error(st)) {
         b->vm->hostcall_errors++;
+        b->vm->events++;
     }
     results[0].of.i32 = st;
     return PW_OK;

@@ -103,6 +103,7 @@ pw__vm_fail(pw_vm_t *vm, const char *fmt, ...)
         return;
     }
     vm->failed = 1;
+    vm->events++;
     va_start(ap, fmt);
     vsnprintf(vm->fail_reason, sizeof(vm->fail_reason), fmt, ap);
     va_end(ap);
@@ -124,6 +125,12 @@ uint64_t
 pw_vm_hostcall_errors(const pw_vm_t *vm)
 {
     return vm->hostcall_errors;
+}
+
+const uint64_t *
+pw_vm_events(const pw_vm_t *vm)
+{
+    return &vm->events;
 }
 
 const char *

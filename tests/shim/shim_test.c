@@ -446,6 +446,7 @@ added(void)
  */
 PW_TEST(status_only_fast_path)
 {
+    uint64_t ea, eb;
     unsigned long f0, h0;
     pw_action_t act;
     pw_engine_t *e;
@@ -481,8 +482,15 @@ PW_TEST(status_only_fast_path)
     PW_CHECK_EQ_INT(added(), n + 10);
     PW_CHECK_EQ_INT(logged, 2);
 
-    /* an error status is the same on both, and counted on both */
+    /* an error status is the same on both, and counted on both; the
+     * events counter moves with it, and only then */
     PW_CHECK_EQ_INT(pw_vm_hostcall_errors(a.vm), 0);
+    ea = *pw_vm_events(a.vm);
+    eb = *pw_vm_events(b.vm);
+    PW_CHECK_EQ_INT(pw_http_request_headers(a.s, 5, 1, &act), PW_OK);
+    PW_CHECK_EQ_INT(pw_http_request_headers(b.s, 5, 1, &act), PW_OK);
+    PW_CHECK_EQ_INT(*pw_vm_events(a.vm), ea);
+    PW_CHECK_EQ_INT(*pw_vm_events(b.vm), eb);
     PW_CHECK_EQ_INT(pw_http_request_headers(a.s, 100, 1, &act), PW_OK);
     PW_CHECK_EQ_INT(pw_http_request_headers(b.s, 100, 1, &act), PW_OK);
     PW_CHECK_EQ_INT(pw_engine_read(a.vm->vt, a.vm->inst, 1024, 4, &st[0]),
@@ -493,7 +501,9 @@ PW_TEST(status_only_fast_path)
     PW_CHECK_EQ_INT(st[1], PW_STATUS_INVALID_MEMORY_ACCESS);
     PW_CHECK_EQ_INT(pw_vm_hostcall_errors(a.vm), 1);
     PW_CHECK_EQ_INT(pw_vm_hostcall_errors(b.vm), 1);
-    PW_CHECK_EQ_INT(added(), n + 10);
+    PW_CHECK_EQ_INT(*pw_vm_events(a.vm), ea + 1);
+    PW_CHECK_EQ_INT(*pw_vm_events(b.vm), eb + 1);
+    PW_CHECK_EQ_INT(added(), n + 20);
     stop(&a);
     stop(&b);
     pw_engine_v8.destroy(e);

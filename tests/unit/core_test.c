@@ -816,15 +816,19 @@ PW_TEST(plugin_configure_false)
 PW_TEST(plugin_configure_trap)
 {
     pw_plugin_t *p = NULL;
+    uint64_t events;
 
     fx_module(&(modopt_t){ 0 });
     fx_vm();
     on("on_configure", hook_trap);
     trace_reset();
+    events = *pw_vm_events(F.vm);
     PW_CHECK_EQ_INT(fx_plugin_try(&p), PW_EFAILED);
     PW_CHECK(strstr(F.err, "proxy_on_configure") != NULL);
     PW_CHECK(strstr(F.err, "RuntimeError: unreachable") != NULL);
     PW_CHECK(pw_vm_failed(F.vm));
+    /* the failure moves the events counter a host watches */
+    PW_CHECK(*pw_vm_events(F.vm) != events);
     /* a failed VM is not entered again, not even to tear down */
     PW_CHECK_EQ_STR(F.trace, "on_context_create(1,0);on_vm_start(1,6);"
                     "on_configure(1,12);");
