@@ -10,8 +10,9 @@
 #include <stdlib.h>
 
 /*
- * Used for contexts (key = context id) and for callout tokens
- * (key = token, val = issuing context). Linear probing; a removal shifts
+ * Used for callout tokens (key = token, val = issuing context) and, behind
+ * the direct-mapped front of px__ctxs_t below, for the contexts that front
+ * has no slot for (key = context id). Linear probing; a removal shifts
  * the rest of its run back instead of leaving a tombstone, so a table that
  * sees a context come and go per request never needs rebuilding (nor a
  * malloc) unless it grows.
