@@ -81,6 +81,9 @@ struct ngx_pw_instance_s {
 #define NGX_PW_ZONE_QUEUE    1
 #define NGX_PW_ZONE_METRICS  2
 
+/* v8_threads: more helper threads than this gains nothing per worker */
+#define NGX_PW_V8_THREADS_MAX  16
+
 typedef struct {
     ngx_str_t                   name;        /* "*": the default kv zone */
     ngx_uint_t                  kind;
@@ -103,6 +106,7 @@ typedef struct {
     pw_store_route_t            route;
     ngx_array_t                 plugins;     /* ngx_pw_plugin_conf_t * */
     ngx_msec_t                  max_call_time;
+    ngx_int_t                   v8_threads;  /* V8's helper threads */
     const pw_engine_vt_t       *engine_vt;   /* engine v8|w2c */
     ngx_str_t                   engine_cache;
     char                       *w2c_tools[3]; /* $PW_W2C_WASM2C, _CC,

@@ -96,6 +96,7 @@ ngx_pw_core_create_conf(ngx_cycle_t *cycle)
     }
 
     pcf->max_call_time = NGX_CONF_UNSET_MSEC;
+    pcf->v8_threads = NGX_CONF_UNSET;
     pcf->kv_default = NGX_CONF_UNSET_UINT;
     pcf->metrics_zone = NGX_CONF_UNSET_UINT;
 
@@ -136,7 +137,8 @@ ngx_pw_engine_conf(ngx_cycle_t *cycle, ngx_pw_core_conf_t *pcf,
     ngx_cpystrn(cache, pcf->engine_cache.data, pcf->engine_cache.len + 1);
 
     ngx_memzero(econf, sizeof(pw_engine_conf_t));
-    econf->threads = 1;
+    /* 0: V8's background work runs in the worker, between calls */
+    econf->threads = (int) pcf->v8_threads;
     econf->cache_dir = (const char *) cache;
     econf->wasm2c = pcf->w2c_tools[0];
     econf->cc = pcf->w2c_tools[1];
@@ -249,6 +251,7 @@ ngx_pw_core_init_conf(ngx_cycle_t *cycle, void *conf)
     ngx_pw_plugin_conf_t  *pc, **ppc, **slot;
 
     ngx_conf_init_msec_value(pcf->max_call_time, 0);
+    ngx_conf_init_value(pcf->v8_threads, 0);
 
     /* the module array is final now: give each its plugin list */
     m = pcf->modules.elts;
@@ -784,6 +787,33 @@ ngx_pw_block_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "wasm: invalid max_call_time \"%V\"",
                                &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (value[0].len == 10
+        && ngx_strncmp(value[0].data, "v8_threads", 10) == 0)
+    {
+        if (cf->args->nelts != 2) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "wasm: \"v8_threads\" takes one NUMBER");
+            return NGX_CONF_ERROR;
+        }
+
+        if (pcf->v8_threads != NGX_CONF_UNSET) {
+            return "is duplicate";
+        }
+
+        pcf->v8_threads = ngx_atoi(value[1].data, value[1].len);
+        if (pcf->v8_threads == NGX_ERROR
+            || pcf->v8_threads > NGX_PW_V8_THREADS_MAX)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "wasm: invalid v8_threads \"%V\" "
+                               "(0 to %d)", &value[1],
+                               NGX_PW_V8_THREADS_MAX);
             return NGX_CONF_ERROR;
         }
 

@@ -109,7 +109,13 @@ typedef struct {
 } pw_import_link_t;
 
 typedef struct {
-    /* V8: size of V8's worker thread pool (0 = 1). */
+    /*
+     * V8: size of V8's worker thread pool; 0 (or less): no threads, V8's
+     * background work (tier-up compilation, mostly) waits until the engine
+     * runs it on the calling thread between calls, so a single-threaded
+     * process stays so. V8 is set up once per process: the first engine's
+     * setting holds for all.
+     */
     int threads;
     /* Backend-specific flags string (V8: V8 command line flags) or NULL. */
     const char *flags;

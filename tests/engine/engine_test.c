@@ -12,6 +12,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/single_threaded.h>
 #include <time.h>
 
 #include "../pwtest.h"
@@ -63,20 +64,27 @@ leak_check(void)
 /* ---- helpers ------------------------------------------------------------ */
 
 static pw_engine_t *
-engine_new(void)
+engine_new_conf(const pw_engine_conf_t *conf)
 {
-    pw_engine_conf_t conf = { 0 };
     pw_engine_t *e = NULL;
     char err[256] = "";
     int rc;
 
-    rc = vt->init(&conf, &e, err, sizeof(err));
+    rc = vt->init(conf, &e, err, sizeof(err));
     if (rc != PW_OK) {
         fprintf(stderr, "  init: %s\n", err);
     }
     PW_CHECK_EQ_INT(rc, PW_OK);
     PW_CHECK(e != NULL);
     return e;
+}
+
+static pw_engine_t *
+engine_new(void)
+{
+    pw_engine_conf_t conf = { 0 };
+
+    return engine_new_conf(&conf);
 }
 
 static pw_emodule_t *
@@ -257,15 +265,23 @@ typedef struct {
 } fixture_t;
 
 static fixture_t
-setup(void)
+setup_conf(const pw_engine_conf_t *conf)
 {
     fixture_t f;
 
     memset(&hs, 0, sizeof(hs));
-    f.e = engine_new();
+    f.e = engine_new_conf(conf);
     f.m = compile_file(f.e, "basic.wasm");
     f.inst = instantiate_basic(f.m);
     return f;
+}
+
+static fixture_t
+setup(void)
+{
+    pw_engine_conf_t conf = { 0 };
+
+    return setup_conf(&conf);
 }
 
 static void
@@ -1096,6 +1112,81 @@ PW_TEST(call_costs)
     teardown(&f);
 }
 
+/* ---- V8's background work: threads, or none (pw_engine_conf_t) ------- */
+
+/* worker tasks the V8 backend ran on the calling thread (tests only) */
+extern unsigned long pw__v8_inline_tasks;
+
+/*
+ * Makes loop_host hot enough for V8 to compile it again with TurboFan (a
+ * low tiering budget: V8's default asks for more), then calls on past the
+ * backend's pump interval, so that background work has had its turn.
+ * Results stay right across the change of code.
+ */
+static void
+run_hot(fixture_t *f)
+{
+    pw_efunc_t *fn;
+    pw_val_t a, r = v_i32(0);
+    pw_trap_t t;
+    int i;
+
+    a = v_i32(50000);
+    for (i = 0; i < 10; i++) {
+        hs.nops = 0;
+        PW_CHECK_EQ_INT(call_trap(f->inst, "loop_host", &a, 1, 0, &t), PW_OK);
+        PW_CHECK_EQ_INT(hs.nops, 50000);
+    }
+    fn = lookup(f->inst, "id_i32", "i:i");
+    for (i = 0; i < 3000; i++) {
+        a = v_i32(i);
+        if (vt->call(f->inst, fn, &a, 1, &r, 1, &t) != PW_OK
+            || r.of.i32 != i)
+        {
+            PW_CHECK(0);
+        }
+    }
+    hs.nops = 0;
+    a = v_i32(7);
+    PW_CHECK_EQ_INT(call_trap(f->inst, "loop_host", &a, 1, 0, &t), PW_OK);
+    PW_CHECK_EQ_INT(hs.nops, 7);
+}
+
+/*
+ * V8 set up with `threads` helper threads runs hot code: with none, libc
+ * stays single-threaded (its fast paths) and the tier-up work V8 would
+ * give a helper runs on ours, between calls; with some, V8's pool does it
+ * and nothing runs inline.
+ */
+static void
+platform_run(int threads)
+{
+    pw_engine_conf_t conf = { 0 };
+    fixture_t f;
+
+    if (not_v8("V8's platform")) {
+        return;
+    }
+    conf.threads = threads;
+    conf.flags = "--wasm-tiering-budget=20000";
+    PW_CHECK(__libc_single_threaded);
+    f = setup_conf(&conf);
+    run_hot(&f);
+    PW_CHECK_EQ_INT(__libc_single_threaded != 0, threads == 0);
+    PW_CHECK_EQ_INT(pw__v8_inline_tasks > 0, threads == 0);
+    teardown(&f);
+}
+
+PW_TEST(no_threads_background_work_inline)
+{
+    platform_run(0);
+}
+
+PW_TEST(threads_make_a_pool)
+{
+    platform_run(1);
+}
+
 /* ---- imports linked to another instance (pw_import_link_t) ------------- */
 
 typedef struct {
@@ -1541,6 +1632,8 @@ static pw_test_t all_tests[] = {
     PW_TEST_ENTRY(link_trap_crosses_instances),
     PW_TEST_ENTRY(link_errors),
     PW_TEST_ENTRY(link_signature_mismatch),
+    PW_TEST_ENTRY(no_threads_background_work_inline),
+    PW_TEST_ENTRY(threads_make_a_pool),
     { 0 } };
 static pw_test_t other_tests[] = {
     PW_TEST_ENTRY(link_refused),

@@ -3,6 +3,7 @@ compiled ahead of time by the master into engine_cache. (The whole suite
 also runs on w2c: PW_NGINX_ENGINE=w2c, see module.mk.)"""
 import glob
 import os
+import re
 
 from conftest import module, pw
 
@@ -113,3 +114,43 @@ def test_w2c_cache_that_cannot_be_created_fails_the_test(ngx):
     rc, out = ngx.test_conf(wasm=w2c(os.path.join(blocker, "cache")))
     assert rc != 0
     assert "cannot create engine_cache" in out
+
+
+def worker_threads(ngx):
+    """Threads of each worker, from /proc."""
+    counts = []
+    for pid in ngx.worker_pids():
+        with open("/proc/%d/status" % pid) as f:
+            counts.append(int(re.search(r"^Threads:\s+(\d+)$", f.read(),
+                                        re.M).group(1)))
+    return counts
+
+
+def test_v8_workers_stay_single_threaded(ngx):
+    """By default V8 starts no thread in a worker (its background work,
+    tier-up compilation, runs between calls): a worker is one thread, as
+    nginx's are, and serves."""
+    ngx.start(wasm="engine v8;\n" + T, server=ADD)
+    for i in range(3):
+        assert ngx.get("/a%d" % i).header("x-engine") == "yes"
+    assert worker_threads(ngx) == [1] * ngx.workers
+
+
+def test_v8_threads_gives_v8_a_pool(ngx):
+    """v8_threads N: V8's own helper threads, N per worker; a reload with
+    another number takes effect in the new workers."""
+    ngx.start(wasm="engine v8;\nv8_threads 2;\n" + T, server=ADD)
+    assert ngx.get("/a").header("x-engine") == "yes"
+    assert worker_threads(ngx) == [3] * ngx.workers
+    ngx.reload(wasm="engine v8;\nv8_threads 1;\n" + T, server=ADD)
+    assert ngx.get("/b").header("x-engine") == "yes"
+    assert worker_threads(ngx) == [2] * ngx.workers
+
+
+def test_v8_threads_is_checked(ngx):
+    for bad in ("-1", "17", "x"):
+        rc, out = ngx.test_conf(wasm="v8_threads %s;\n%s" % (bad, T))
+        assert rc != 0
+        assert 'invalid v8_threads "%s" (0 to 16)' % bad in out
+    rc, out = ngx.test_conf(wasm="v8_threads 1;\nv8_threads 2;\n" + T)
+    assert rc != 0 and "is duplicate" in out

@@ -249,7 +249,7 @@ main(int argc, char **argv)
     }
 
     memset(&econf, 0, sizeof(econf));
-    econf.threads = 1;
+    econf.threads = 0;      /* V8 background work between calls */
     econf.cache_dir = o_cache;
     err[0] = '\0';
     rc = vt->init(&econf, &run.engine, err, sizeof(err));

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <new>
 #include <utility>
@@ -128,9 +129,146 @@ struct pw_einstance_s {
     std::atomic<int> term_done;
 };
 
+/*
+ * Without threads (pw_engine_conf_t.threads 0): what V8 gives its worker
+ * threads (tier-up compilation of hot functions, the odd GC or cleanup job)
+ * waits here, and pw__v8_pump runs it on the thread that makes the calls,
+ * between calls. The proxy's process keeps the one thread it had, so libc
+ * stays in its single-threaded mode (no cancellation points around each
+ * system call, no locked malloc). The foreground side (task runners, time,
+ * tracing) is the single-threaded DefaultPlatform's, which PumpMessageLoop
+ * drives as before. V8 runs with --single-threaded-gc so that no collection
+ * waits on a helper that would never come.
+ */
+extern "C" {
+unsigned long pw__v8_inline_tasks;      /* worker tasks run so (tests) */
+}
+
+class pw__v8_inline_platform final : public v8::Platform {
+public:
+    explicit pw__v8_inline_platform(std::unique_ptr<v8::Platform> inner)
+        : inner_(std::move(inner))
+    {
+    }
+
+    v8::Platform *inner() { return inner_.get(); }
+
+    v8::PageAllocator *GetPageAllocator() override
+    {
+        return inner_->GetPageAllocator();
+    }
+
+    /* one "worker": jobs are sized for one helper besides the caller */
+    int NumberOfWorkerThreads() override { return 1; }
+
+    std::shared_ptr<v8::TaskRunner>
+    GetForegroundTaskRunner(v8::Isolate *isolate) override
+    {
+        return inner_->GetForegroundTaskRunner(isolate);
+    }
+
+    void CallOnWorkerThread(std::unique_ptr<v8::Task> task) override
+    {
+        push(std::move(task), 0);
+    }
+
+    void CallDelayedOnWorkerThread(std::unique_ptr<v8::Task> task,
+        double delay_in_seconds) override
+    {
+        push(std::move(task),
+             MonotonicallyIncreasingTime() + delay_in_seconds);
+    }
+
+    std::unique_ptr<v8::JobHandle> PostJob(v8::TaskPriority priority,
+        std::unique_ptr<v8::JobTask> job_task) override
+    {
+        /* its workers come back here as tasks; Join() runs it in place */
+        return v8::platform::NewDefaultJobHandle(this, priority,
+                                                 std::move(job_task), 1);
+    }
+
+    double MonotonicallyIncreasingTime() override
+    {
+        return inner_->MonotonicallyIncreasingTime();
+    }
+
+    double CurrentClockTimeMillis() override
+    {
+        return inner_->CurrentClockTimeMillis();
+    }
+
+    v8::TracingController *GetTracingController() override
+    {
+        return inner_->GetTracingController();
+    }
+
+    /* Runs up to max tasks that are due, oldest first; returns how many. */
+    size_t run(size_t max)
+    {
+        size_t n = 0;
+
+        while (n < max && pending_.load(std::memory_order_relaxed) > 0) {
+            std::unique_ptr<v8::Task> task = pop();
+            if (task == nullptr) {
+                break;
+            }
+            task->Run();
+            n++;
+        }
+        return n;
+    }
+
+    bool idle() const { return pending_.load(std::memory_order_relaxed) == 0; }
+
+private:
+    struct item {
+        double due;                 /* 0: now */
+        std::unique_ptr<v8::Task> task;
+    };
+
+    void push(std::unique_ptr<v8::Task> task, double due)
+    {
+        pthread_mutex_lock(&mu_);
+        queue_.push_back(item{due, std::move(task)});
+        pending_.fetch_add(1, std::memory_order_relaxed);
+        pthread_mutex_unlock(&mu_);
+    }
+
+    std::unique_ptr<v8::Task> pop()
+    {
+        std::unique_ptr<v8::Task> task;
+        double now = 0;
+
+        pthread_mutex_lock(&mu_);
+        for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+            if (it->due != 0) {
+                if (now == 0) {
+                    now = MonotonicallyIncreasingTime();
+                }
+                if (it->due > now) {
+                    continue;
+                }
+            }
+            task = std::move(it->task);
+            queue_.erase(it);
+            pending_.fetch_sub(1, std::memory_order_relaxed);
+            break;
+        }
+        pthread_mutex_unlock(&mu_);
+        return task;
+    }
+
+    std::unique_ptr<v8::Platform> inner_;
+    pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
+    std::deque<item> queue_;
+    std::atomic<size_t> pending_{0};
+};
+
 /* Process-wide V8 state: plain pointers, no static destructors. */
 static pthread_mutex_t pw__v8_lock = PTHREAD_MUTEX_INITIALIZER;
-static v8::Platform *pw__v8_platform;
+static v8::Platform *pw__v8_platform;   /* the one V8 was given */
+static v8::Platform *pw__v8_default;    /* its DefaultPlatform (pumps) */
+static pw__v8_inline_platform *pw__v8_inline;   /* or NULL: V8 threads */
 static pid_t pw__v8_pid;
 static thread_local pw_engine_t *pw__v8_thread_engine;
 
@@ -339,13 +477,26 @@ pw__v8_backtrace(v8::Isolate *isolate, v8::Local<v8::Context> ctx,
     }
 }
 
+/* tasks of the inline platform run per pump: a few compile jobs at most */
+#define PW__V8_INLINE_TASKS 16
+
 static void
 pw__v8_pump(pw_engine_t *engine)
 {
-    while (v8::platform::PumpMessageLoop(pw__v8_platform, engine->isolate,
+    while (v8::platform::PumpMessageLoop(pw__v8_default, engine->isolate,
                v8::platform::MessageLoopBehavior::kDoNotWait))
     {
         /* run what V8 posted (GC, compilation finalisation) */
+    }
+
+    /*
+     * Worker tasks, on this thread, with no call of this engine on the
+     * stack (pumps run only then). A call of another engine may be below,
+     * as it may be below a pump's foreground tasks: V8 holds nothing across
+     * a host call, and worker tasks are made to run beside running code.
+     */
+    if (pw__v8_inline != NULL && !pw__v8_inline->idle()) {
+        pw__v8_inline_tasks += pw__v8_inline->run(PW__V8_INLINE_TASKS);
     }
 }
 
@@ -476,9 +627,12 @@ pw__v8_start(const pw_engine_conf_t *conf, char *err, size_t errlen)
         return PW_OK;
     }
 
-    threads = (conf != NULL && conf->threads > 0) ? conf->threads : 1;
+    threads = conf != NULL ? conf->threads : 0;
     /* wasm calls PW_IMPORT_FAST imports as fast API functions */
     v8::V8::SetFlagsFromString("--turbo-fast-api-calls");
+    if (threads <= 0) {
+        v8::V8::SetFlagsFromString("--single-threaded-gc");
+    }
     pw__v8_fast_fill(std::make_index_sequence<PW__V8_FAST_ARGS + 1>());
     if (conf != NULL && conf->flags != NULL) {
         v8::V8::SetFlagsFromString(conf->flags);
@@ -488,9 +642,21 @@ pw__v8_start(const pw_engine_conf_t *conf, char *err, size_t errlen)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
 
-    pw__v8_platform = v8::platform::NewDefaultPlatform(threads,
-        v8::platform::IdleTaskSupport::kDisabled,
-        v8::platform::InProcessStackDumping::kDisabled).release();
+    if (threads > 0) {
+        pw__v8_platform = v8::platform::NewDefaultPlatform(threads,
+            v8::platform::IdleTaskSupport::kDisabled,
+            v8::platform::InProcessStackDumping::kDisabled).release();
+        pw__v8_default = pw__v8_platform;
+    } else {
+        pw__v8_inline = new (std::nothrow) pw__v8_inline_platform(
+            v8::platform::NewSingleThreadedDefaultPlatform(
+                v8::platform::IdleTaskSupport::kDisabled,
+                v8::platform::InProcessStackDumping::kDisabled));
+        if (pw__v8_inline != NULL) {
+            pw__v8_default = pw__v8_inline->inner();
+        }
+        pw__v8_platform = pw__v8_inline;
+    }
     if (pw__v8_platform != NULL) {
         v8::V8::InitializePlatform(pw__v8_platform);
 #if PW__V8_TRAP_HANDLER
@@ -635,7 +801,7 @@ pw__v8_destroy(pw_engine_t *engine)
     pw__v8_pump(engine);
     isolate->Exit();
     isolate->Dispose();
-    v8::platform::NotifyIsolateShutdown(pw__v8_platform, isolate);
+    v8::platform::NotifyIsolateShutdown(pw__v8_default, isolate);
     if (pw__v8_thread_engine == engine) {
         pw__v8_thread_engine = NULL;
     }
