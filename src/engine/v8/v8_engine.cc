@@ -477,6 +477,52 @@ pw__v8_backtrace(v8::Isolate *isolate, v8::Local<v8::Context> ctx,
     }
 }
 
+/* A HandleScope, or none: outer calls use the engine's outer scope. */
+class pw__v8_maybe_scope {
+public:
+    pw__v8_maybe_scope(v8::Isolate *isolate, bool open) : open_(open)
+    {
+        if (open) {
+            ::new (buf_) v8::HandleScope(isolate);
+        }
+    }
+
+    ~pw__v8_maybe_scope()
+    {
+        if (open_) {
+            reinterpret_cast<v8::HandleScope *>(buf_)->~HandleScope();
+        }
+    }
+
+    pw__v8_maybe_scope(const pw__v8_maybe_scope &) = delete;
+    pw__v8_maybe_scope &operator=(const pw__v8_maybe_scope &) = delete;
+
+private:
+    bool open_;
+    alignas(v8::HandleScope) unsigned char buf_[sizeof(v8::HandleScope)];
+};
+
+/*
+ * Frees the handles outer calls left in the outer scope: closes it and
+ * opens it again, with its first handle so that it keeps owning a block.
+ * Only with no other scope of the isolate open.
+ */
+static void
+pw__v8_outer_renew(pw_engine_t *engine)
+{
+    engine->outer_scope->~HandleScope();
+    engine->outer_scope = ::new (engine->outer_scope_buf)
+        v8::HandleScope(engine->isolate);
+    (void) v8::Integer::New(engine->isolate, 0);
+}
+
+/* Handles of the engine's isolate, in all its scopes (tests only). */
+extern "C" int
+pw__v8_handles(pw_engine_t *engine)
+{
+    return v8::HandleScope::NumberOfHandles(engine->isolate);
+}
+
 /* tasks of the inline platform run per pump: a few compile jobs at most */
 #define PW__V8_INLINE_TASKS 16
 
@@ -1448,9 +1494,18 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
 
     if (engine->depth == 0 && ++engine->calls % PW__V8_PUMP_EVERY == 0) {
         pw__v8_pump(engine);
+        pw__v8_outer_renew(engine);
     }
 
-    v8::HandleScope hs(isolate);
+    /*
+     * A call from the host (engine depth 0) opens no HandleScope: its few
+     * handles (the result; an i64's BigInt) stay in the engine's outer
+     * scope, renewed just above every PW__V8_PUMP_EVERY such calls. At
+     * depth 0 no other scope of this isolate is open (guest code runs only
+     * inside calls and instantiate, which count in depth). A nested call,
+     * from a host function, opens one, as its caller may hold handles.
+     */
+    pw__v8_maybe_scope hs(isolate, engine->depth != 0);
     ctx = pw__v8_borrow(engine->context);
 
     /*
