@@ -19,6 +19,8 @@
 
 #include <pw/pw_engine.h>
 
+#include "core/core.h"       /* pw__wbuf_t: a test writes its module */
+
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/lsan_interface.h>
 #endif
@@ -1225,6 +1227,208 @@ PW_TEST(threads_make_a_pool)
     platform_run(1);
 }
 
+/*
+ * A module of SLICE_FNS functions that all get hot at once: f_i(x) = x + i,
+ * then SLICE_OPS rounds of multiply and xor; "run" chains them all.
+ */
+#define SLICE_FNS 400
+#define SLICE_OPS 40
+
+static uint32_t
+slice_expect(uint32_t x)
+{
+    uint32_t i, k;
+
+    for (i = 0; i < SLICE_FNS; i++) {
+        x += i;
+        for (k = 0; k < SLICE_OPS; k++) {
+            x = (x * (0x9E3779B1u + k)) ^ (k * 7919u);
+        }
+    }
+    return x;
+}
+
+static void
+wb_i32_const(pw__wbuf_t *w, uint32_t u)
+{
+    int32_t v = (int32_t) u;
+    uint8_t b;
+
+    pw__wb_byte(w, 0x41);
+    for (;;) {                  /* signed LEB128 */
+        b = (uint8_t) (v & 0x7f);
+        v >>= 7;
+        if ((v == 0 && !(b & 0x40)) || (v == -1 && (b & 0x40))) {
+            pw__wb_byte(w, b);
+            return;
+        }
+        pw__wb_byte(w, b | 0x80);
+    }
+}
+
+static uint8_t *
+slice_module(size_t *len)
+{
+    pw__wbuf_t w = { 0 }, sec = { 0 }, body = { 0 };
+    uint8_t *out = NULL;
+    uint32_t np, i, k;
+
+    pw__wb_bytes(&w, pw__wasm_head, sizeof(pw__wasm_head));
+    pw__wb_u32(&sec, 1);
+    PW_CHECK_EQ_INT(pw__wb_functype(&sec, "i:i", &np), PW_OK);
+    pw__wb_section(&w, 1, &sec);
+    pw__wb_u32(&sec, SLICE_FNS + 1);
+    for (i = 0; i <= SLICE_FNS; i++) {
+        pw__wb_u32(&sec, 0);
+    }
+    pw__wb_section(&w, 3, &sec);
+    pw__wb_u32(&sec, 1);
+    pw__wb_name(&sec, "run");
+    pw__wb_byte(&sec, 0x00);
+    pw__wb_u32(&sec, SLICE_FNS);
+    pw__wb_section(&w, 7, &sec);
+    pw__wb_u32(&sec, SLICE_FNS + 1);
+    for (i = 0; i <= SLICE_FNS; i++) {
+        body.len = 0;
+        pw__wb_u32(&body, 0);                       /* no locals */
+        pw__wb_op(&body, 0x20, 0);                  /* local.get 0 */
+        if (i < SLICE_FNS) {
+            wb_i32_const(&body, i);
+            pw__wb_byte(&body, 0x6a);               /* i32.add */
+            for (k = 0; k < SLICE_OPS; k++) {
+                wb_i32_const(&body, 0x9E3779B1u + k);
+                pw__wb_byte(&body, 0x6c);           /* i32.mul */
+                wb_i32_const(&body, k * 7919u);
+                pw__wb_byte(&body, 0x73);           /* i32.xor */
+            }
+        } else {
+            for (k = 0; k < SLICE_FNS; k++) {
+                pw__wb_op(&body, 0x10, k);          /* call f_k */
+            }
+        }
+        pw__wb_byte(&body, 0x0b);                   /* end */
+        pw__wb_u32(&sec, (uint32_t) body.len);
+        pw__wb_bytes(&sec, body.p, body.len);
+    }
+    pw__wb_section(&w, 10, &sec);
+    free(body.p);
+    PW_CHECK_EQ_INT(pw__wb_done(&w, &sec, &out, len), PW_OK);
+    return out;
+}
+
+/* worker tasks waiting on the inline platform (V8 backend, tests only) */
+extern int pw__v8_inline_idle(void);
+extern unsigned long pw__v8_inline_slices;
+
+/* an engine without threads, on the slice module */
+typedef struct {
+    pw_engine_t *e;
+    pw_emodule_t *m;
+    pw_einstance_t *inst;
+    pw_efunc_t *run;
+} slice_fixture_t;
+
+static void
+slice_setup(slice_fixture_t *f, const uint8_t *bytes, size_t len)
+{
+    pw_engine_conf_t conf = { 0 };
+    char err[256] = "";
+
+    memset(f, 0, sizeof(*f));
+    conf.threads = 0;
+    conf.flags = "--wasm-tiering-budget=2000";
+    f->e = engine_new_conf(&conf);
+    PW_CHECK_EQ_INT(vt->compile(f->e, bytes, len, &f->m, err, sizeof(err)),
+                    PW_OK);
+    PW_CHECK_EQ_INT(vt->instantiate(f->m, NULL, 0, &f->inst, err,
+                                    sizeof(err)), PW_OK);
+    f->run = lookup(f->inst, "run", "i:i");
+}
+
+/* run(x), checked against the C reckoning */
+static void
+slice_call(slice_fixture_t *f, uint32_t x)
+{
+    pw_val_t a = v_i32((int32_t) x), r = v_i32(0);
+    pw_trap_t t;
+
+    if (vt->call(f->inst, f->run, &a, 1, &r, 1, &t) != PW_OK
+        || (uint32_t) r.of.i32 != slice_expect(x))
+    {
+        PW_CHECK(0);
+    }
+}
+
+static void
+slice_teardown(slice_fixture_t *f)
+{
+    vt->instance_free(f->inst);
+    vt->module_free(f->m);
+    vt->destroy(f->e);
+}
+
+/*
+ * Without threads, a large tier-up job (hundreds of functions hot at once)
+ * is not run in one go between two calls: the pump gives it a few
+ * milliseconds, the job yields and goes on at the next pumps until done.
+ * Results stay right throughout.
+ */
+PW_TEST(no_threads_job_in_slices)
+{
+    slice_fixture_t f;
+    uint8_t *bytes;
+    size_t len;
+    uint32_t i;
+
+    if (not_v8("V8's platform")) {
+        return;
+    }
+    bytes = slice_module(&len);
+    slice_setup(&f, bytes, len);
+    free(bytes);
+    for (i = 0; i < 400000; i++) {
+        slice_call(&f, i);
+        if (i > 2048 && pw__v8_inline_idle()) {
+            break;
+        }
+    }
+    printf("  tier-up done after %u calls: %lu worker tasks, %lu cut short\n",
+           i, pw__v8_inline_tasks, pw__v8_inline_slices);
+    PW_CHECK(pw__v8_inline_idle());
+    PW_CHECK(pw__v8_inline_slices > 0);
+    PW_CHECK(pw__v8_inline_tasks > pw__v8_inline_slices);
+    slice_teardown(&f);
+    leak_check();
+}
+
+/*
+ * An engine that ends with tier-up work still queued: V8 cancels the job,
+ * its slices find it canceled, and a later engine's pumps run and drop
+ * them (the same process; nothing leaks, nothing runs on a dead isolate).
+ */
+PW_TEST(no_threads_end_with_work_queued)
+{
+    slice_fixture_t f;
+    uint8_t *bytes;
+    size_t len;
+    uint32_t round, i;
+
+    if (not_v8("V8's platform")) {
+        return;
+    }
+    bytes = slice_module(&len);
+    for (round = 0; round < 2; round++) {
+        slice_setup(&f, bytes, len);
+        for (i = 0; i < 1100; i++) {
+            slice_call(&f, i);
+        }
+        PW_CHECK(!pw__v8_inline_idle());
+        slice_teardown(&f);
+    }
+    free(bytes);
+    leak_check();
+}
+
 /* ---- imports linked to another instance (pw_import_link_t) ------------- */
 
 typedef struct {
@@ -1672,6 +1876,8 @@ static pw_test_t all_tests[] = {
     PW_TEST_ENTRY(link_signature_mismatch),
     PW_TEST_ENTRY(outer_calls_free_their_handles),
     PW_TEST_ENTRY(no_threads_background_work_inline),
+    PW_TEST_ENTRY(no_threads_job_in_slices),
+    PW_TEST_ENTRY(no_threads_end_with_work_queued),
     PW_TEST_ENTRY(threads_make_a_pool),
     { 0 } };
 static pw_test_t other_tests[] = {

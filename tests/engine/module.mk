@@ -15,7 +15,7 @@ $(BUILD)/tests/engine/%.wasm: tests/engine/wat/%.wat
 	$(WAT2WASM) --debug-names $< -o $@
 
 $(ENGINE_TEST): $(BUILD)/tests/engine/engine_test.o $(V8_OBJS) $(W2C_OBJS) \
-                $(BUILD)/src/core/wasm.o \
+                $(BUILD)/src/core/wasm.o $(BUILD)/src/core/wbuf.o \
                 $(ENGINE_TEST_WASMS)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 

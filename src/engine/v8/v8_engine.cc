@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -142,7 +143,207 @@ struct pw_einstance_s {
  */
 extern "C" {
 unsigned long pw__v8_inline_tasks;      /* worker tasks run so (tests) */
+unsigned long pw__v8_inline_slices;     /* job slices cut short (tests) */
 }
+
+/* the pump's time for worker tasks: a job then yields, to the next pump */
+#define PW__V8_INLINE_BUDGET_NS (2 * 1000 * 1000)
+
+static uint64_t
+pw__v8_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+class pw__v8_inline_platform;
+static pw__v8_inline_platform *pw__v8_inline;   /* or NULL: V8 threads */
+
+/*
+ * A job (V8's unit of parallel work: a wasm module's tier-up compilation)
+ * on the inline platform. Its JobTask runs in slices, one queued task at a
+ * time: a slice runs until the job has no work left or the pump's time is
+ * up (ShouldYield), then queues the next slice if work remains. So one
+ * pump never holds the proxy's thread much longer than the budget (plus
+ * the unit under way: one function's compilation). Join runs the job to
+ * its end on the caller, as V8 expects. One Run at a time per job: the
+ * JobTask sees one worker (task id 0), also when engines live on several
+ * threads.
+ */
+struct pw__v8_job_state {
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    std::unique_ptr<v8::JobTask> task;
+    std::atomic<bool> canceled{false};
+    bool queued = false;            /* a slice waits in the queue */
+    bool running = false;           /* a Run is under way */
+
+    ~pw__v8_job_state() { pthread_mutex_destroy(&mu); }
+};
+
+typedef std::shared_ptr<pw__v8_job_state> pw__v8_job_ref;
+
+static void pw__v8_job_post(const pw__v8_job_ref &s);
+
+class pw__v8_job_delegate final : public v8::JobDelegate {
+public:
+    pw__v8_job_delegate(const pw__v8_job_ref &s, uint64_t deadline,
+        bool joining)
+        : s_(s), deadline_(deadline), joining_(joining)
+    {
+    }
+
+    bool ShouldYield() override
+    {
+        if (s_->canceled.load(std::memory_order_relaxed)) {
+            return true;
+        }
+        if (deadline_ != 0 && pw__v8_now_ns() >= deadline_) {
+            yielded_ = true;
+            return true;
+        }
+        return false;
+    }
+
+    void NotifyConcurrencyIncrease() override { pw__v8_job_post(s_); }
+
+    uint8_t GetTaskId() override { return 0; }
+
+    bool IsJoiningThread() const override { return joining_; }
+
+    bool yielded() const { return yielded_; }
+
+private:
+    pw__v8_job_ref s_;
+    uint64_t deadline_;             /* 0: none */
+    bool joining_;
+    bool yielded_ = false;
+};
+
+/*
+ * One Run of the job unless it is canceled, has nothing to do or runs
+ * elsewhere; returns whether work remains (a canceled job has none).
+ */
+static bool
+pw__v8_job_run(const pw__v8_job_ref &s, uint64_t deadline, bool joining)
+{
+    bool more;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->canceled.load() || s->running || s->task == nullptr
+        || s->task->GetMaxConcurrency(0) == 0)
+    {
+        more = !s->canceled.load() && s->task != nullptr
+               && (s->running || s->task->GetMaxConcurrency(0) > 0);
+        pthread_mutex_unlock(&s->mu);
+        return more;
+    }
+    s->running = true;
+    pthread_mutex_unlock(&s->mu);
+
+    pw__v8_job_delegate d(s, deadline, joining);
+    s->task->Run(&d);
+    if (d.yielded()) {
+        pw__v8_inline_slices++;
+    }
+
+    pthread_mutex_lock(&s->mu);
+    s->running = false;
+    more = !s->canceled.load() && s->task->GetMaxConcurrency(0) > 0;
+    pthread_mutex_unlock(&s->mu);
+    return more;
+}
+
+/* the queued slice: a Run within the pump's time, then the next slice */
+class pw__v8_job_slice final : public v8::Task {
+public:
+    pw__v8_job_slice(const pw__v8_job_ref &s, const uint64_t *deadline)
+        : s_(s), deadline_(deadline)
+    {
+    }
+
+    void Run() override
+    {
+        pthread_mutex_lock(&s_->mu);
+        s_->queued = false;
+        pthread_mutex_unlock(&s_->mu);
+        if (pw__v8_job_run(s_, *deadline_, false)) {
+            pw__v8_job_post(s_);
+        }
+    }
+
+private:
+    pw__v8_job_ref s_;
+    const uint64_t *deadline_;      /* the pump's, read when the slice runs */
+};
+
+class pw__v8_job_handle final : public v8::JobHandle {
+public:
+    explicit pw__v8_job_handle(const pw__v8_job_ref &s) : s_(s) {}
+
+    void NotifyConcurrencyIncrease() override { pw__v8_job_post(s_); }
+
+    void Join() override
+    {
+        /* to the end, here; a Run on another thread is waited for */
+        while (pw__v8_job_run(s_, 0, true)) {
+            pthread_mutex_lock(&s_->mu);
+            bool busy = s_->running;
+            pthread_mutex_unlock(&s_->mu);
+            if (busy) {
+                sched_yield();
+            }
+        }
+        done();
+    }
+
+    void Cancel() override
+    {
+        s_->canceled.store(true);
+        done();
+    }
+
+    void CancelAndDetach() override
+    {
+        s_->canceled.store(true);
+        valid_ = false;
+    }
+
+    bool IsActive() override
+    {
+        bool active;
+
+        pthread_mutex_lock(&s_->mu);
+        active = s_->running
+                 || (!s_->canceled.load() && s_->task != nullptr
+                     && s_->task->GetMaxConcurrency(0) > 0);
+        pthread_mutex_unlock(&s_->mu);
+        return active;
+    }
+
+    bool IsValid() override { return valid_; }
+
+private:
+    /* no Run left under way; the JobTask goes with the last reference */
+    void done()
+    {
+        for (;;) {
+            pthread_mutex_lock(&s_->mu);
+            bool busy = s_->running;
+            pthread_mutex_unlock(&s_->mu);
+            if (!busy) {
+                break;
+            }
+            sched_yield();
+        }
+        s_->canceled.store(true);
+        valid_ = false;
+    }
+
+    pw__v8_job_ref s_;
+    bool valid_ = true;
+};
 
 class pw__v8_inline_platform final : public v8::Platform {
 public:
@@ -182,9 +383,25 @@ public:
     std::unique_ptr<v8::JobHandle> PostJob(v8::TaskPriority priority,
         std::unique_ptr<v8::JobTask> job_task) override
     {
-        /* its workers come back here as tasks; Join() runs it in place */
-        return v8::platform::NewDefaultJobHandle(this, priority,
-                                                 std::move(job_task), 1);
+        pw__v8_job_ref s = std::make_shared<pw__v8_job_state>();
+
+        (void) priority;
+        s->task = std::move(job_task);
+        pw__v8_job_post(s);
+        return std::make_unique<pw__v8_job_handle>(s);
+    }
+
+    /* queues a slice of a job, unless one waits already */
+    void post_slice(const pw__v8_job_ref &s)
+    {
+        pthread_mutex_lock(&s->mu);
+        if (s->queued || s->canceled.load()) {
+            pthread_mutex_unlock(&s->mu);
+            return;
+        }
+        s->queued = true;
+        pthread_mutex_unlock(&s->mu);
+        push(std::make_unique<pw__v8_job_slice>(s, &deadline_), 0);
     }
 
     double MonotonicallyIncreasingTime() override
@@ -202,12 +419,18 @@ public:
         return inner_->GetTracingController();
     }
 
-    /* Runs up to max tasks that are due, oldest first; returns how many. */
-    size_t run(size_t max)
+    /*
+     * Runs tasks that are due, oldest first, for about budget_ns (a job's
+     * slice yields when the time is up); a task a slice queues waits for
+     * the next call. Returns how many ran.
+     */
+    size_t run(uint64_t budget_ns)
     {
-        size_t n = 0;
+        size_t n = 0, max;
 
-        while (n < max && pending_.load(std::memory_order_relaxed) > 0) {
+        deadline_ = pw__v8_now_ns() + budget_ns;
+        max = pending_.load(std::memory_order_relaxed);
+        while (n < max && pw__v8_now_ns() < deadline_) {
             std::unique_ptr<v8::Task> task = pop();
             if (task == nullptr) {
                 break;
@@ -262,13 +485,21 @@ private:
     pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
     std::deque<item> queue_;
     std::atomic<size_t> pending_{0};
+    uint64_t deadline_ = 0;         /* of the run under way */
 };
+
+static void
+pw__v8_job_post(const pw__v8_job_ref &s)
+{
+    if (pw__v8_inline != NULL) {
+        pw__v8_inline->post_slice(s);
+    }
+}
 
 /* Process-wide V8 state: plain pointers, no static destructors. */
 static pthread_mutex_t pw__v8_lock = PTHREAD_MUTEX_INITIALIZER;
 static v8::Platform *pw__v8_platform;   /* the one V8 was given */
 static v8::Platform *pw__v8_default;    /* its DefaultPlatform (pumps) */
-static pw__v8_inline_platform *pw__v8_inline;   /* or NULL: V8 threads */
 static pid_t pw__v8_pid;
 static thread_local pw_engine_t *pw__v8_thread_engine;
 
@@ -516,15 +747,19 @@ pw__v8_outer_renew(pw_engine_t *engine)
     (void) v8::Integer::New(engine->isolate, 0);
 }
 
+/* Whether no worker task waits on the inline platform (tests only). */
+extern "C" int
+pw__v8_inline_idle(void)
+{
+    return pw__v8_inline == NULL || pw__v8_inline->idle();
+}
+
 /* Handles of the engine's isolate, in all its scopes (tests only). */
 extern "C" int
 pw__v8_handles(pw_engine_t *engine)
 {
     return v8::HandleScope::NumberOfHandles(engine->isolate);
 }
-
-/* tasks of the inline platform run per pump: a few compile jobs at most */
-#define PW__V8_INLINE_TASKS 16
 
 static void
 pw__v8_pump(pw_engine_t *engine)
@@ -542,7 +777,7 @@ pw__v8_pump(pw_engine_t *engine)
      * a host call, and worker tasks are made to run beside running code.
      */
     if (pw__v8_inline != NULL && !pw__v8_inline->idle()) {
-        pw__v8_inline_tasks += pw__v8_inline->run(PW__V8_INLINE_TASKS);
+        pw__v8_inline_tasks += pw__v8_inline->run(PW__V8_INLINE_BUDGET_NS);
     }
 }
 
