@@ -96,6 +96,17 @@ static const pw__batch_seq_t pw__batch_seqs[PW__BATCH_MAX] = {
           PW__CB_ON_DELETE, PW__CB_ON_DELETE, PW__CB_ON_DELETE,
           PW__CB_ON_DELETE, PW__CB_ON_DELETE },
         { { 0 }, { 1 }, { 2 }, { 3 }, { 4 }, { 5 }, { 6 }, { 7 } } },
+    /* the oldest deferred on_delete rides on the next stream's opening */
+    [PW__BATCH_OPEN_HTTP_D] = {
+        "open_http_d", 5, 0, 3,
+        { PW__CB_ON_DELETE, PW__CB_ON_CONTEXT_CREATE,
+          PW__CB_ON_REQUEST_HEADERS },
+        { { 0 }, { 1, 2 }, { 1, 3, 4 } } },
+    [PW__BATCH_OPEN_RESP_D] = {
+        "open_resp_d", 5, 0, 3,
+        { PW__CB_ON_DELETE, PW__CB_ON_CONTEXT_CREATE,
+          PW__CB_ON_RESPONSE_HEADERS },
+        { { 0 }, { 1, 2 }, { 1, 3, 4 } } },
 };
 _Static_assert(PW__BATCH_LEN == 8, "the deletes sequence lists 8");
 
@@ -161,6 +172,13 @@ pw__batch_nres(const char *sig)
     return (int) strlen(strchr(sig, ':') + 1);
 }
 
+/* Whether sequence k is an opening with a deferred on_delete first. */
+static int
+pw__batch_rides(int k)
+{
+    return k == PW__BATCH_OPEN_HTTP_D || k == PW__BATCH_OPEN_RESP_D;
+}
+
 /* Which callbacks of each sequence the plugin has; 0 when under two. */
 static int
 pw__batch_plan(pw_vm_t *vm)
@@ -172,8 +190,10 @@ pw__batch_plan(pw_vm_t *vm)
     for (k = 0; k < PW__BATCH_MAX; k++) {
         q = &pw__batch_seqs[k];
         n = 0;
-        if ((k == PW__BATCH_OPEN_RESP && !vm->lazy_create)
-            || (k == PW__BATCH_DELETES && !vm->quiet_delete))
+        if (((k == PW__BATCH_OPEN_RESP || k == PW__BATCH_OPEN_RESP_D)
+             && !vm->lazy_create)
+            || ((k == PW__BATCH_DELETES || pw__batch_rides(k))
+                && !vm->quiet_delete))
         {
             vm->batch_n[k] = 0;             /* never called */
             continue;
@@ -205,7 +225,9 @@ pw__batch_plan(pw_vm_t *vm)
             vm->batch_cbs[k][n++] = q->cbs[j];
             vm->batch_map[k][n - 1] = (uint8_t) j;
         }
-        if ((q->cond || k == PW__BATCH_DELETES) && n != j) {
+        if ((q->cond || k == PW__BATCH_DELETES || pw__batch_rides(k))
+            && n != j)
+        {
             n = 0;                      /* all of them, or one by one */
         }
         vm->batch_n[k] = n >= 2 ? (uint8_t) n : 0;

@@ -181,6 +181,8 @@ typedef enum {
                                      (a lazy create, see vm->lazy_create) */
     PW__BATCH_DELETES,            /* on_delete of PW__BATCH_LEN contexts
                                      (deferred, see vm->quiet_delete) */
+    PW__BATCH_OPEN_HTTP_D,        /* a deferred on_delete, then OPEN_HTTP */
+    PW__BATCH_OPEN_RESP_D,        /* a deferred on_delete, then OPEN_RESP */
     PW__BATCH_MAX
 } pw__batch_kind_t;
 

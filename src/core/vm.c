@@ -1477,12 +1477,42 @@ pw__stream_quiet(const pw_stream_t *s)
     return !vm->failed && (s->created || vm->lazy_create);
 }
 
+/*
+ * Opens a stream with batch sequence `kind` (args[1..] its arguments;
+ * args[0] is free). When a quiet on_delete waits (pw__stream_delete), the
+ * oldest rides along, first in the same entry (sequence kind + _D): as
+ * each request ends with one and opens with the next, the deletes then
+ * need no entry of their own. Its effective context is the new stream's
+ * (a quiet on_delete runs no plugin code); a trap in it fails the VM,
+ * naming proxy_on_delete, and so this opening.
+ */
+static int
+pw__stream_open(pw_vm_t *vm, pw_stream_t *s, pw__batch_kind_t kind,
+    uint32_t *args, uint32_t *res)
+{
+    pw__batch_kind_t dk;
+
+    dk = kind == PW__BATCH_OPEN_HTTP ? PW__BATCH_OPEN_HTTP_D
+         : kind == PW__BATCH_OPEN_RESP ? PW__BATCH_OPEN_RESP_D
+         : PW__BATCH_MAX;
+    if (vm->ndeferred == 0 || dk == PW__BATCH_MAX || vm->batch_n[dk] == 0) {
+        return pw__batch_call(vm, &s->ctx, kind, args + 1, res);
+    }
+    args[0] = vm->deferred[0];
+    if (--vm->ndeferred > 0) {
+        memmove(&vm->deferred[0], &vm->deferred[1],
+                vm->ndeferred * sizeof(vm->deferred[0]));
+    }
+    return pw__batch_call(vm, &s->ctx, dk, args, res);
+}
+
 static int
 pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
     size_t nrest, pw_action_t *action)
 {
     pw_vm_t *vm = s->plugin->vm;
-    uint32_t args[4], res = PW_ACTION_CONTINUE;
+    uint32_t args[5], res = PW_ACTION_CONTINUE;
+    pw__batch_kind_t kind;
     size_t i;
     int rc;
 
@@ -1499,17 +1529,15 @@ pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
             || cb == PW__CB_ON_RESPONSE_HEADERS))
     {
         /* the first callback: with on_context_create, in one entry */
-        args[0] = s->ctx.id;
-        args[1] = s->plugin->ctx.id;
+        args[1] = s->ctx.id;
+        args[2] = s->plugin->ctx.id;
         for (i = 0; i < nrest && i < 2; i++) {
-            args[i + 2] = rest[i];
+            args[i + 3] = rest[i];
         }
-        rc = pw__batch_call(vm, &s->ctx,
-                            cb == PW__CB_ON_REQUEST_HEADERS
-                            ? PW__BATCH_OPEN_HTTP
-                            : cb == PW__CB_ON_NEW_CONNECTION
-                            ? PW__BATCH_OPEN_TCP : PW__BATCH_OPEN_RESP,
-                            args, &res);
+        kind = cb == PW__CB_ON_REQUEST_HEADERS ? PW__BATCH_OPEN_HTTP
+               : cb == PW__CB_ON_NEW_CONNECTION ? PW__BATCH_OPEN_TCP
+               : PW__BATCH_OPEN_RESP;
+        rc = pw__stream_open(vm, s, kind, args, &res);
         if (rc != PW_ENOTFOUND) {
             s->created = 1;
         }

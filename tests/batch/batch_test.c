@@ -790,6 +790,99 @@ PW_TEST(quiet_delete_deferred)
     base->destroy(e);
 }
 
+/* A stream opened by its first callback (request or response headers). */
+static pw_stream_t *
+open_stream(run_t *r, int request)
+{
+    pw_action_t ha = 7;
+    pw_stream_t *s;
+
+    PW_CHECK_EQ_INT(pw_stream_new(r->p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+    PW_CHECK_EQ_INT(request ? pw_http_request_headers(s, 5, 1, &ha)
+                            : pw_http_response_headers(s, 5, 0, &ha), PW_OK);
+    PW_CHECK_EQ_INT(ha, PW_ACTION_CONTINUE);
+    return s;
+}
+
+/*
+ * A deferred quiet on_delete rides on the next stream's opening: one entry
+ * per stream (delete of the one before, create, first hook, in that order)
+ * and no entry of the deletes' own; with two waiting, the older goes
+ * first. A trap in it fails the VM, naming on_delete, and the opening
+ * with it.
+ */
+PW_TEST(quiet_delete_rides_on_next_open)
+{
+    static const struct {
+        const char *wasm;
+        int request;
+        pw__batch_kind_t kind;
+        uint32_t hook;                  /* its record */
+    } cases[] = {
+        { "quiet_lazy.wasm", 0, PW__BATCH_OPEN_RESP_D, 7 },
+        { "quiet_http.wasm", 1, PW__BATCH_OPEN_HTTP_D, 2 },
+    };
+    uint32_t rec[64][4], ids[8], n, n0, i, c;
+    unsigned long before;
+    pw_engine_t *e;
+    pw_stream_t *s, *t;
+    run_t a;
+
+    e = engine();
+    for (c = 0; c < 2; c++) {
+        start(&a, e, &counting_vt, cases[c].wasm, 0);
+        PW_CHECK(batched(a.vm, cases[c].kind));
+        n0 = records(&a, rec, 64);
+        before = entries;
+        for (i = 0; i < 8; i++) {
+            s = open_stream(&a, cases[c].request);
+            ids[i] = s->ctx.id;
+            pw_stream_free(s);
+            PW_CHECK_EQ_INT(a.vm->ndeferred, 1);
+        }
+        PW_CHECK_EQ_INT(entries - before, 8);
+        n = records(&a, rec, 64);
+        /* create, hook; then (delete of the one before, create, hook) x 7 */
+        PW_CHECK_EQ_INT(n - n0, 2 + 7 * 3);
+        for (i = 1; i < 8; i++) {
+            uint32_t k = n0 + 2 + (i - 1) * 3;
+
+            PW_CHECK(rec[k][0] == 5 && rec[k][1] == ids[i - 1]);
+            PW_CHECK(rec[k + 1][0] == 1 && rec[k + 1][1] == ids[i]);
+            PW_CHECK(rec[k + 2][0] == cases[c].hook
+                     && rec[k + 2][1] == ids[i]);
+        }
+
+        /* two waiting: the older rides first, the other on the next */
+        s = open_stream(&a, cases[c].request);
+        t = open_stream(&a, cases[c].request);
+        ids[0] = s->ctx.id;
+        ids[1] = t->ctx.id;
+        pw_stream_free(s);
+        pw_stream_free(t);
+        PW_CHECK_EQ_INT(a.vm->ndeferred, 2);
+        n0 = records(&a, rec, 64);
+        pw_stream_free(open_stream(&a, cases[c].request));
+        n = records(&a, rec, 64);
+        PW_CHECK(rec[n0][0] == 5 && rec[n0][1] == ids[0]);
+        PW_CHECK_EQ_INT(a.vm->ndeferred, 2);
+        PW_CHECK_EQ_INT(a.vm->deferred[0], ids[1]);
+        PW_CHECK(!pw_vm_failed(a.vm));
+
+        /* a trap in the delete that rides along */
+        set_trap(&a, 5);
+        PW_CHECK_EQ_INT(pw_stream_new(a.p, PW_STREAM_HTTP, NULL, &s), PW_OK);
+        PW_CHECK(cases[c].request
+                 ? pw_http_request_headers(s, 5, 1, NULL) != PW_OK
+                 : pw_http_response_headers(s, 5, 0, NULL) != PW_OK);
+        PW_CHECK(pw_vm_failed(a.vm));
+        PW_CHECK(strstr(pw_vm_fail_reason(a.vm), "proxy_on_delete") != NULL);
+        pw_stream_free(s);
+        stop(&a);
+    }
+    base->destroy(e);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -816,6 +909,7 @@ main(int argc, char **argv)
         PW_TEST_ENTRY(noop_response_body_alone),
         PW_TEST_ENTRY(lazy_context_create),
         PW_TEST_ENTRY(quiet_delete_deferred),
+        PW_TEST_ENTRY(quiet_delete_rides_on_next_open),
         { 0 } });
 }
 

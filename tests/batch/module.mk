@@ -8,7 +8,9 @@ BATCH_TEST_WASMS := $(BUILD)/tests/batch/seq.wasm $(BUILD)/tests/batch/seq010.wa
                     $(BUILD)/tests/batch/noops.wasm \
                     $(BUILD)/tests/batch/noops_resp.wasm \
                     $(BUILD)/tests/batch/lazy.wasm \
-                    $(BUILD)/tests/batch/quiet.wasm
+                    $(BUILD)/tests/batch/quiet.wasm \
+                    $(BUILD)/tests/batch/quiet_lazy.wasm \
+                    $(BUILD)/tests/batch/quiet_http.wasm
 
 $(BUILD)/tests/batch/%.wasm: tests/batch/wat/%.wat
 	@mkdir -p $(@D)
