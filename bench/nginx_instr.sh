@@ -34,12 +34,14 @@
 # nginx's own add_header, the ratio is of the whole user-space request.
 #
 # WARM is long because V8 compiles the plugin first with Liftoff and tiers
-# hot functions up to TurboFan in a background thread, slowly under
-# valgrind: too short a warm-up counts Liftoff code (higher figures) and
-# may count the TurboFan compilation itself. Measured for the wasm
-# variant: 22.4k instructions/request after WARM=1, 22.1k after 3, 21.2k
-# after 6, 10 and 20 alike; the default leaves a margin for a busier
-# machine (the tier-up runs on wall time, the count does not).
+# hot functions up to TurboFan later, slowly under valgrind: with
+# v8_threads 0 (the default) that compilation runs on the worker in turns
+# of about 2 ms of wall time every 1024 calls, which under valgrind is
+# little work per turn. Too short a warm-up counts Liftoff code and the
+# compilation itself; the table is then followed by a WARNING giving the
+# instructions per request spent compiling. The default leaves a margin
+# for a busier machine (the tier-up runs on wall time, the count does
+# not).
 #
 # VARIANTS="native wasm" picks variants (plain native wasm lua njs
 # wasm_as);
@@ -91,7 +93,7 @@ summary() {
     echo "$f"
 }
 
-declare -A instr jit
+declare -A instr jit comp
 for v in $variants; do
     dir=$prefix/$v
     port=$(bench_free_ports 1)
@@ -168,6 +170,13 @@ PY
         | awk '/^ *[0-9,]+ \([ 0-9.]+%\) +[?][?][?]:0x[0-9a-f]+( [[][?][?][?][]])? *$/ {
                    n = $1; gsub(/,/, "", n); s += n }
                END { print s + 0 }')
+    # V8 compiling wasm during the count: tier-up not over (v8_threads 0
+    # runs it on the worker in 2 ms turns, slow under valgrind)
+    comp[$v]=$(callgrind_annotate --inclusive=yes --auto=no --threshold=100 \
+                   "$f" \
+        | awk '/WasmCompilationUnit::ExecuteCompilation/ {
+                   n = $1; gsub(/,/, "", n); s += n }
+               END { print s + 0 }')
     if grep -E '\[(alert|crit|emerg)\]' "$dir/logs/error.log"; then
         echo "nginx_instr: WARNING: $v logged the errors above"
     fi
@@ -179,16 +188,16 @@ echo "nginx_instr: user-space instructions per request (callgrind, one" \
      "process, $nreq requests on one keep-alive connection after ${warm}s" \
      "of wrk -c$conns)"
 for v in $variants; do
-    printf '%s %s %s\n' "$v" "${instr[$v]}" "${jit[$v]}"
+    printf '%s %s %s %s\n' "$v" "${instr[$v]}" "${jit[$v]}" "${comp[$v]}"
 done | python3 -c '
 import sys
 n = int(sys.argv[1])
-rows = [(v, int(t) / n, int(j) / n)
-        for v, t, j in (l.split() for l in sys.stdin)]
-native = {v: x for v, x, _ in rows}.get("native")
+rows = [(v, int(t) / n, int(j) / n, int(c) / n)
+        for v, t, j, c in (l.split() for l in sys.stdin)]
+native = {r[0]: r[1] for r in rows}.get("native")
 print("%-7s %12s %10s %12s %10s" % ("variant", "instr/req", "/native",
                                      "over native", "jit code"))
-for v, x, j in rows:
+for v, x, j, c in rows:
     if native:
         print("%-7s %12.0f %10.3f %+12.0f %10.0f" % (v, x, x / native,
                                                    x - native, j))
@@ -197,6 +206,10 @@ for v, x, j in rows:
 print("jit code: of instr/req, those in code generated at run time (the"
       " plugin compiled\nby V8 with the batch and shim modules, LuaJIT"
       " traces)")
+for v, x, j, c in rows:
+    if c > 0:
+        print("WARNING: %s: V8 was still compiling wasm (tier-up) during the"
+              " count:\n%.0f of its instr/req; raise WARM" % (v, c))
 ' "$nreq"
 
 if [ -n "${ANNOTATE:-}" ] && [ -n "${instr[wasm]:-}" ]; then
