@@ -581,7 +581,7 @@ pw__v8_to_js(v8::Isolate *isolate, const pw_val_t *v)
     }
 }
 
-static int
+static inline int
 pw__v8_from_js(v8::Local<v8::Value> v, char kind, pw_val_t *out)
 {
     out->kind = (pw_valkind_t) kind;
@@ -1712,14 +1712,30 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     const char *host_trap;
     uint64_t gen, prev;
     size_t i;
-    int rc, outer, claimed, ok, host_term;
+    int rc, outer, claimed, ok, host_term, handles;
 
     if (nargs != fn->nparams || nresults != fn->nresults) {
         return PW_EINVAL;
     }
+
+    /*
+     * An i32 is a Smi when Smis have 32 bits: a Local is a pointer to a
+     * slot holding the tagged value, and a Smi needs no handle (the GC
+     * never moves or scans it), so its slot can be ours, on the stack.
+     * Made while the kinds are checked; other values get handles below.
+     */
+    argv = reinterpret_cast<v8::Local<v8::Value> *>(argv_buf);
+    handles = 0;
     for (i = 0; i < nargs; i++) {
         if ((char) args[i].kind != fn->kinds[i]) {
             return PW_EINVAL;
+        }
+        if (v8::internal::SmiValuesAre32Bits() && args[i].kind == PW_I32) {
+            smis[i] = v8::internal::IntToSmi(args[i].of.i32);
+            reinterpret_cast<v8::internal::Address **>(argv_buf)[i] =
+                &smis[i];
+        } else {
+            handles = 1;
         }
     }
 
@@ -1743,18 +1759,8 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     pw__v8_maybe_scope hs(isolate, engine->depth != 0);
     ctx = pw__v8_borrow(engine->context);
 
-    /*
-     * An i32 is a Smi when Smis have 32 bits: a Local is a pointer to a
-     * slot holding the tagged value, and a Smi needs no handle (the GC
-     * never moves or scans it), so its slot can be ours, on the stack.
-     */
-    argv = reinterpret_cast<v8::Local<v8::Value> *>(argv_buf);
-    for (i = 0; i < nargs; i++) {
-        if (v8::internal::SmiValuesAre32Bits() && args[i].kind == PW_I32) {
-            smis[i] = v8::internal::IntToSmi(args[i].of.i32);
-            reinterpret_cast<v8::internal::Address **>(argv_buf)[i] =
-                &smis[i];
-        } else {
+    for (i = 0; handles && i < nargs; i++) {
+        if (!v8::internal::SmiValuesAre32Bits() || args[i].kind != PW_I32) {
             new (&argv[i]) v8::Local<v8::Value>(pw__v8_to_js(isolate,
                                                              &args[i]));
         }
