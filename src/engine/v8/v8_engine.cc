@@ -258,7 +258,8 @@ pw__v8_job_run(const pw__v8_job_ref &s, uint64_t deadline, bool joining)
 /* the queued slice: a Run within the pump's time, then the next slice */
 class pw__v8_job_slice final : public v8::Task {
 public:
-    pw__v8_job_slice(const pw__v8_job_ref &s, const uint64_t *deadline)
+    pw__v8_job_slice(const pw__v8_job_ref &s,
+        const std::atomic<uint64_t> *deadline)
         : s_(s), deadline_(deadline)
     {
     }
@@ -268,14 +269,17 @@ public:
         pthread_mutex_lock(&s_->mu);
         s_->queued = false;
         pthread_mutex_unlock(&s_->mu);
-        if (pw__v8_job_run(s_, *deadline_, false)) {
+        if (pw__v8_job_run(s_, deadline_->load(std::memory_order_relaxed),
+                           false))
+        {
             pw__v8_job_post(s_);
         }
     }
 
 private:
     pw__v8_job_ref s_;
-    const uint64_t *deadline_;      /* the pump's, read when the slice runs */
+    /* the pump's, read when the slice runs */
+    const std::atomic<uint64_t> *deadline_;
 };
 
 class pw__v8_job_handle final : public v8::JobHandle {
@@ -427,10 +431,12 @@ public:
     size_t run(uint64_t budget_ns)
     {
         size_t n = 0, max;
+        uint64_t deadline;
 
-        deadline_ = pw__v8_now_ns() + budget_ns;
+        deadline = pw__v8_now_ns() + budget_ns;
+        deadline_.store(deadline, std::memory_order_relaxed);
         max = pending_.load(std::memory_order_relaxed);
-        while (n < max && pw__v8_now_ns() < deadline_) {
+        while (n < max && pw__v8_now_ns() < deadline) {
             std::unique_ptr<v8::Task> task = pop();
             if (task == nullptr) {
                 break;
@@ -485,7 +491,7 @@ private:
     pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
     std::deque<item> queue_;
     std::atomic<size_t> pending_{0};
-    uint64_t deadline_ = 0;         /* of the run under way */
+    std::atomic<uint64_t> deadline_{0};     /* of the run under way */
 };
 
 static void
