@@ -62,7 +62,13 @@ typedef struct {
     uint8_t len;                  /* callbacks in cbs */
     pw__cb_t cbs[PW__BATCH_LEN];
     uint8_t map[PW__BATCH_LEN][3]; /* each callback's arguments: params */
+    uint8_t when;                 /* PW__SEQ_*: when the sequence is made */
 } pw__batch_seq_t;
+
+#define PW__SEQ_LAZY   1          /* only for a lazy create (PX_LAZY_...) */
+#define PW__SEQ_QUIET  2          /* only for a quiet on_delete, which no
+                                     sequence without this flag holds */
+#define PW__SEQ_WHOLE  4          /* all its callbacks, or not made */
 
 /* each sequence, and each callback's arguments, fit vt->seq_prepare */
 _Static_assert(PW__BATCH_LEN <= PW_ECALL_SEQ_MAX, "PW_ECALL_SEQ_MAX");
@@ -85,28 +91,30 @@ static const pw__batch_seq_t pw__batch_seqs[PW__BATCH_MAX] = {
     [PW__BATCH_RESP_HTTP] = {
         "resp_http", 5, 1, 2,
         { PW__CB_ON_RESPONSE_HEADERS, PW__CB_ON_RESPONSE_BODY },
-        { { 0, 1, 2 }, { 0, 3, 4 } } },
+        { { 0, 1, 2 }, { 0, 3, 4 } }, PW__SEQ_WHOLE },
     [PW__BATCH_OPEN_RESP] = {
         "open_resp", 4, 0, 2,
         { PW__CB_ON_CONTEXT_CREATE, PW__CB_ON_RESPONSE_HEADERS },
-        { { 0, 1 }, { 0, 2, 3 } } },
+        { { 0, 1 }, { 0, 2, 3 } }, PW__SEQ_LAZY },
     [PW__BATCH_DELETES] = {
         "deletes", PW__BATCH_LEN, 0, PW__BATCH_LEN,
         { PW__CB_ON_DELETE, PW__CB_ON_DELETE, PW__CB_ON_DELETE,
           PW__CB_ON_DELETE, PW__CB_ON_DELETE, PW__CB_ON_DELETE,
           PW__CB_ON_DELETE, PW__CB_ON_DELETE },
-        { { 0 }, { 1 }, { 2 }, { 3 }, { 4 }, { 5 }, { 6 }, { 7 } } },
+        { { 0 }, { 1 }, { 2 }, { 3 }, { 4 }, { 5 }, { 6 }, { 7 } },
+        PW__SEQ_QUIET | PW__SEQ_WHOLE },
     /* the oldest deferred on_delete rides on the next stream's opening */
     [PW__BATCH_OPEN_HTTP_D] = {
         "open_http_d", 5, 0, 3,
         { PW__CB_ON_DELETE, PW__CB_ON_CONTEXT_CREATE,
           PW__CB_ON_REQUEST_HEADERS },
-        { { 0 }, { 1, 2 }, { 1, 3, 4 } } },
+        { { 0 }, { 1, 2 }, { 1, 3, 4 } }, PW__SEQ_QUIET | PW__SEQ_WHOLE },
     [PW__BATCH_OPEN_RESP_D] = {
         "open_resp_d", 5, 0, 3,
         { PW__CB_ON_DELETE, PW__CB_ON_CONTEXT_CREATE,
           PW__CB_ON_RESPONSE_HEADERS },
-        { { 0 }, { 1, 2 }, { 1, 3, 4 } } },
+        { { 0 }, { 1, 2 }, { 1, 3, 4 } },
+        PW__SEQ_LAZY | PW__SEQ_QUIET | PW__SEQ_WHOLE },
 };
 _Static_assert(PW__BATCH_LEN == 8, "the deletes sequence lists 8");
 
@@ -172,13 +180,6 @@ pw__batch_nres(const char *sig)
     return (int) strlen(strchr(sig, ':') + 1);
 }
 
-/* Whether sequence k is an opening with a deferred on_delete first. */
-static int
-pw__batch_rides(int k)
-{
-    return k == PW__BATCH_OPEN_HTTP_D || k == PW__BATCH_OPEN_RESP_D;
-}
-
 /* Which callbacks of each sequence the plugin has; 0 when under two. */
 static int
 pw__batch_plan(pw_vm_t *vm)
@@ -190,18 +191,16 @@ pw__batch_plan(pw_vm_t *vm)
     for (k = 0; k < PW__BATCH_MAX; k++) {
         q = &pw__batch_seqs[k];
         n = 0;
-        if (((k == PW__BATCH_OPEN_RESP || k == PW__BATCH_OPEN_RESP_D)
-             && !vm->lazy_create)
-            || ((k == PW__BATCH_DELETES || pw__batch_rides(k))
-                && !vm->quiet_delete))
+        if (((q->when & PW__SEQ_LAZY) && !vm->lazy_create)
+            || ((q->when & PW__SEQ_QUIET) && !vm->quiet_delete))
         {
             vm->batch_n[k] = 0;             /* never called */
             continue;
         }
         for (j = 0; j < q->len; j++) {
             if (vm->cb[q->cbs[j]] == NULL
-                || (k == PW__BATCH_CLOSE && q->cbs[j] == PW__CB_ON_DELETE
-                    && vm->quiet_delete))
+                || (q->cbs[j] == PW__CB_ON_DELETE && vm->quiet_delete
+                    && !(q->when & PW__SEQ_QUIET)))
             {
                 continue;               /* none, or deferred */
             }
@@ -225,9 +224,7 @@ pw__batch_plan(pw_vm_t *vm)
             vm->batch_cbs[k][n++] = q->cbs[j];
             vm->batch_map[k][n - 1] = (uint8_t) j;
         }
-        if ((q->cond || k == PW__BATCH_DELETES || pw__batch_rides(k))
-            && n != j)
-        {
+        if ((q->when & PW__SEQ_WHOLE) && n != j) {
             n = 0;                      /* all of them, or one by one */
         }
         vm->batch_n[k] = n >= 2 ? (uint8_t) n : 0;
