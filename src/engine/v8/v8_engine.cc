@@ -221,9 +221,22 @@ private:
     bool yielded_ = false;
 };
 
+/* Whether a Run of the job is under way (on another thread). */
+static bool
+pw__v8_job_busy(const pw__v8_job_ref &s)
+{
+    bool busy;
+
+    pthread_mutex_lock(&s->mu);
+    busy = s->running;
+    pthread_mutex_unlock(&s->mu);
+    return busy;
+}
+
 /*
  * One Run of the job unless it is canceled, has nothing to do or runs
- * elsewhere; returns whether work remains (a canceled job has none).
+ * elsewhere; returns whether work remains (a canceled job has none; one
+ * running elsewhere may have).
  */
 static bool
 pw__v8_job_run(const pw__v8_job_ref &s, uint64_t deadline, bool joining)
@@ -231,11 +244,9 @@ pw__v8_job_run(const pw__v8_job_ref &s, uint64_t deadline, bool joining)
     bool more;
 
     pthread_mutex_lock(&s->mu);
-    if (s->canceled.load() || s->running || s->task == nullptr
-        || s->task->GetMaxConcurrency(0) == 0)
-    {
-        more = !s->canceled.load() && s->task != nullptr
-               && (s->running || s->task->GetMaxConcurrency(0) > 0);
+    more = !s->canceled.load() && s->task != nullptr
+           && (s->running || s->task->GetMaxConcurrency(0) > 0);
+    if (!more || s->running) {
         pthread_mutex_unlock(&s->mu);
         return more;
     }
@@ -292,10 +303,7 @@ public:
     {
         /* to the end, here; a Run on another thread is waited for */
         while (pw__v8_job_run(s_, 0, true)) {
-            pthread_mutex_lock(&s_->mu);
-            bool busy = s_->running;
-            pthread_mutex_unlock(&s_->mu);
-            if (busy) {
+            if (pw__v8_job_busy(s_)) {
                 sched_yield();
             }
         }
@@ -332,13 +340,7 @@ private:
     /* no Run left under way; the JobTask goes with the last reference */
     void done()
     {
-        for (;;) {
-            pthread_mutex_lock(&s_->mu);
-            bool busy = s_->running;
-            pthread_mutex_unlock(&s_->mu);
-            if (!busy) {
-                break;
-            }
+        while (pw__v8_job_busy(s_)) {
             sched_yield();
         }
         s_->canceled.store(true);
