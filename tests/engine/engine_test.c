@@ -649,6 +649,83 @@ PW_TEST(call_i32_args_full_range)
     teardown(&f);
 }
 
+/*
+ * call_i32, the entry of every callback and batch: all-i32 functions with
+ * no result or one, no arguments or some over the whole 32-bit range; any
+ * other signature, or a result asked of a function without one (or the
+ * reverse), is PW_EINVAL with nothing called. Traps come back as from call.
+ */
+PW_TEST(call_i32_entry)
+{
+    fixture_t f = setup();
+    pw_efunc_t *add, *store, *load, *div, *fn;
+    pw_trap_t t;
+    uint32_t a[2], r;
+    char sig[PW_SIG_MAX];
+    size_t i;
+    static const char *const refused[] = {
+        "call_add_i64", "call_mul_f32", "call_mixed", "two"
+    };
+
+    PW_CHECK(vt->call_i32 != NULL);
+    PW_CHECK_EQ_INT(vt->lookup(f.inst, "call_add_i32", &add, sig), PW_OK);
+    PW_CHECK_EQ_INT(vt->lookup(f.inst, "store", &store, sig), PW_OK);
+    PW_CHECK_EQ_INT(vt->lookup(f.inst, "load", &load, sig), PW_OK);
+    PW_CHECK_EQ_INT(vt->lookup(f.inst, "div_s", &div, sig), PW_OK);
+
+    a[0] = (uint32_t) -5;
+    a[1] = 1000000;
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, add, a, 2, &r, &t), PW_OK);
+    PW_CHECK_EQ_INT((int32_t) r, 999995);
+    a[0] = INT32_MAX;
+    a[1] = 1;
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, add, a, 2, &r, &t), PW_OK);
+    PW_CHECK_EQ_INT(r, 0x80000000u);
+    a[0] = 0xffffffffu;
+    a[1] = 0x80000000u;
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, add, a, 2, &r, &t), PW_OK);
+    PW_CHECK_EQ_INT(r, 0x7fffffffu);
+
+    /* no arguments (args may be NULL then), one result */
+    PW_CHECK_EQ_INT(vt->lookup(f.inst, "count", &fn, sig), PW_OK);
+    r = 99;
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, fn, NULL, 0, &r, &t), PW_OK);
+    PW_CHECK_EQ_INT(r, 1);
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, fn, NULL, 0, &r, &t), PW_OK);
+    PW_CHECK_EQ_INT(r, 2);
+
+    /* no result: the store lands, as the load then shows */
+    a[0] = 32;
+    a[1] = 0xdeadbeefu;
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, store, a, 2, NULL, &t), PW_OK);
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, load, a, 1, &r, &t), PW_OK);
+    PW_CHECK_EQ_INT(r, 0xdeadbeefu);
+
+    /* refused, and nothing ran: the stored word is unchanged */
+    a[1] = 7;
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, store, a, 2, &r, &t), PW_EINVAL);
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, store, a, 1, NULL, &t), PW_EINVAL);
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, add, a, 2, NULL, &t), PW_EINVAL);
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, add, a, 3, &r, &t), PW_EINVAL);
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, load, a, 1, &r, &t), PW_OK);
+    PW_CHECK_EQ_INT(r, 0xdeadbeefu);
+    for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        PW_CHECK_EQ_INT(vt->lookup(f.inst, refused[i], &fn, sig), PW_OK);
+        PW_CHECK_EQ_INT(vt->call_i32(f.inst, fn, a, 2, &r, &t), PW_EINVAL);
+    }
+
+    a[0] = 1;
+    a[1] = 0;
+    memset(&t, 0, sizeof(t));
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, div, a, 2, &r, &t), PW_ETRAP);
+    PW_CHECK(strstr(t.message, "divide by zero") != NULL);
+    a[0] = (uint32_t) -9;
+    a[1] = 3;
+    PW_CHECK_EQ_INT(vt->call_i32(f.inst, div, a, 2, &r, &t), PW_OK);
+    PW_CHECK_EQ_INT((int32_t) r, -3);
+    teardown(&f);
+}
+
 PW_TEST(trap_unreachable_with_backtrace)
 {
     fixture_t f = setup();
@@ -1847,6 +1924,7 @@ static pw_test_t all_tests[] = {
     PW_TEST_ENTRY(lookup_signatures_and_missing),
     PW_TEST_ENTRY(call_each_kind),
     PW_TEST_ENTRY(call_i32_args_full_range),
+    PW_TEST_ENTRY(call_i32_entry),
     PW_TEST_ENTRY(trap_unreachable_with_backtrace),
     PW_TEST_ENTRY(trap_out_of_bounds),
     PW_TEST_ENTRY(trap_divide_by_zero),

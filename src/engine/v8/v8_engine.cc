@@ -103,6 +103,7 @@ struct pw_efunc_s {
     char *name;
     uint8_t nparams;
     uint8_t nresults;
+    uint8_t i32_only;       /* i32 parameters, no result or one i32 */
     char kinds[PW_SIG_MAX];
 };
 
@@ -128,6 +129,11 @@ struct pw_einstance_s {
     std::atomic<uint64_t> next_gen;
     std::atomic<uint64_t> active;
     std::atomic<int> term_done;
+    /*
+     * Whether call_generation was asked (a watchdog arms before each call):
+     * until then no interrupt can name a call, and calls skip the above.
+     */
+    std::atomic<int> watched;
 };
 
 /*
@@ -1697,6 +1703,10 @@ pw__v8_lookup(pw_einstance_t *inst, const char *name, pw_efunc_t **fn,
         f->nparams = PW_SIG_MAX;
         f->nresults = 0;
     }
+    f->i32_only = f->nresults <= 1;
+    for (size_t i = 0; i < (size_t) f->nparams + f->nresults; i++) {
+        f->i32_only &= f->kinds[i] == PW_I32;
+    }
     f->fn.Reset(isolate, v.As<v8::Function>());
     f->next = inst->funcs;
     inst->funcs = f;
@@ -1705,9 +1715,15 @@ pw__v8_lookup(pw_einstance_t *inst, const char *name, pw_efunc_t **fn,
     return PW_OK;
 }
 
-static int
-pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
-    size_t nargs, pw_val_t *results, size_t nresults, pw_trap_t *trap)
+/*
+ * The body of both calls (pw__v8_call, pw__v8_call_i32), inlined in each:
+ * arguments come as pw_val_t in args or, when i32, as i32 in args32, the
+ * results go to results[nresults] or, when i32, to *res32 (NULL: none).
+ */
+static inline __attribute__((always_inline)) int
+pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
+    const pw_val_t *args, const uint32_t *args32, size_t nargs,
+    pw_val_t *results, size_t nresults, uint32_t *res32, pw_trap_t *trap)
 {
     pw_engine_t *engine;
     v8::Isolate *isolate;
@@ -1717,14 +1733,11 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     alignas(v8::Local<v8::Value>) unsigned char
         argv_buf[PW_SIG_MAX * sizeof(v8::Local<v8::Value>)];
     v8::internal::Address smis[PW_SIG_MAX];
+    pw_val_t r32;
     const char *host_trap;
     uint64_t gen, prev;
     size_t i;
-    int rc, outer, claimed, ok, host_term, handles;
-
-    if (nargs != fn->nparams || nresults != fn->nresults) {
-        return PW_EINVAL;
-    }
+    int rc, outer, watched, claimed, ok, host_term, handles;
 
     /*
      * An i32 is a Smi when Smis have 32 bits: a Local is a pointer to a
@@ -1734,16 +1747,27 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
      */
     argv = reinterpret_cast<v8::Local<v8::Value> *>(argv_buf);
     handles = 0;
-    for (i = 0; i < nargs; i++) {
-        if ((char) args[i].kind != fn->kinds[i]) {
-            return PW_EINVAL;
-        }
-        if (v8::internal::SmiValuesAre32Bits() && args[i].kind == PW_I32) {
-            smis[i] = v8::internal::IntToSmi(args[i].of.i32);
+    if (i32) {
+        /* call_i32 checked the signature; Smis have 32 bits there */
+        for (i = 0; i < nargs; i++) {
+            smis[i] = v8::internal::IntToSmi((int32_t) args32[i]);
             reinterpret_cast<v8::internal::Address **>(argv_buf)[i] =
                 &smis[i];
-        } else {
-            handles = 1;
+        }
+    } else {
+        for (i = 0; i < nargs; i++) {
+            if ((char) args[i].kind != fn->kinds[i]) {
+                return PW_EINVAL;
+            }
+            if (v8::internal::SmiValuesAre32Bits()
+                && args[i].kind == PW_I32)
+            {
+                smis[i] = v8::internal::IntToSmi(args[i].of.i32);
+                reinterpret_cast<v8::internal::Address **>(argv_buf)[i] =
+                    &smis[i];
+            } else {
+                handles = 1;
+            }
         }
     }
 
@@ -1774,8 +1798,14 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
         }
     }
 
+    /*
+     * Until someone asked for a generation (call_generation, before the
+     * calls it may interrupt), nothing can interrupt the instance: its
+     * calls skip the handshake and its locked exchange.
+     */
     gen = 0;
-    if (outer) {
+    watched = outer && inst->watched.load(std::memory_order_relaxed);
+    if (watched) {
         gen = inst->next_gen.load(std::memory_order_relaxed);
         inst->active.store(gen, std::memory_order_release);
     }
@@ -1801,7 +1831,7 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
     engine->epoch++;
 
     claimed = 0;
-    if (outer) {
+    if (watched) {
         prev = inst->active.exchange(0);
         inst->next_gen.store(gen + 1, std::memory_order_release);
         if (prev & PW__V8_CLAIMED) {
@@ -1848,6 +1878,15 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
             trap->backtrace[0] = '\0';
         }
 
+    } else if (i32) {
+        if (res32 != NULL) {
+            if (pw__v8_from_js(ret, PW_I32, &r32) != PW_OK) {
+                rc = PW_EENGINE;
+            } else {
+                *res32 = (uint32_t) r32.of.i32;
+            }
+        }
+
     } else if (nresults == 1) {
         if (pw__v8_from_js(ret, fn->kinds[fn->nparams], &results[0])
             != PW_OK)
@@ -1884,6 +1923,53 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
 }
 
 static int
+pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
+    size_t nargs, pw_val_t *results, size_t nresults, pw_trap_t *trap)
+{
+    if (nargs != fn->nparams || nresults != fn->nresults) {
+        return PW_EINVAL;
+    }
+    return pw__v8_enter(inst, fn, 0, args, NULL, nargs, results, nresults,
+                        NULL, trap);
+}
+
+/*
+ * All-i32 functions (every Proxy-Wasm callback, the batch's): the
+ * arguments become Smis straight from args, with no pw_val_t in between
+ * (here or in the caller) and no per-argument kind check.
+ */
+static int
+pw__v8_call_i32(pw_einstance_t *inst, pw_efunc_t *fn, const uint32_t *args,
+    size_t nargs, uint32_t *result, pw_trap_t *trap)
+{
+    pw_val_t a[PW_SIG_MAX], r;
+    size_t i;
+    int rc;
+
+    if (!fn->i32_only || nargs != fn->nparams
+        || (result != NULL) != (fn->nresults != 0))
+    {
+        return PW_EINVAL;
+    }
+    if (!v8::internal::SmiValuesAre32Bits()) {
+        /* 31-bit Smis (pointer compression): not every i32 is one */
+        for (i = 0; i < nargs; i++) {
+            a[i].kind = PW_I32;
+            a[i].of.i32 = (int32_t) args[i];
+        }
+        r.kind = PW_I32;
+        rc = pw__v8_enter(inst, fn, 0, a, NULL, nargs, &r, fn->nresults,
+                          NULL, trap);
+        if (rc == PW_OK && result != NULL) {
+            *result = (uint32_t) r.of.i32;
+        }
+        return rc;
+    }
+    return pw__v8_enter(inst, fn, 1, NULL, args, nargs, NULL, 0, result,
+                        trap);
+}
+
+static int
 pw__v8_memory(pw_einstance_t *inst, uint8_t **base, size_t *size)
 {
     if (inst->mem_epoch != inst->engine->epoch) {
@@ -1907,6 +1993,7 @@ pw__v8_memory(pw_einstance_t *inst, uint8_t **base, size_t *size)
 static uint64_t
 pw__v8_call_generation(pw_einstance_t *inst)
 {
+    inst->watched.store(1, std::memory_order_relaxed);
     return inst->next_gen.load();
 }
 
@@ -1942,7 +2029,7 @@ const pw_engine_vt_t pw_engine_v8 = {
     pw__v8_memory,
     pw__v8_call_generation,
     pw__v8_interrupt,
-    nullptr,            /* call_i32: call packs as cheaply */
+    pw__v8_call_i32,
     nullptr,            /* seq_prepare, call_seq: the core links */
     nullptr,            /* a batch module instead */
 };
