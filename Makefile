@@ -32,10 +32,13 @@ LIBNODE_INC := $(LIBNODE_PREFIX)/include/node
 LIBNODE_LIB := $(LIBNODE_PREFIX)/lib/x86_64-linux-gnu
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
+# -fno-plt: a call into another library (nginx, libnode, libc) reads its
+# GOT slot at the call site instead of jumping through a PLT stub, one
+# instruction-cache line less per call on the request path.
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -fPIC -fno-semantic-interposition $(WARN) -Iinclude -Isrc $(SANFLAGS)
+CFLAGS += -std=c11 -D_GNU_SOURCE -fPIC -fno-plt -fno-semantic-interposition $(WARN) -Iinclude -Isrc $(SANFLAGS)
 CXXFLAGS ?= -O2 -g
-CXXFLAGS += -std=c++17 -fPIC -fno-semantic-interposition $(WARN) -Iinclude -Isrc -isystem $(LIBNODE_INC) \
+CXXFLAGS += -std=c++17 -fPIC -fno-plt -fno-semantic-interposition $(WARN) -Iinclude -Isrc -isystem $(LIBNODE_INC) \
             $(SANFLAGS) -fno-rtti
 LDFLAGS += $(SANFLAGS) -L$(LIBNODE_LIB) -Wl,-rpath,$(LIBNODE_LIB)
 LDLIBS += -lnode -lstdc++ -lpthread -lm

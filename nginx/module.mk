@@ -18,7 +18,7 @@ $(NGX_BUILD)/Makefile: nginx/config nginx/module.mk
 	@mkdir -p $(NGX_BUILD)
 	cd $(NGX_SRC) && PW_ROOT=$(CURDIR) PW_BUILD=$(CURDIR)/$(BUILD) \
 	    PW_LIBNODE_LIB=$(LIBNODE_LIB) bash -c '. ./conf_flags; ./configure \
-	    --with-cc-opt="$$(dpkg-buildflags --get CFLAGS) -fPIC -fno-semantic-interposition $$(dpkg-buildflags --get CPPFLAGS)" \
+	    --with-cc-opt="$$(dpkg-buildflags --get CFLAGS) -fPIC -fno-plt -fno-semantic-interposition $$(dpkg-buildflags --get CPPFLAGS)" \
 	    --with-ld-opt="$$(dpkg-buildflags --get LDFLAGS) -fPIC" \
 	    "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR)/nginx \
 	    --builddir=$(CURDIR)/$(NGX_BUILD)' > $(CURDIR)/$(NGX_BUILD)/configure.log 2>&1 \
