@@ -783,6 +783,28 @@ PW_TEST(trap_divide_by_zero)
     teardown(&f);
 }
 
+/*
+ * Unbounded recursion ends in a trap (V8: RangeError, "Maximum call stack
+ * size exceeded"; w2c: its depth limit), not an interrupt, and the
+ * instance goes on.
+ */
+PW_TEST(trap_call_stack_exhausted)
+{
+    fixture_t f = setup();
+    pw_val_t a[2] = { v_i32(1), v_i32(0) };
+    pw_trap_t t;
+
+    PW_CHECK_EQ_INT(call_trap(f.inst, "recurse", a, 1, 1, &t), PW_ETRAP);
+    if (strstr(t.message, "stack") == NULL) {
+        fprintf(stderr, "  message: %s\n", t.message);
+    }
+    PW_CHECK(strstr(t.message, "stack") != NULL);
+    a[0] = v_i32(-7);
+    a[1] = v_i32(2);
+    PW_CHECK_EQ_INT(call_i32(f.inst, "div_s", a, 2), -3);
+    teardown(&f);
+}
+
 PW_TEST(instance_usable_after_traps)
 {
     fixture_t f = setup();
@@ -1928,6 +1950,7 @@ static pw_test_t all_tests[] = {
     PW_TEST_ENTRY(trap_unreachable_with_backtrace),
     PW_TEST_ENTRY(trap_out_of_bounds),
     PW_TEST_ENTRY(trap_divide_by_zero),
+    PW_TEST_ENTRY(trap_call_stack_exhausted),
     PW_TEST_ENTRY(instance_usable_after_traps),
     PW_TEST_ENTRY(host_trap_aborts_guest_call),
     PW_TEST_ENTRY(host_reenters_guest),

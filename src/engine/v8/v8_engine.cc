@@ -78,6 +78,16 @@ struct pw_engine_s {
     const char *host_trap;          /* raised by a host function ... */
     int host_trap_depth;            /* ... under the call at this depth */
     int host_trap_term;             /* ... by TerminateExecution (fast) */
+    /*
+     * A call from the host (depth 0) has no TryCatch: an exception leaving
+     * it is uncaught, and V8 hands it to pw__v8_on_message (the isolate's
+     * message listener) before the call returns. That writes it to
+     * outer_trap (NULL: not wanted) and sets outer_caught. A terminate
+     * reaches no listener.
+     */
+    pw_trap_t *outer_trap;
+    int outer_catching;
+    int outer_caught;
     unsigned calls;
     /*
      * Bumped whenever guest code may have run (a host function entered, a
@@ -722,29 +732,40 @@ pw__v8_backtrace(v8::Isolate *isolate, v8::Local<v8::Context> ctx,
     }
 }
 
-/* A HandleScope, or none: outer calls use the engine's outer scope. */
-class pw__v8_maybe_scope {
+/*
+ * A T (v8::HandleScope, v8::TryCatch) made in place, or none. V8 wants
+ * both on the stack, and a call from the host needs neither: its handles
+ * go to the engine's outer scope, its exception to the message listener
+ * (pw__v8_on_message).
+ */
+template <typename T>
+class pw__v8_maybe {
 public:
-    pw__v8_maybe_scope(v8::Isolate *isolate, bool open) : open_(open)
+    pw__v8_maybe(v8::Isolate *isolate, bool open) : open_(open)
     {
         if (open) {
-            ::new (buf_) v8::HandleScope(isolate);
+            ::new (buf_) T(isolate);
         }
     }
 
-    ~pw__v8_maybe_scope()
+    ~pw__v8_maybe()
     {
         if (open_) {
-            reinterpret_cast<v8::HandleScope *>(buf_)->~HandleScope();
+            get()->~T();
         }
     }
 
-    pw__v8_maybe_scope(const pw__v8_maybe_scope &) = delete;
-    pw__v8_maybe_scope &operator=(const pw__v8_maybe_scope &) = delete;
+    T *get()
+    {
+        return reinterpret_cast<T *>(buf_);
+    }
+
+    pw__v8_maybe(const pw__v8_maybe &) = delete;
+    pw__v8_maybe &operator=(const pw__v8_maybe &) = delete;
 
 private:
     bool open_;
-    alignas(v8::HandleScope) unsigned char buf_[sizeof(v8::HandleScope)];
+    alignas(T) unsigned char buf_[sizeof(T)];
 };
 
 /*
@@ -973,6 +994,42 @@ pw__v8_start(const pw_engine_conf_t *conf, char *err, size_t errlen)
 
 static void pw__v8_destroy(pw_engine_t *engine);
 
+/*
+ * The isolate's message listener: an exception that no TryCatch caught,
+ * which V8 reports before the call it left returns. Outer calls have no
+ * TryCatch (pw__v8_enter): their traps come through here, and nothing
+ * else does while one runs (nested calls catch their own).
+ */
+static void
+pw__v8_on_message(v8::Local<v8::Message> msg, v8::Local<v8::Value> exc)
+{
+    pw_engine_t *engine = pw__v8_thread_engine;
+    v8::Isolate *isolate = msg->GetIsolate();
+    v8::Local<v8::Context> ctx;
+    v8::Local<v8::String> s;
+    pw_trap_t *trap;
+
+    if (engine == NULL || engine->isolate != isolate
+        || !engine->outer_catching || engine->outer_caught)
+    {
+        return;
+    }
+    engine->outer_caught = 1;
+    trap = engine->outer_trap;
+    if (trap == NULL) {
+        return;
+    }
+    v8::HandleScope hs(isolate);
+    ctx = pw__v8_borrow(engine->context);
+    if (exc.IsEmpty() || !exc->ToString(ctx).ToLocal(&s)) {
+        snprintf(trap->message, sizeof(trap->message), "unknown exception");
+    } else {
+        pw__v8_copy_str(isolate, s, trap->message, sizeof(trap->message));
+    }
+    pw__v8_backtrace(isolate, ctx, exc, trap->backtrace,
+                     sizeof(trap->backtrace));
+}
+
 static int
 pw__v8_init(const pw_engine_conf_t *conf, pw_engine_t **out, char *err,
     size_t errlen)
@@ -1023,6 +1080,8 @@ pw__v8_init(const pw_engine_conf_t *conf, pw_engine_t **out, char *err,
     }
     engine->isolate->Enter();
     pw__v8_thread_engine = engine;
+    engine->isolate->AddMessageListenerWithErrorLevel(
+        pw__v8_on_message, v8::Isolate::kMessageError);
     /* no microtask checkpoint after every call: wasm queues none */
     engine->isolate->SetMicrotasksPolicy(v8::MicrotasksPolicy::kExplicit);
     /* global placement new: HandleScope forbids heap allocation */
@@ -1737,7 +1796,7 @@ pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
     const char *host_trap;
     uint64_t gen, prev;
     size_t i;
-    int rc, outer, watched, claimed, ok, host_term, handles;
+    int rc, outer, top, watched, claimed, ok, host_term, handles;
 
     /*
      * An i32 is a Smi when Smis have 32 bits: a Local is a pointer to a
@@ -1788,7 +1847,7 @@ pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
      * inside calls and instantiate, which count in depth). A nested call,
      * from a host function, opens one, as its caller may hold handles.
      */
-    pw__v8_maybe_scope hs(isolate, engine->depth != 0);
+    pw__v8_maybe<v8::HandleScope> hs(isolate, engine->depth != 0);
     ctx = pw__v8_borrow(engine->context);
 
     for (i = 0; handles && i < nargs; i++) {
@@ -1809,12 +1868,28 @@ pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
         gen = inst->next_gen.load(std::memory_order_relaxed);
         inst->active.store(gen, std::memory_order_release);
     }
+    top = engine->depth == 0;
     inst->depth++;
     engine->depth++;
 
-    v8::TryCatch tc(isolate);
+    /*
+     * A nested call catches its exception itself; an outer one leaves it
+     * to the message listener (pw__v8_on_message), which costs nothing
+     * when nothing is thrown (a TryCatch costs a register and an
+     * unregister each call).
+     */
+    pw__v8_maybe<v8::TryCatch> tc(isolate, !top);
+    if (top) {
+        engine->outer_trap = trap;
+        engine->outer_caught = 0;
+        engine->outer_catching = 1;
+    }
     ok = pw__v8_borrow(fn->fn)->Call(ctx, v8::Undefined(isolate),
                                    (int) nargs, argv).ToLocal(&ret);
+    if (top) {
+        engine->outer_catching = 0;
+        engine->outer_trap = NULL;
+    }
 
     host_trap = NULL;
     host_term = 0;
@@ -1845,7 +1920,27 @@ pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
 
     rc = PW_OK;
     if (!ok) {
-        if (tc.HasTerminated() && host_trap == NULL) {
+        if (host_trap != NULL) {
+            /*
+             * The host's, even when it terminated the guest to stop it; the
+             * guest's frames when it threw (the listener's, when outer).
+             */
+            rc = PW_ETRAP;
+            if (trap != NULL) {
+                snprintf(trap->message, sizeof(trap->message), "%s",
+                         host_trap);
+                if (top ? !engine->outer_caught
+                        : tc.get()->HasTerminated())
+                {
+                    trap->backtrace[0] = '\0';
+                } else if (!top) {
+                    pw__v8_backtrace(isolate, ctx, tc.get()->Exception(),
+                                     trap->backtrace,
+                                     sizeof(trap->backtrace));
+                }
+            }
+        } else if (top ? !engine->outer_caught : tc.get()->HasTerminated()) {
+            /* a terminate: no exception, nothing reported */
             rc = PW_EINTERRUPTED;
             if (trap != NULL) {
                 snprintf(trap->message, sizeof(trap->message),
@@ -1853,21 +1948,13 @@ pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
                 trap->backtrace[0] = '\0';
             }
         } else {
+            /* outer: the listener has filled *trap already */
             rc = PW_ETRAP;
-            if (trap != NULL) {
-                if (host_trap != NULL) {
-                    snprintf(trap->message, sizeof(trap->message), "%s",
-                             host_trap);
-                } else {
-                    pw__v8_exception_msg(isolate, ctx, &tc, trap->message,
-                                         sizeof(trap->message));
-                }
-                trap->backtrace[0] = '\0';
-                if (!tc.HasTerminated()) {
-                    pw__v8_backtrace(isolate, ctx, tc.Exception(),
-                                     trap->backtrace,
-                                     sizeof(trap->backtrace));
-                }
+            if (trap != NULL && !top) {
+                pw__v8_exception_msg(isolate, ctx, tc.get(), trap->message,
+                                     sizeof(trap->message));
+                pw__v8_backtrace(isolate, ctx, tc.get()->Exception(),
+                                 trap->backtrace, sizeof(trap->backtrace));
             }
         }
 

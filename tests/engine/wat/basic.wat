@@ -59,6 +59,9 @@
     (i32.div_s (local.get 0) (local.get 1)))
   (func (export "grow") (param i32) (result i32)
     (memory.grow (local.get 0)))
+  ;; recurses until the engine's stack limit traps
+  (func $recurse (export "recurse") (param i32) (result i32)
+    (i32.add (i32.const 1) (call $recurse (local.get 0))))
 
   (func (export "spin") (loop $l (br $l)))
   (func (export "spin_host") (loop $l (call $nop) (br $l)))
