@@ -1691,7 +1691,7 @@ done:
 }
 
 
-void
+NGX_PW_HOT void
 ngx_http_pw_callouts_cancel(ngx_http_pw_fctx_t *f)
 {
     ngx_queue_t         *q, *next;

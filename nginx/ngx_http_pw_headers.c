@@ -7,6 +7,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_pw.h"
 #include "ngx_http_pw_headers.h"
 
 
@@ -281,7 +282,7 @@ ngx_http_pw_headers_get(ngx_http_request_t *r, ngx_uint_t response,
 /* The number of elements of an ngx_list_t of ngx_table_elt_t; with
  * hashed, only those whose hash is not 0 (nginx's mark of a removed
  * header). */
-static ngx_uint_t
+NGX_PW_HOT static ngx_uint_t
 ngx_http_pw_list_count(ngx_list_t *list, ngx_uint_t hashed)
 {
     ngx_uint_t        i, n;
@@ -313,7 +314,7 @@ ngx_http_pw_list_count(ngx_list_t *list, ngx_uint_t hashed)
  * the walk's: keep the two in step (tests/nginx/test_response_order.py
  * checks the count against the pairs).
  */
-ngx_uint_t
+NGX_PW_HOT ngx_uint_t
 ngx_http_pw_headers_count(ngx_http_request_t *r, ngx_uint_t response)
 {
     ngx_http_headers_out_t  *ho;
@@ -666,7 +667,7 @@ ngx_http_pw_emit(ngx_http_pw_walk_t *w, u_char *key, size_t len,
 /* ---- writing: the shared entry points ------------------------------- */
 
 
-ngx_int_t
+NGX_PW_HOT ngx_int_t
 ngx_http_pw_headers_add(ngx_http_request_t *r, ngx_uint_t response,
     pw_str_t key, pw_str_t value)
 {
@@ -871,7 +872,7 @@ ngx_http_pw_elt_is(ngx_table_elt_t *h, pw_str_t key)
  * would split the header block sent upstream or to the client.
  */
 
-static ngx_int_t
+NGX_PW_HOT static ngx_int_t
 ngx_http_pw_check(ngx_uint_t response, pw_str_t key, pw_str_t value)
 {
     u_char      c;
@@ -971,7 +972,7 @@ static const u_char  ngx_http_pw_lc[256] = {
 };
 
 
-static ngx_int_t
+NGX_PW_HOT static ngx_int_t
 ngx_http_pw_token(pw_str_t s)
 {
     size_t  i;
@@ -1118,7 +1119,7 @@ ngx_http_pw_copy(ngx_pool_t *pool, pw_str_t s)
 }
 
 
-static ngx_table_elt_t *
+NGX_PW_HOT static ngx_table_elt_t *
 ngx_http_pw_push(ngx_pool_t *pool, ngx_list_t *list, pw_str_t key,
     pw_str_t value, ngx_uint_t response)
 {
@@ -1655,7 +1656,7 @@ ngx_http_pw_remove_dots(u_char *uri, size_t len)
 /* ---- writing: the response ------------------------------------------ */
 
 
-static ngx_http_pw_out_field_t *
+NGX_PW_HOT static ngx_http_pw_out_field_t *
 ngx_http_pw_out_field(pw_str_t key)
 {
     u_char                    c;
@@ -1813,7 +1814,7 @@ ngx_http_pw_out_clear(ngx_http_request_t *r, pw_str_t key, ngx_uint_t hide)
 }
 
 
-static ngx_int_t
+NGX_PW_HOT static ngx_int_t
 ngx_http_pw_out_add(ngx_http_request_t *r, pw_str_t key, pw_str_t value,
     ngx_uint_t replace)
 {

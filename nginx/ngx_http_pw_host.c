@@ -380,7 +380,7 @@ ngx_http_pw_map_set_pairs(const pw_hctx_t *c, pw_map_type_t t,
 }
 
 
-static int
+NGX_PW_HOT static int
 ngx_http_pw_map_add(const pw_hctx_t *c, pw_map_type_t t, pw_str_t key,
     pw_str_t value)
 {

@@ -309,7 +309,7 @@ ngx_http_pw_body_splice(ngx_http_pw_fctx_t *f, size_t start, size_t size,
 /* ---- request context ---- */
 
 
-static void
+NGX_PW_HOT static void
 ngx_http_pw_free_streams(ngx_http_pw_ctx_t *ctx)
 {
     ngx_uint_t           i;
@@ -366,7 +366,7 @@ ngx_http_pw_free_streams(ngx_http_pw_ctx_t *ctx)
 }
 
 
-static void
+NGX_PW_HOT static void
 ngx_http_pw_cleanup(void *data)
 {
     ngx_http_pw_free_streams(data);
@@ -426,7 +426,7 @@ ngx_http_pw_fail(ngx_http_pw_fctx_t *f)
 }
 
 
-static ngx_http_pw_ctx_t *
+NGX_PW_HOT static ngx_http_pw_ctx_t *
 ngx_http_pw_create_ctx(ngx_http_request_t *r, ngx_http_pw_loc_conf_t *plcf)
 {
     ngx_uint_t             i, j, per_request;
@@ -518,7 +518,7 @@ ngx_http_pw_create_ctx(ngx_http_request_t *r, ngx_http_pw_loc_conf_t *plcf)
 
 /* Whether a live filter's plugin has one of the callbacks `hooks`
  * (PW_HOOK_*): those of a body and its trailers, say. */
-static ngx_uint_t
+NGX_PW_HOT static ngx_uint_t
 ngx_http_pw_any_hook(ngx_http_pw_ctx_t *ctx, unsigned hooks)
 {
     ngx_uint_t           i;
@@ -537,7 +537,7 @@ ngx_http_pw_any_hook(ngx_http_pw_ctx_t *ctx, unsigned hooks)
 }
 
 
-static ngx_uint_t
+NGX_PW_HOT static ngx_uint_t
 ngx_http_pw_live(ngx_http_pw_ctx_t *ctx)
 {
     ngx_uint_t  i;
@@ -554,7 +554,7 @@ ngx_http_pw_live(ngx_http_pw_ctx_t *ctx)
 
 /* After a call into f's plugin: failures become the policy's result,
  * requests of the plugin (local response, close) come next. */
-static ngx_uint_t
+NGX_PW_HOT static ngx_uint_t
 ngx_http_pw_after_call(ngx_http_pw_fctx_t *f, int rc)
 {
     ngx_http_pw_ctx_t  *ctx = f->ctx;
@@ -633,7 +633,7 @@ ngx_http_pw_post_resume(ngx_http_pw_ctx_t *ctx)
 }
 
 
-static ngx_uint_t
+NGX_PW_HOT static ngx_uint_t
 ngx_http_pw_has_body(ngx_http_request_t *r)
 {
     return r->headers_in.content_length_n > 0 || r->headers_in.chunked;
@@ -1177,7 +1177,7 @@ ngx_http_pw_resume_request_body(ngx_http_request_t *r,
 /* ---- the rewrite phase ---- */
 
 
-static ngx_int_t
+NGX_PW_HOT static ngx_int_t
 ngx_http_pw_rewrite_handler(ngx_http_request_t *r)
 {
     ngx_int_t                rc;
@@ -1404,7 +1404,7 @@ ngx_http_pw_send_local(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
 
 /* Run the headers callbacks of the chain from step ctx->next: the request
  * chain in order, the response chain in reverse. */
-static ngx_uint_t
+NGX_PW_HOT static ngx_uint_t
 ngx_http_pw_run_headers(ngx_http_pw_ctx_t *ctx, ngx_uint_t response)
 {
     int                  rc;
@@ -1508,7 +1508,7 @@ ngx_http_pw_fail_response(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx)
 
 
 /* The response headers went through the chain: send them on. */
-static ngx_int_t
+NGX_PW_HOT static ngx_int_t
 ngx_http_pw_response_headers_out(ngx_http_request_t *r,
     ngx_http_pw_ctx_t *ctx)
 {
@@ -1544,7 +1544,7 @@ ngx_http_pw_hold_response_headers(ngx_http_pw_ctx_t *ctx)
 }
 
 
-static ngx_int_t
+NGX_PW_HOT static ngx_int_t
 ngx_http_pw_header_filter(ngx_http_request_t *r)
 {
     ngx_uint_t               res;
@@ -1976,7 +1976,7 @@ ngx_http_pw_response_first(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
 }
 
 
-static ngx_int_t
+NGX_PW_HOT static ngx_int_t
 ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     u_char             *data;
@@ -2230,7 +2230,7 @@ ngx_http_pw_resume_handler(ngx_event_t *ev)
 /* ---- log phase ---- */
 
 
-static ngx_int_t
+NGX_PW_HOT static ngx_int_t
 ngx_http_pw_log_handler(ngx_http_request_t *r)
 {
     ngx_http_pw_ctx_t  *ctx;

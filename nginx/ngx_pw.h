@@ -14,6 +14,9 @@
 #include <ngx_http.h>
 #include <pw/pw.h>
 
+/* On every request's path: gathered in .text.hot (see PW__HOT). */
+#define NGX_PW_HOT  __attribute__((hot))
+
 typedef struct ngx_pw_module_s      ngx_pw_module_t;
 typedef struct ngx_pw_plugin_conf_s ngx_pw_plugin_conf_t;
 typedef struct ngx_pw_instance_s    ngx_pw_instance_t;

@@ -1544,7 +1544,7 @@ ngx_pw_instance_destroy(ngx_pw_instance_t *inst)
 }
 
 
-ngx_pw_instance_t *
+NGX_PW_HOT ngx_pw_instance_t *
 ngx_pw_instance_acquire(ngx_pw_module_t *m, ngx_uint_t per_request,
     ngx_log_t *log)
 {
@@ -1603,7 +1603,7 @@ ngx_pw_instance_take_ref(ngx_pw_instance_t *inst)
 }
 
 
-void
+NGX_PW_HOT void
 ngx_pw_instance_release(ngx_pw_instance_t *inst)
 {
     if (--inst->refs == 0) {

@@ -541,7 +541,7 @@ pw__batch_call_seq(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
 }
 
 /* Sequence k of the linked batch module (engines with wasm-to-wasm links). */
-int
+PW__HOT int
 pw__batch_call_linked(pw_vm_t *vm, pw__ctx_t *ctx, pw__batch_kind_t k,
     const uint32_t *args, uint32_t *res)
 {

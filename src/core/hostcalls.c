@@ -677,7 +677,7 @@ pw__map_write_args(pw__hc_t *hc, const pw_val_t *a, int has_value,
     return PW_STATUS_OK;
 }
 
-static int
+PW__HOT static int
 pw__hc_add_header_map_value(pw__hc_t *hc, const pw_val_t *a)
 {
     pw_str_t key, val;
@@ -1880,7 +1880,7 @@ pw__shim_mem(pw__pending_t *pd, const pw_val_t *pages, pw__hc_t *hc)
     return 1;
 }
 
-int
+PW__HOT int
 pw__shim_fast(void *fn_data, pw_einstance_t *inst, const pw_val_t *args,
     pw_val_t *results, const char **trap_msg)
 {

@@ -167,7 +167,7 @@ pw__ctx_bucket(const pw_vm_t *vm, uint32_t id)
     return (id * 2654435761u) & (vm->ctxs_cap - 1);
 }
 
-static int
+PW__HOT static int
 pw__ctx_add(pw_vm_t *vm, pw__ctx_t *ctx)
 {
     pw__ctx_t **nt, *c, *next;
@@ -296,7 +296,7 @@ pw__enter_inline(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst,
     return rc;
 }
 
-int
+PW__HOT int
 pw__enter(pw_vm_t *vm, pw__ctx_t *ctx, pw_einstance_t *inst, pw_efunc_t *fn,
     const uint32_t *args, size_t n, int nres, uint32_t *res, int *in_alloc)
 {
@@ -1322,7 +1322,7 @@ pw_plugin_foreign_function(pw_plugin_t *p, uint32_t function_id,
 
 /* ---- streams ---- */
 
-int
+PW__HOT int
 pw_stream_new(pw_plugin_t *p, pw_stream_kind_t kind, void *host_data,
     pw_stream_t **out)
 {
@@ -1392,7 +1392,7 @@ pw__stream_ensure(pw_stream_t *s)
  * meanwhile (pw__ctx_add). Those still waiting when the VM ends or fails
  * are dropped with the instance, as is everything the SDK kept.
  */
-static void
+PW__HOT static void
 pw__stream_delete(pw_vm_t *vm, pw__ctx_t *ctx, uint32_t id)
 {
     if (vm->batch_n[PW__BATCH_DELETES] == 0) {
@@ -1407,7 +1407,7 @@ pw__stream_delete(pw_vm_t *vm, pw__ctx_t *ctx, uint32_t id)
     }
 }
 
-void
+PW__HOT void
 pw_stream_free(pw_stream_t *s)
 {
     pw_plugin_t *p = s->plugin;
@@ -1469,7 +1469,7 @@ pw_stream_free(pw_stream_t *s)
  * Whether a hook without a callback would run nothing else either: the
  * stream has started, or starts lazily (and the VM has not failed).
  */
-static int
+PW__HOT static int
 pw__stream_quiet(const pw_stream_t *s)
 {
     const pw_vm_t *vm = s->plugin->vm;
@@ -1486,7 +1486,7 @@ pw__stream_quiet(const pw_stream_t *s)
  * (a quiet on_delete runs no plugin code); a trap in it fails the VM,
  * naming proxy_on_delete, and so this opening.
  */
-static int
+PW__HOT static int
 pw__stream_open(pw_vm_t *vm, pw_stream_t *s, pw__batch_kind_t kind,
     uint32_t *args, uint32_t *res)
 {
@@ -1506,7 +1506,7 @@ pw__stream_open(pw_vm_t *vm, pw_stream_t *s, pw__batch_kind_t kind,
     return pw__batch_call(vm, &s->ctx, dk, args, res);
 }
 
-static int
+PW__HOT static int
 pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
     size_t nrest, pw_action_t *action)
 {
@@ -1560,7 +1560,7 @@ pw__stream_hook(pw_stream_t *s, pw__cb_t cb, const uint32_t *rest,
     return rc;
 }
 
-int
+PW__HOT int
 pw_http_request_headers(pw_stream_t *s, uint32_t nheaders, int eos,
     pw_action_t *action)
 {
@@ -1584,7 +1584,7 @@ pw_http_request_trailers(pw_stream_t *s, uint32_t ntrailers,
                            action);
 }
 
-int
+PW__HOT int
 pw_http_response_headers(pw_stream_t *s, uint32_t nheaders, int eos,
     pw_action_t *action)
 {
@@ -1600,13 +1600,13 @@ pw_http_response_body(pw_stream_t *s, uint32_t size, int eos,
     return pw__stream_hook(s, PW__CB_ON_RESPONSE_BODY, a, 2, action);
 }
 
-unsigned
+PW__HOT unsigned
 pw_stream_hooks(const pw_stream_t *s)
 {
     return s->plugin->vm->hooks;
 }
 
-int
+PW__HOT int
 pw_stream_skips(const pw_stream_t *s, unsigned hook)
 {
     return !(s->plugin->vm->hooks & hook) && pw__stream_quiet(s);

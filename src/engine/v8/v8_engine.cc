@@ -2025,7 +2025,8 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
  * arguments become Smis straight from args, with no pw_val_t in between
  * (here or in the caller) and no per-argument kind check.
  */
-static int
+/* every callback's entry: in .text.hot with the rest of the path */
+__attribute__((hot)) static int
 pw__v8_call_i32(pw_einstance_t *inst, pw_efunc_t *fn, const uint32_t *args,
     size_t nargs, uint32_t *result, pw_trap_t *trap)
 {
