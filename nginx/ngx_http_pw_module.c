@@ -19,6 +19,8 @@
 
 /* off the per-request path: placed apart, so the hot code is denser */
 #define NGX_HTTP_PW_COLD  __attribute__((cold))
+/* out of line: a caller's fast path then saves no registers for it */
+#define NGX_HTTP_PW_APART __attribute__((noinline))
 
 
 /* r->buffered has 4 bits, all taken by nginx's own filters; the image
@@ -50,6 +52,8 @@ static void ngx_http_pw_hold_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_pw_send_local(ngx_http_request_t *r,
     ngx_http_pw_ctx_t *ctx);
 static ngx_uint_t ngx_http_pw_first_with_body(ngx_http_pw_ctx_t *ctx);
+static ngx_int_t ngx_http_pw_body_run(ngx_http_request_t *r,
+    ngx_http_pw_ctx_t *ctx, ngx_chain_t *in);
 static ngx_uint_t ngx_http_pw_run_headers(ngx_http_pw_ctx_t *ctx,
     ngx_uint_t response);
 
@@ -1976,14 +1980,14 @@ ngx_http_pw_response_first(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
 }
 
 
+/*
+ * The body filter. Most responses pass through it untouched (no plugin
+ * of the chain reads bodies: resp_done from the header filter), so that
+ * test comes first, in a frame of its own, before the rest's.
+ */
 NGX_PW_HOT static ngx_int_t
 ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    u_char             *data;
-    size_t              len;
-    ngx_int_t           rc;
-    ngx_uint_t          eos, flush;
-    ngx_chain_t        *cl;
     ngx_http_pw_ctx_t  *ctx;
 
     if (r != r->main) {
@@ -1991,9 +1995,25 @@ ngx_http_pw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_pw_module);
-    if (ctx == NULL || !ctx->resp_started) {
+    if (ctx == NULL || !ctx->resp_started
+        || (ctx->resp_done && !ctx->resp_discard))
+    {
         return ngx_http_next_body_filter(r, in);
     }
+
+    return ngx_http_pw_body_run(r, ctx, in);
+}
+
+
+static NGX_HTTP_PW_APART ngx_int_t
+ngx_http_pw_body_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    u_char             *data;
+    size_t              len;
+    ngx_int_t           rc;
+    ngx_uint_t          eos, flush;
+    ngx_chain_t        *cl;
 
     if (ctx->resp_discard) {
         ngx_http_pw_consume(in);
