@@ -2020,9 +2020,10 @@ ngx_http_pw_body_run(ngx_http_request_t *r, ngx_http_pw_ctx_t *ctx,
         return NGX_OK;
     }
 
-    if (ctx->resp_done || (!ctx->resp_headers_held && !ngx_http_pw_live(ctx)
-                           && ctx->waiting == NGX_HTTP_PW_WAIT_NONE
-                           && !ctx->resp_headers_deferred))
+    /* (resp_done went through in ngx_http_pw_body_filter) */
+    if (!ctx->resp_headers_held && !ngx_http_pw_live(ctx)
+        && ctx->waiting == NGX_HTTP_PW_WAIT_NONE
+        && !ctx->resp_headers_deferred)
     {
         return ngx_http_next_body_filter(r, in);
     }

@@ -669,12 +669,10 @@ pw__v8_copy_str(v8::Isolate *isolate, v8::Local<v8::Value> v, char *buf,
 /* The exception's text, "RuntimeError: unreachable" and the like. */
 static void
 pw__v8_exception_msg(v8::Isolate *isolate, v8::Local<v8::Context> ctx,
-    v8::TryCatch *tc, char *buf, size_t len)
+    v8::Local<v8::Value> exc, char *buf, size_t len)
 {
-    v8::Local<v8::Value> exc;
     v8::Local<v8::String> s;
 
-    exc = tc->Exception();
     if (exc.IsEmpty() || !exc->ToString(ctx).ToLocal(&s)) {
         snprintf(buf, len, "unknown exception");
         return;
@@ -1006,7 +1004,6 @@ pw__v8_on_message(v8::Local<v8::Message> msg, v8::Local<v8::Value> exc)
     pw_engine_t *engine = pw__v8_thread_engine;
     v8::Isolate *isolate = msg->GetIsolate();
     v8::Local<v8::Context> ctx;
-    v8::Local<v8::String> s;
     pw_trap_t *trap;
 
     if (engine == NULL || engine->isolate != isolate
@@ -1021,11 +1018,8 @@ pw__v8_on_message(v8::Local<v8::Message> msg, v8::Local<v8::Value> exc)
     }
     v8::HandleScope hs(isolate);
     ctx = pw__v8_borrow(engine->context);
-    if (exc.IsEmpty() || !exc->ToString(ctx).ToLocal(&s)) {
-        snprintf(trap->message, sizeof(trap->message), "unknown exception");
-    } else {
-        pw__v8_copy_str(isolate, s, trap->message, sizeof(trap->message));
-    }
+    pw__v8_exception_msg(isolate, ctx, exc, trap->message,
+                         sizeof(trap->message));
     pw__v8_backtrace(isolate, ctx, exc, trap->backtrace,
                      sizeof(trap->backtrace));
 }
@@ -1182,7 +1176,8 @@ pw__v8_compile(pw_engine_t *engine, const uint8_t *bytes, size_t len,
             v8::MemorySpan<const uint8_t>(bytes, len)).ToLocal(&m))
     {
         if (tc.HasCaught()) {
-            pw__v8_exception_msg(isolate, engine->context.Get(isolate), &tc,
+            pw__v8_exception_msg(isolate, engine->context.Get(isolate),
+                                 tc.Exception(),
                                  err, errlen);
         } else {
             snprintf(err, errlen, "cannot compile the module");
@@ -1642,7 +1637,8 @@ pw__v8_instantiate(pw_emodule_t *mod, const pw_import_t *imports,
                 snprintf(err, errlen, "terminated");
                 rc = PW_EINTERRUPTED;
             } else {
-                pw__v8_exception_msg(isolate, ctx, &tc, err, errlen);
+                pw__v8_exception_msg(isolate, ctx, tc.Exception(), err,
+                                     errlen);
                 rc = strncmp(err, "LinkError", 9) == 0 ? PW_ELINK
                      : strncmp(err, "RuntimeError", 12) == 0 ? PW_ETRAP
                      : PW_EENGINE;
@@ -1796,7 +1792,7 @@ pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
     const char *host_trap;
     uint64_t gen, prev;
     size_t i;
-    int rc, outer, top, watched, claimed, ok, host_term, handles;
+    int rc, outer, top, watched, claimed, ok, host_term, handles, term;
 
     /*
      * An i32 is a Smi when Smis have 32 bits: a Local is a pointer to a
@@ -1807,11 +1803,15 @@ pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
     argv = reinterpret_cast<v8::Local<v8::Value> *>(argv_buf);
     handles = 0;
     if (i32) {
-        /* call_i32 checked the signature; Smis have 32 bits there */
+        /* call_i32 checked the signature */
         for (i = 0; i < nargs; i++) {
-            smis[i] = v8::internal::IntToSmi((int32_t) args32[i]);
-            reinterpret_cast<v8::internal::Address **>(argv_buf)[i] =
-                &smis[i];
+            if (v8::internal::SmiValuesAre32Bits()) {
+                smis[i] = v8::internal::IntToSmi((int32_t) args32[i]);
+                reinterpret_cast<v8::internal::Address **>(argv_buf)[i] =
+                    &smis[i];
+            } else {
+                handles = 1;
+            }
         }
     } else {
         for (i = 0; i < nargs; i++) {
@@ -1851,7 +1851,12 @@ pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
     ctx = pw__v8_borrow(engine->context);
 
     for (i = 0; handles && i < nargs; i++) {
-        if (!v8::internal::SmiValuesAre32Bits() || args[i].kind != PW_I32) {
+        if (i32) {
+            new (&argv[i]) v8::Local<v8::Value>(
+                v8::Integer::New(isolate, (int32_t) args32[i]));
+        } else if (!v8::internal::SmiValuesAre32Bits()
+                   || args[i].kind != PW_I32)
+        {
             new (&argv[i]) v8::Local<v8::Value>(pw__v8_to_js(isolate,
                                                              &args[i]));
         }
@@ -1920,27 +1925,29 @@ pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
 
     rc = PW_OK;
     if (!ok) {
+        /*
+         * A terminate throws nothing a listener sees. An exception's
+         * message and frames: the listener wrote them for an outer call,
+         * here from the TryCatch for a nested one.
+         */
+        term = top ? !engine->outer_caught : tc.get()->HasTerminated();
+        if (trap != NULL && !top && !term) {
+            pw__v8_exception_msg(isolate, ctx, tc.get()->Exception(),
+                                 trap->message, sizeof(trap->message));
+            pw__v8_backtrace(isolate, ctx, tc.get()->Exception(),
+                             trap->backtrace, sizeof(trap->backtrace));
+        }
         if (host_trap != NULL) {
-            /*
-             * The host's, even when it terminated the guest to stop it; the
-             * guest's frames when it threw (the listener's, when outer).
-             */
+            /* the host's, even when it terminated the guest to stop it */
             rc = PW_ETRAP;
             if (trap != NULL) {
                 snprintf(trap->message, sizeof(trap->message), "%s",
                          host_trap);
-                if (top ? !engine->outer_caught
-                        : tc.get()->HasTerminated())
-                {
+                if (term) {
                     trap->backtrace[0] = '\0';
-                } else if (!top) {
-                    pw__v8_backtrace(isolate, ctx, tc.get()->Exception(),
-                                     trap->backtrace,
-                                     sizeof(trap->backtrace));
                 }
             }
-        } else if (top ? !engine->outer_caught : tc.get()->HasTerminated()) {
-            /* a terminate: no exception, nothing reported */
+        } else if (term) {
             rc = PW_EINTERRUPTED;
             if (trap != NULL) {
                 snprintf(trap->message, sizeof(trap->message),
@@ -1948,14 +1955,7 @@ pw__v8_enter(pw_einstance_t *inst, pw_efunc_t *fn, int i32,
                 trap->backtrace[0] = '\0';
             }
         } else {
-            /* outer: the listener has filled *trap already */
             rc = PW_ETRAP;
-            if (trap != NULL && !top) {
-                pw__v8_exception_msg(isolate, ctx, tc.get(), trap->message,
-                                     sizeof(trap->message));
-                pw__v8_backtrace(isolate, ctx, tc.get()->Exception(),
-                                 trap->backtrace, sizeof(trap->backtrace));
-            }
         }
 
     } else if (host_trap != NULL) {
@@ -2023,35 +2023,17 @@ pw__v8_call(pw_einstance_t *inst, pw_efunc_t *fn, const pw_val_t *args,
 /*
  * All-i32 functions (every Proxy-Wasm callback, the batch's): the
  * arguments become Smis straight from args, with no pw_val_t in between
- * (here or in the caller) and no per-argument kind check.
+ * (here or in the caller) and no per-argument kind check. Every
+ * callback's entry: in .text.hot with the rest of the request's path.
  */
-/* every callback's entry: in .text.hot with the rest of the path */
 __attribute__((hot)) static int
 pw__v8_call_i32(pw_einstance_t *inst, pw_efunc_t *fn, const uint32_t *args,
     size_t nargs, uint32_t *result, pw_trap_t *trap)
 {
-    pw_val_t a[PW_SIG_MAX], r;
-    size_t i;
-    int rc;
-
     if (!fn->i32_only || nargs != fn->nparams
         || (result != NULL) != (fn->nresults != 0))
     {
         return PW_EINVAL;
-    }
-    if (!v8::internal::SmiValuesAre32Bits()) {
-        /* 31-bit Smis (pointer compression): not every i32 is one */
-        for (i = 0; i < nargs; i++) {
-            a[i].kind = PW_I32;
-            a[i].of.i32 = (int32_t) args[i];
-        }
-        r.kind = PW_I32;
-        rc = pw__v8_enter(inst, fn, 0, a, NULL, nargs, &r, fn->nresults,
-                          NULL, trap);
-        if (rc == PW_OK && result != NULL) {
-            *result = (uint32_t) r.of.i32;
-        }
-        return rc;
     }
     return pw__v8_enter(inst, fn, 1, NULL, args, nargs, NULL, 0, result,
                         trap);
